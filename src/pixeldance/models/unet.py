@@ -1,0 +1,367 @@
+"""PixelDanceUNet: the 3D UNet denoiser of PixelDance (Zeng et al., CVPR 2024, sec. 3.1).
+
+A Stable Diffusion 2D UNet (ResNet blocks with a timestep embedding, transformer blocks with
+self-attention, cross-attention to text and feed-forward, down/up-sampling, skip connections)
+made 3D by a temporal convolution after each 2D convolution of the ResNet blocks and a
+bidirectional temporal attention after each 2D attention block. With one frame the temporal
+layers are skipped, so images and videos train in one network.
+
+Input ``sample`` is ``(B, 2C, F, H, W)``: the noisy latent z_t concatenated on the channel axis
+with the image instructions c_image (paper, eq. 2); output ``.sample`` is ``(B, C, F, H, W)``.
+A 4-D ``(B, 2C, H, W)`` input is an image and gives a 4-D output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from einops import rearrange
+from torch import nn
+
+from .layers import (
+    Downsample,
+    ResBlock,
+    SpatialTransformer,
+    TemporalAttention,
+    Upsample,
+    _checkpointed,
+)
+
+DOWN_BLOCK_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
+UP_BLOCK_TYPES = ("UpBlock2D", "CrossAttnUpBlock2D")
+
+
+@dataclass
+class PixelDanceUNetOutput(BaseOutput):
+    """``sample``: ``(B, C, F, H, W)`` (or ``(B, C, H, W)`` for a 4-D input)."""
+
+    sample: torch.Tensor
+
+
+class UNetBlock(nn.Module):
+    """One resolution level: ResBlocks, each optionally followed by a spatial transformer and a
+    temporal attention, then an optional down- or up-sampler.
+
+    Down blocks return their output and every intermediate state (the skip connections); up
+    blocks concatenate one skip state before each ResBlock.
+    """
+
+    def __init__(
+        self,
+        resnet_channels: list[tuple[int, int]],
+        temb_channels: int,
+        attention: bool,
+        num_heads: int,
+        cross_attention_dim: int,
+        transformer_layers: int,
+        norm_num_groups: int,
+        norm_eps: float,
+        use_linear_projection: bool,
+        downsample: bool = False,
+        upsample: bool = False,
+    ):
+        super().__init__()
+        out_channels = resnet_channels[-1][1]
+        self.resnets = nn.ModuleList(
+            ResBlock(cin, cout, temb_channels, norm_num_groups, norm_eps)
+            for cin, cout in resnet_channels
+        )
+        self.attentions = nn.ModuleList()
+        self.temp_attentions = nn.ModuleList()
+        if attention:
+            for _, cout in resnet_channels:
+                self.attentions.append(
+                    SpatialTransformer(
+                        cout,
+                        num_heads,
+                        cross_attention_dim,
+                        transformer_layers,
+                        norm_num_groups,
+                        use_linear_projection,
+                    )
+                )
+                self.temp_attentions.append(TemporalAttention(cout, num_heads, norm_num_groups))
+        self.downsamplers = nn.ModuleList([Downsample(out_channels)] if downsample else [])
+        self.upsamplers = nn.ModuleList([Upsample(out_channels)] if upsample else [])
+        self.gradient_checkpointing = False
+
+    def _layer(self, i: int, x, temb, context, num_frames: int):
+        x = _checkpointed(self, self.resnets[i], x, temb, num_frames)
+        if self.attentions:
+            x = _checkpointed(self, self.attentions[i], x, context)
+            if num_frames > 1:
+                x = _checkpointed(self, self.temp_attentions[i], x, num_frames)
+        return x
+
+    def down(self, x, temb, context, num_frames: int):
+        states = []
+        for i in range(len(self.resnets)):
+            x = self._layer(i, x, temb, context, num_frames)
+            states.append(x)
+        for down in self.downsamplers:
+            x = down(x)
+            states.append(x)
+        return x, states
+
+    def up(self, x, skips: list[torch.Tensor], temb, context, num_frames: int, size=None):
+        for i in range(len(self.resnets)):
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = self._layer(i, x, temb, context, num_frames)
+        for up in self.upsamplers:
+            x = up(x, size)
+        return x
+
+
+class MidBlock(nn.Module):
+    """ResBlock, spatial transformer, temporal attention, ResBlock (SD's mid block + time)."""
+
+    def __init__(
+        self,
+        channels,
+        temb_channels,
+        num_heads,
+        cross_attention_dim,
+        transformer_layers,
+        norm_num_groups,
+        norm_eps,
+        use_linear_projection,
+    ):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResBlock(channels, channels, temb_channels, norm_num_groups, norm_eps) for _ in range(2)
+        )
+        self.attentions = nn.ModuleList(
+            [
+                SpatialTransformer(
+                    channels,
+                    num_heads,
+                    cross_attention_dim,
+                    transformer_layers,
+                    norm_num_groups,
+                    use_linear_projection,
+                )
+            ]
+        )
+        self.temp_attentions = nn.ModuleList(
+            [TemporalAttention(channels, num_heads, norm_num_groups)]
+        )
+        self.gradient_checkpointing = False
+
+    def forward(self, x, temb, context, num_frames: int):
+        x = _checkpointed(self, self.resnets[0], x, temb, num_frames)
+        x = _checkpointed(self, self.attentions[0], x, context)
+        if num_frames > 1:
+            x = _checkpointed(self, self.temp_attentions[0], x, num_frames)
+        return _checkpointed(self, self.resnets[1], x, temb, num_frames)
+
+
+def _per_block(value, n: int, name: str) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries but there are {n} blocks")
+    return values
+
+
+class PixelDanceUNet(ModelMixin, ConfigMixin):
+    """The PixelDance 3D UNet. Argument names follow diffusers' ``UNet2DConditionModel``.
+
+    Args:
+        in_channels: channels of ``sample`` = latent channels + c_image channels (2C; paper
+            eq. 2 concatenates z_t with c_image along the channel axis).
+        out_channels: latent channels C predicted per frame.
+        down_block_types / up_block_types: per level, ``"CrossAttnDownBlock2D"`` (attention) or
+            ``"DownBlock2D"`` (none); up blocks mirror them in reverse order.
+        block_out_channels: width per level.
+        layers_per_block: ResBlocks per down level (up levels get one more).
+        cross_attention_dim: width of the text states used as keys/values.
+        attention_head_dim / num_attention_heads: heads per level. As in diffusers, when
+            ``num_attention_heads`` is None, ``attention_head_dim`` is read as the number of
+            heads (the Stable Diffusion configs are written that way).
+        transformer_layers_per_block: transformer blocks per spatial attention.
+        use_linear_projection: linear instead of 1x1 conv in/out projections (SD 2.x).
+        norm_num_groups, norm_eps: GroupNorm settings.
+        flip_sin_to_cos, freq_shift: timestep embedding settings (SD: True, 0).
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 8,
+        out_channels: int = 4,
+        down_block_types: tuple[str, ...] = ("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types: tuple[str, ...] = ("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels: tuple[int, ...] = (32, 64),
+        layers_per_block: int | tuple[int, ...] = 1,
+        cross_attention_dim: int = 32,
+        attention_head_dim: int | tuple[int, ...] = 4,
+        num_attention_heads: int | tuple[int, ...] | None = None,
+        transformer_layers_per_block: int | tuple[int, ...] = 1,
+        use_linear_projection: bool = False,
+        norm_num_groups: int = 8,
+        norm_eps: float = 1e-5,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+    ):
+        super().__init__()
+        n = len(block_out_channels)
+        if len(down_block_types) != n or len(up_block_types) != n:
+            raise ValueError(
+                "down_block_types, up_block_types and block_out_channels need one entry per level"
+            )
+        for t in down_block_types:
+            if t not in DOWN_BLOCK_TYPES:
+                raise ValueError(f"unknown down block type {t!r}; use one of {DOWN_BLOCK_TYPES}")
+        for t in up_block_types:
+            if t not in UP_BLOCK_TYPES:
+                raise ValueError(f"unknown up block type {t!r}; use one of {UP_BLOCK_TYPES}")
+        heads = _per_block(num_attention_heads or attention_head_dim, n, "attention heads")
+        layers = _per_block(layers_per_block, n, "layers_per_block")
+        tlayers = _per_block(transformer_layers_per_block, n, "transformer_layers_per_block")
+        temb_dim = block_out_channels[0] * 4
+        common = dict(
+            temb_channels=temb_dim,
+            cross_attention_dim=cross_attention_dim,
+            norm_num_groups=norm_num_groups,
+            norm_eps=norm_eps,
+            use_linear_projection=use_linear_projection,
+        )
+
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
+        self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
+        self.time_embedding = TimestepEmbedding(block_out_channels[0], temb_dim)
+
+        self.down_blocks = nn.ModuleList()
+        cout = block_out_channels[0]
+        for i, kind in enumerate(down_block_types):
+            cin, cout = cout, block_out_channels[i]
+            chans = [(cin if j == 0 else cout, cout) for j in range(layers[i])]
+            self.down_blocks.append(
+                UNetBlock(
+                    chans,
+                    attention=kind.startswith("CrossAttn"),
+                    num_heads=heads[i],
+                    transformer_layers=tlayers[i],
+                    downsample=i < n - 1,
+                    **common,
+                )
+            )
+
+        self.mid_block = MidBlock(
+            block_out_channels[-1], num_heads=heads[-1], transformer_layers=tlayers[-1], **common
+        )
+
+        rev_channels = list(reversed(block_out_channels))
+        rev_heads, rev_layers, rev_tlayers = heads[::-1], layers[::-1], tlayers[::-1]
+        self.up_blocks = nn.ModuleList()
+        cout = rev_channels[0]
+        for i, kind in enumerate(up_block_types):
+            prev, cout = cout, rev_channels[i]
+            skip_in = rev_channels[min(i + 1, n - 1)]
+            num = rev_layers[i] + 1
+            chans = [
+                ((prev if j == 0 else cout) + (skip_in if j == num - 1 else cout), cout)
+                for j in range(num)
+            ]
+            self.up_blocks.append(
+                UNetBlock(
+                    chans,
+                    attention=kind.startswith("CrossAttn"),
+                    num_heads=rev_heads[i],
+                    transformer_layers=rev_tlayers[i],
+                    upsample=i < n - 1,
+                    **common,
+                )
+            )
+
+        self.conv_norm_out = nn.GroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps)
+        self.conv_act = nn.SiLU()
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, 3, padding=1)
+
+    @property
+    def downsample_factor(self) -> int:
+        """H and W of ``sample`` must be multiples of this."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    def temporal_modules(self) -> list[nn.Module]:
+        from .layers import TemporalConv
+
+        return [m for m in self.modules() if isinstance(m, (TemporalConv, TemporalAttention))]
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        return_dict: bool = True,
+    ) -> PixelDanceUNetOutput | tuple[torch.Tensor]:
+        """Predict the diffusion target for every frame.
+
+        Args:
+            sample: ``(B, in_channels, F, H, W)`` = ``cat([z_t, c_image], dim=1)``, or a 4-D
+                ``(B, in_channels, H, W)`` image.
+            timestep: scalar or ``(B,)`` diffusion step.
+            encoder_hidden_states: ``(B, L, cross_attention_dim)`` text states.
+        """
+        image_input = sample.ndim == 4
+        if image_input:
+            sample = sample[:, :, None]
+        if sample.ndim != 5:
+            raise ValueError(
+                f"sample must be (B, C, F, H, W) or (B, C, H, W); got {tuple(sample.shape)}"
+            )
+        b, c, f, h, w = sample.shape
+        if c != self.config.in_channels:
+            raise ValueError(
+                f"sample has {c} channels but the UNet expects in_channels={self.config.in_channels}"
+            )
+        factor = self.downsample_factor
+        if h % factor or w % factor:
+            raise ValueError(f"latent height and width must be multiples of {factor}; got {h}x{w}")
+        if encoder_hidden_states.shape[0] != b:
+            raise ValueError("encoder_hidden_states batch size must match sample")
+
+        # 1. time embedding, one per clip, repeated for its frames: (B*F, T)
+        t = torch.as_tensor(timestep, device=sample.device)
+        t = t.expand(b) if t.ndim == 0 else t
+        temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
+        temb = temb.repeat_interleave(f, dim=0)
+        context = encoder_hidden_states.repeat_interleave(f, dim=0)  # (B*F, L, D)
+
+        # 2. frames as a batch of images
+        x = self.conv_in(rearrange(sample, "b c f h w -> (b f) c h w"))
+        skips = [x]
+        for block in self.down_blocks:
+            x, states = block.down(x, temb, context, f)
+            skips.extend(states)
+        x = self.mid_block(x, temb, context, f)
+        for i, block in enumerate(self.up_blocks):
+            block_skips = skips[-len(block.resnets) :]
+            del skips[-len(block.resnets) :]
+            size = skips[-1].shape[-2:] if skips and i < len(self.up_blocks) - 1 else None
+            x = block.up(x, block_skips, temb, context, f, size)
+        x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
+
+        out = rearrange(x, "(b f) c h w -> b c f h w", b=b)
+        if image_input:
+            out = out[:, :, 0]
+        if not return_dict:
+            return (out,)
+        return PixelDanceUNetOutput(sample=out)
+
+    @classmethod
+    def from_unet2d(cls, unet2d, in_channels: int | None = None, output_loading_info: bool = False):
+        """Build a PixelDanceUNet from a diffusers ``UNet2DConditionModel`` (SD 1.x / 2.x).
+
+        See :func:`pixeldance.models.inflate.inflate_unet2d`.
+        """
+        from .inflate import inflate_unet2d
+
+        model, info = inflate_unet2d(cls, unet2d, in_channels)
+        return (model, info) if output_loading_info else model
