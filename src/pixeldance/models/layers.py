@@ -54,7 +54,7 @@ class TemporalConv(nn.Module):
         y = F.silu(self.norm(x))
         # weight (C_out, C_in, 3) -> (3*C_out, C_in, 1, 1): taps for frames f-1, f, f+1
         kernel = self.conv.weight.permute(2, 0, 1).reshape(3 * c, c, 1, 1)
-        taps = F.conv2d(y, kernel).view(b, num_frames, 3, c, h, w)
+        taps = F.conv2d(y, kernel).reshape(b, num_frames, 3, c, h, w)
         out = taps[:, :, 1] + self.conv.bias.view(1, 1, c, 1, 1)  # (B, F, C, H, W)
         out[:, 1:] += taps[:, :-1, 0]  # frame f sees frame f-1 through tap 0
         out[:, :-1] += taps[:, 1:, 2]  # and frame f+1 through tap 2 (zero padding at ends)
