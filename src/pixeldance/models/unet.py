@@ -186,6 +186,8 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         use_linear_projection: linear instead of 1x1 conv in/out projections (SD 2.x).
         norm_num_groups, norm_eps: GroupNorm settings.
         flip_sin_to_cos, freq_shift: timestep embedding settings (SD: True, 0).
+        sample_size: the latent size (h, w) the model was trained at; pipelines use it as
+            their default output size. Informational only.
     """
 
     _supports_gradient_checkpointing = True
@@ -208,6 +210,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         norm_eps: float = 1e-5,
         flip_sin_to_cos: bool = True,
         freq_shift: int = 0,
+        sample_size: int | tuple[int, int] | None = None,
     ):
         super().__init__()
         n = len(block_out_channels)

@@ -1,0 +1,157 @@
+"""Reading images and writing videos, robustly and atomically.
+
+Frames at this edge are uint8 ``(F, H, W, 3)``. Every write goes to a temporary name in the
+destination folder and is renamed when complete, so a failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def read_image(
+    path: str | os.PathLike, background: tuple[int, int, int] = (255, 255, 255)
+) -> Image.Image:
+    """Open an image as RGB: EXIF orientation applied, transparency composited on ``background``.
+
+    Raises FileNotFoundError for a missing path and ValueError for a file that is not an image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"expected an image file, got a folder: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            image = ImageOps.exif_transpose(im)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"not a readable image: {path} ({err})") from err
+    return to_rgb(image, background)
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """RGB copy of any PIL image; alpha (RGBA, LA, P with transparency) is composited."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, background + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_frames(frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (F, H, W, 3); got {frames.dtype} {frames.shape}")
+    if len(frames) == 0:
+        raise ValueError("no frames to write")
+    return frames
+
+
+def write_mp4(frames, path: str | os.PathLike, fps: float = 8.0, crf: int = 18) -> Path:
+    """Write H.264 mp4 (yuv420p, playable everywhere). H and W must be even."""
+    import av
+
+    frames = _check_frames(frames)
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:
+        raise ValueError(f"H.264 yuv420p needs even height and width; got {h}x{w}")
+    from fractions import Fraction
+
+    rate = Fraction(fps).limit_denominator(1001)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": str(crf)}
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return Path(path)
+
+
+def write_gif(frames, path: str | os.PathLike, fps: float = 8.0) -> Path:
+    frames = _check_frames(frames)
+    images = [Image.fromarray(f) for f in frames]
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=int(round(1000 / fps)),
+            loop=0,
+        )
+    return Path(path)
+
+
+def write_png_frames(frames, folder: str | os.PathLike) -> Path:
+    """Write ``frame_00000.png``... into ``folder`` (made complete, then renamed into place)."""
+    frames = _check_frames(frames)
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"output folder exists: {folder}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Validate an output path before any work: a known suffix (.mp4, .gif) or a folder for PNGs."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES and path.suffix:
+        raise ValueError(
+            f"unknown output type {path.suffix!r}: use .mp4, .gif, or a folder name for PNG frames"
+        )
+    return path
+
+
+def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> Path:
+    """Write by suffix: ``.mp4`` (H.264), ``.gif``, or no suffix for a folder of PNG frames."""
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        return write_mp4(frames, path, fps)
+    if suffix == ".gif":
+        return write_gif(frames, path, fps)
+    return write_png_frames(frames, path)

@@ -1,0 +1,329 @@
+"""PixelDancePipeline: text + first frame + optional last frame -> video (paper, sec. 3.3).
+
+The UNet sees ``cat([z_t, c_image], dim=1)``. The last-frame instruction guides only the first
+``tau`` of the denoising steps and is zeroed for the rest (the tau rule); classifier-free
+guidance acts on the text, with c_image kept in both branches. Long videos chain clips: the
+last latent frame of clip k is the first-frame instruction of clip k+1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from .encoders import (
+    PromptEncoder,
+    decode_latents,
+    encode_frames,
+    latent_channels,
+    vae_scale_factor,
+)
+from .images import ImageInput, nearest_valid_sizes, prepare_images, to_output
+from .instructions import build_c_image, noise_instruction, without_last_frame
+
+
+@dataclass
+class PixelDancePipelineOutput(BaseOutput):
+    """``frames``: by ``output_type``: "pil" a list (batch) of lists of PIL images; "np" float
+    ``(B, F, H, W, 3)`` in [0, 1]; "pt" float ``(B, 3, F, H, W)`` in [0, 1]; "latent" the
+    latents ``(B, C, F, h, w)``. ``latents``: the final latents ``(B, C, F, h, w)``."""
+
+    frames: object
+    latents: torch.Tensor | None = None
+
+
+@dataclass
+class Shot:
+    """One shot of a long video: its own prompt, an optional last frame and tau."""
+
+    prompt: str
+    last_frame: ImageInput | None = None
+    tau: int | None = None
+    num_frames: int | None = None
+
+
+class PixelDancePipeline(DiffusionPipeline):
+    """Generate videos with PixelDance. Components: vae, text_encoder, tokenizer, unet, scheduler.
+
+    ``vae`` is an ``AutoencoderKL`` or a :class:`~pixeldance.models.codec.SpaceToDepthCodec`;
+    ``text_encoder``/``tokenizer`` any transformers text model (CLIP, T5, BERT-family);
+    ``scheduler`` any diffusers scheduler (DDIM, DPM-Solver++, Euler, ...).
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+        super().__init__()
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+        )
+        self._prompt_encoder = None
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        pe = self._prompt_encoder
+        if (
+            pe is None
+            or pe.text_encoder is not self.text_encoder
+            or pe.tokenizer is not self.tokenizer
+        ):
+            self._prompt_encoder = pe = PromptEncoder(self.text_encoder, self.tokenizer)
+        return pe
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return vae_scale_factor(self.vae)
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this (VAE and UNet down-sampling)."""
+        return self.vae_scale_factor * self.unet.downsample_factor
+
+    def default_size(self) -> tuple[int, int]:
+        size = self.unet.config.get("sample_size")
+        if size is None:
+            return 256, 256  # the paper's base resolution
+        h, w = (size, size) if isinstance(size, int) else size
+        return h * self.vae_scale_factor, w * self.vae_scale_factor
+
+    def check_size(self, height: int, width: int) -> None:
+        m = self.size_multiple
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value % m:
+                lo, hi = nearest_valid_sizes(value, m)
+                raise ValueError(
+                    f"{name}={value} is not a multiple of {m}; nearest valid sizes: {lo} or {hi}"
+                )
+
+    def encode_images(self, images, height: int, width: int, batch_size: int) -> torch.Tensor:
+        """Any image input -> scaled latents ``(B, C, h, w)``."""
+        pixels = prepare_images(images, height, width, batch_size)  # (B, 3, H, W) in [-1, 1]
+        device = self._execution_device
+        return encode_frames(self.vae, pixels[:, :, None].to(device))[:, :, 0]
+
+    def encode_prompts(
+        self, prompts: list[str], negative: list[str] | None, cfg: bool
+    ) -> torch.Tensor:
+        cond = self.prompt_encoder.encode(prompts)
+        if not cfg:
+            return cond
+        if negative is None:
+            uncond = self.prompt_encoder.empty(len(prompts))
+        else:
+            uncond = self.prompt_encoder.encode(negative)
+        return torch.cat([uncond, cond])
+
+    # ---------------------------------------------------------------- generation
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        first_frame: ImageInput | None = None,
+        last_frame: ImageInput | None = None,
+        tau: int = 25,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 5.0,
+        negative_prompt: str | list[str] | None = None,
+        num_frames: int = 16,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        instruction_noise: int = 0,
+        first_latent: torch.Tensor | None = None,
+        latents: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> PixelDancePipelineOutput | tuple:
+        """Generate a video.
+
+        Args:
+            prompt: text instruction (or a batch of them).
+            first_frame / last_frame: image instructions (PIL, numpy, tensor or path; any
+                size, resized to cover and centre-cropped). Without a first frame the model
+                starts from text alone.
+            tau: the last frame is in c_image for the first ``tau`` denoising steps and zeroed
+                for the rest (paper, sec. 3.3); 0 <= tau <= num_inference_steps.
+            num_inference_steps: denoising steps of ``scheduler``.
+            guidance_scale: classifier-free guidance on the text (1 disables it).
+            negative_prompt: replaces the empty prompt in the unconditional branch.
+            num_frames: F >= 2 (the paper trains 16).
+            height, width: pixels; multiples of ``size_multiple``. Default: the model's
+                training size, else 256.
+            generator: torch generator for reproducible noise.
+            output_type: "pil", "np", "pt" or "latent" (see PixelDancePipelineOutput).
+            callback: called as ``callback(step_index, timestep, latents)`` after each step.
+            instruction_noise: noise the instructions to this diffusion step, as in training
+                (0: none).
+            first_latent: the first-frame instruction as a latent ``(B, C, h, w)`` instead
+                of an image (used to chain clips without a decode/encode round trip).
+            latents: initial noise ``(B, C, F, h, w)``; drawn from ``generator`` if None.
+        """
+        # 1. check inputs
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ValueError("prompt must be a string or a non-empty list of strings")
+        negative = None
+        if negative_prompt is not None:
+            negative = (
+                [negative_prompt] * len(prompts)
+                if isinstance(negative_prompt, str)
+                else list(negative_prompt)
+            )
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(
+                f"num_inference_steps must be a positive integer, got {num_inference_steps!r}"
+            )
+        if not isinstance(num_frames, int) or num_frames < 2:
+            raise ValueError(f"num_frames must be an integer >= 2, got {num_frames!r}")
+        if (
+            not isinstance(tau, int)
+            or tau < 0
+            or (last_frame is not None and tau > num_inference_steps)
+        ):
+            raise ValueError(
+                f"tau must be an integer in [0, num_inference_steps={num_inference_steps}], got {tau!r}"
+            )
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(
+                f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}"
+            )
+        if height is None or width is None:
+            dh, dw = self.default_size()
+            height, width = height or dh, width or dw
+        self.check_size(height, width)
+        batch = len(prompts)
+        device = self._execution_device
+        dtype = self.unet.dtype
+        h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
+        c = latent_channels(self.vae)
+        cfg = guidance_scale > 1.0
+
+        # 2. text states, (2B, L, D) with the unconditional half first when guiding
+        text_states = self.encode_prompts(prompts, negative, cfg).to(dtype)
+
+        # 3. image instructions -> c_image (B, C, F, h, w)
+        z_first = first_latent
+        if z_first is None and first_frame is not None:
+            z_first = self.encode_images(first_frame, height, width, batch)
+        z_last = (
+            self.encode_images(last_frame, height, width, batch) if last_frame is not None else None
+        )
+        if z_first is not None and instruction_noise:
+            z_first = noise_instruction(z_first, self.scheduler, instruction_noise, generator)
+        if z_last is not None and instruction_noise:
+            z_last = noise_instruction(z_last, self.scheduler, instruction_noise, generator)
+        if z_first is None and z_last is None:
+            c_full = torch.zeros(batch, c, num_frames, h, w, device=device, dtype=dtype)
+        else:
+            c_full = build_c_image(num_frames, z_first, z_last).to(device=device, dtype=dtype)
+        c_no_last = without_last_frame(c_full)
+
+        # 4. timesteps and initial noise
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        shape = (batch, c, num_frames, h, w)
+        if latents is None:
+            latents = torch.randn(
+                shape, generator=generator, device=generator.device if generator else device
+            )
+        latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+
+        # 5. denoising loop
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            c_image = (
+                c_full if i < tau else c_no_last
+            )  # the tau rule: last frame for the first tau steps only
+            model_in = torch.cat([self.scheduler.scale_model_input(latents, t), c_image], dim=1)
+            if cfg:
+                model_in = torch.cat([model_in, model_in])
+            pred = self.unet(model_in, t, text_states).sample
+            if cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
+            if callback is not None:
+                callback(i, t, latents)
+
+        # 6. decode
+        frames = self.decode(latents, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return PixelDancePipelineOutput(frames=frames, latents=latents)
+
+    def decode(self, latents: torch.Tensor, output_type: str = "pil"):
+        """Latents ``(B, C, F, h, w)`` -> frames in ``output_type``."""
+        if output_type == "latent":
+            return latents
+        return to_output(decode_latents(self.vae, latents), output_type)
+
+    @torch.no_grad()
+    def generate_story(
+        self,
+        shots: Sequence[Shot],
+        first_frame: ImageInput | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_shot: Callable[[int, torch.Tensor], None] | None = None,
+        **kwargs,
+    ) -> PixelDancePipelineOutput | tuple:
+        """A long video of several shots, each with its own prompt, last frame and tau.
+
+        Clip k+1 starts from clip k's last frame, passed as a latent (no decode/encode round
+        trip, so colours do not drift); the shared boundary frame appears once in the output.
+        Other keyword arguments are as for ``__call__`` (``tau`` and ``num_frames`` are the
+        defaults for shots that do not set their own).
+        """
+        if not shots:
+            raise ValueError("a story needs at least one shot")
+        shots = [s if isinstance(s, Shot) else Shot(**s) for s in shots]
+        default_tau = kwargs.pop("tau", 25)
+        default_frames = kwargs.pop("num_frames", 16)
+        first_latent, parts = None, []
+        for k, shot in enumerate(shots):
+            out = self(
+                prompt=shot.prompt,
+                first_frame=first_frame if k == 0 else None,
+                first_latent=first_latent,
+                last_frame=shot.last_frame,
+                tau=default_tau if shot.tau is None else shot.tau,
+                num_frames=shot.num_frames or default_frames,
+                output_type="latent",
+                **kwargs,
+            )
+            z = out.latents
+            parts.append(z if k == 0 else z[:, :, 1:])  # the boundary frame is shot k's last
+            first_latent = z[:, :, -1]
+            if callback_on_shot is not None:
+                callback_on_shot(k, z)
+        latents = torch.cat(parts, dim=2)
+        frames = self.decode(latents, output_type)
+        if not return_dict:
+            return (frames,)
+        return PixelDancePipelineOutput(frames=frames, latents=latents)
+
+
+def frames_to_uint8(frames) -> np.ndarray:
+    """Pipeline output (``np`` or ``pt``, one video or a batch) -> uint8 ``(F, H, W, 3)`` of the first."""
+    if isinstance(frames, torch.Tensor):  # (B, 3, F, H, W) in [0, 1]
+        frames = (
+            frames[0].permute(1, 2, 3, 0).cpu().numpy()
+            if frames.ndim == 5
+            else frames.cpu().numpy()
+        )
+    elif isinstance(frames, np.ndarray) and frames.ndim == 5:
+        frames = frames[0]
+    elif isinstance(frames, list):  # PIL
+        frames = np.stack(
+            [np.asarray(f) for f in (frames[0] if isinstance(frames[0], list) else frames)]
+        )
+        return frames.astype(np.uint8)
+    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)

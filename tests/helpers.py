@@ -1,0 +1,70 @@
+"""Tiny random components for tests (built in the test, nothing downloaded)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from pixeldance import PixelDancePipeline, PixelDanceUNet
+from pixeldance.encoders import default_text_encoder_path, latent_channels
+
+TEXT_DIM = 24
+
+
+def tiny_text_encoder():
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(default_text_encoder_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=TEXT_DIM,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=80,
+    )
+    return BertModel(config).eval(), tokenizer
+
+
+def tiny_vae() -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    ).eval()
+
+
+def tiny_unet(in_channels: int = 8, out_channels: int = 4) -> PixelDanceUNet:
+    torch.manual_seed(0)
+    return PixelDanceUNet(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=2,
+        norm_num_groups=8,
+    ).eval()
+
+
+def tiny_pipeline(vae=None, scheduler=None) -> PixelDancePipeline:
+    text_encoder, tokenizer = tiny_text_encoder()
+    vae = vae or tiny_vae()
+    c = latent_channels(vae)
+    return PixelDancePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=tiny_unet(2 * c, c),
+        scheduler=scheduler
+        or DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+    )
