@@ -1,43 +1,352 @@
-"""The ``pixeldance`` command line: parses arguments, then calls the library."""
+"""The ``pixeldance`` command line: parses arguments, then calls the library.
+
+Errors a user can fix (a missing file, a bad size, a bad value) end the command with a one-line
+message and a non-zero exit code, no traceback, and no output file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
+
+ASPECTS = {"1:1": (1, 1), "16:9": (9, 16), "9:16": (16, 9)}
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
+class UsageError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+# ---------------------------------------------------------------- generate / story
+def _load_pipeline(model: str | None):
+    from .pipeline import PixelDancePipeline
+    from .shipped import shipped_model_path
+
+    path = Path(model) if model else shipped_model_path()
+    if not (path / "model_index.json").exists():
+        raise UsageError(f"not a pixeldance pipeline folder (no model_index.json): {path}")
+    pipe = PixelDancePipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(desc="denoising", leave=False)
+    return pipe
+
+
+def _size(pipe, aspect: str | None, height: int | None, width: int | None) -> tuple[int, int]:
+    base_h, base_w = pipe.default_size()
+    if aspect is not None:
+        if aspect not in ASPECTS:
+            raise UsageError(f"unknown aspect {aspect!r}; use one of {', '.join(ASPECTS)}")
+        from .shipped import size_for_aspect
+
+        base_h, base_w = size_for_aspect(pipe, aspect)
+    return height or base_h, width or base_w
+
+
+def _check_image(path: str | None, what: str) -> None:
+    if path is None:
+        return
+    from .io import read_image
+
+    try:
+        read_image(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(f"{what}: {err}") from err
+
+
+def _common_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="pipeline folder (default: the shipped PixelDance-Shapes model)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument(
+        "--guidance", type=float, default=None, help="classifier-free guidance scale on the text"
+    )
+    p.add_argument("--aspect", help="1:1, 16:9 or 9:16 (default: the model's training size)")
+    p.add_argument("--height", type=int, help="pixels; overrides --aspect")
+    p.add_argument("--width", type=int, help="pixels; overrides --aspect")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frame rate of the written video (default: the model's)",
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=["ddim", "dpm++", "euler"],
+        default=None,
+        help="sampler (default: the model's)",
+    )
+    p.add_argument(
+        "--out", required=True, help="output .mp4, .gif, or a folder name for PNG frames"
+    )
+
+
+def _settings(pipe, args):
+    from .shipped import generation_defaults
+
+    d = generation_defaults(pipe)
+    steps = args.steps if args.steps is not None else d["steps"]
+    if steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {steps}")
+    if args.scheduler:
+        from .shipped import make_scheduler
+
+        pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    return d, steps
+
+
+def _write(frames, out: Path, fps: float) -> None:
+    from .io import write_video
+    from .pipeline import frames_to_uint8
+
+    path = write_video(frames_to_uint8(frames), out, fps=fps)
+    print(f"wrote {path}")
+
+
+def _cmd_generate(args) -> int:
     import torch
 
-    from . import PixelDanceUNet, __version__
+    from .io import check_output_path
 
-    unet = PixelDanceUNet()
-    n = sum(p.numel() for p in unet.parameters())
-    x = torch.zeros(1, unet.config.in_channels, 2, 8, 8)
-    ctx = torch.zeros(1, 1, unet.config.cross_attention_dim)
-    with torch.no_grad():
-        out = unet(x, 0, ctx).sample
-    print(f"pixeldance {__version__}, torch {torch.__version__}")
+    out = check_output_path(args.out)
+    _check_image(args.first_frame, "--first-frame")
+    _check_image(args.last_frame, "--last-frame")
+    pipe = _load_pipeline(args.model)
+    d, steps = _settings(pipe, args)
+    tau = args.tau if args.tau is not None else min(d["tau"], steps)
+    if not 0 <= tau <= steps:
+        raise UsageError(f"--tau must be between 0 and --steps ({steps}), got {tau}")
+    height, width = _size(pipe, args.aspect, args.height, args.width)
+    result = pipe(
+        args.prompt,
+        first_frame=args.first_frame,
+        last_frame=args.last_frame,
+        tau=tau,
+        num_inference_steps=steps,
+        guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
+        num_frames=args.frames or d["frames"],
+        height=height,
+        width=width,
+        generator=torch.Generator().manual_seed(args.seed),
+        output_type="np",
+    )
+    _write(result.frames, out, args.fps or d["fps"])
+    return 0
+
+
+def _cmd_story(args) -> int:
+    import torch
+
+    from .io import check_output_path
+    from .storyboard import load_storyboard
+
+    out = check_output_path(args.out)
+    board = load_storyboard(args.storyboard)
+    for shot in board.shots:
+        _check_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
+    _check_image(board.first_frame, "first_frame")
+    pipe = _load_pipeline(args.model)
+    d, steps = _settings(pipe, args)
+    for shot in board.shots:
+        if shot.tau is not None and not 0 <= shot.tau <= steps:
+            raise UsageError(
+                f"shot {shot.prompt!r}: tau must be between 0 and {steps}, got {shot.tau}"
+            )
+    height, width = _size(pipe, args.aspect, args.height, args.width)
+    result = pipe.generate_story(
+        board.shots,
+        first_frame=board.first_frame,
+        tau=min(d["tau"], steps),
+        num_inference_steps=steps,
+        guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
+        num_frames=d["frames"],
+        height=height,
+        width=width,
+        generator=torch.Generator().manual_seed(args.seed),
+        output_type="np",
+    )
+    _write(result.frames, out, args.fps or d["fps"])
+    return 0
+
+
+# ---------------------------------------------------------------- data
+def _cmd_make_shapes(args) -> int:
+    from .data.shapes import write_dataset
+
+    write_dataset(args.out, args.num, args.seed, num_images=args.images, workers=args.workers)
+    print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
+    return 0
+
+
+def _cmd_check_data(args) -> int:
+    from .data.check import check_manifest
+
+    report = check_manifest(
+        args.manifest, num_frames=args.frames, fps=args.fps, workers=args.workers
+    )
+    print(report.summary())
+    return 1 if report.bad and args.strict else 0
+
+
+def _cmd_preprocess(args) -> int:
+    from .data.latents import preprocess
+    from .train.config import load_config
+    from .train.setup import build_components, data_buckets, prompt_encoder
+
+    cfg = load_config(args.config, args.set)
+    comps = build_components(cfg)
+    index = preprocess(
+        args.out,
+        comps.vae,
+        prompt_encoder(comps),
+        data_buckets(cfg),
+        manifest=args.data or cfg.data.manifest,
+        images=args.images or cfg.data.images,
+        fps=cfg.data.fps,
+        clips_per_video=args.clips_per_video,
+        seed=cfg.run.seed,
+    )
+    n = sum(s["count"] for s in index["shards"])
     print(
-        f"default PixelDanceUNet: {n:,} parameters; (1, {x.shape[1]}, 2, 8, 8) -> {tuple(out.shape)}"
+        f"wrote {n} cached samples in {len(index['shards'])} shards to {args.out}; bad files: {index['bad_files']}"
     )
     return 0
 
 
+# ---------------------------------------------------------------- train
+def _cmd_train(args) -> int:
+    from .train.config import load_config
+    from .train.loop import train
+
+    overrides = list(args.set)
+    if args.data:
+        key = (
+            "data.latent_cache"
+            if Path(args.data, "index.json").exists()
+            else (
+                "data.shards" if args.data.endswith(".tar") or "{" in args.data else "data.manifest"
+            )
+        )
+        overrides.append(f"{key}={args.data}")
+    for flag, key in (
+        ("output_dir", "run.output_dir"),
+        ("max_steps", "optim.max_steps"),
+        ("checkpoint_every", "run.checkpoint_every"),
+        ("seed", "run.seed"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(args.config, overrides)
+    final = train(cfg, resume=args.resume)
+    print(f"pipeline saved to {final}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import torch
+
+    from . import __version__
+
+    print(f"pixeldance {__version__}, torch {torch.__version__}, cuda {torch.cuda.is_available()}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pixeldance",
-        description="PixelDance video diffusion: generate, train and measure.",
+        prog="pixeldance", description="PixelDance video diffusion: generate, train, measure."
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="print versions and run the default UNet once")
-    info.set_defaults(func=_cmd_info)
+
+    g = sub.add_parser(
+        "generate", help="make a video from a text, a first frame and an optional last frame"
+    )
+    g.add_argument("--prompt", required=True, help="what happens in the video")
+    g.add_argument(
+        "--first-frame", help="image the video starts from (default: start from the text alone)"
+    )
+    g.add_argument("--last-frame", help="image the video should end near")
+    g.add_argument(
+        "--tau", type=int, help="the last frame guides this many of the first denoising steps"
+    )
+    g.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    _common_generation_args(g)
+    g.set_defaults(func=_cmd_generate)
+
+    s = sub.add_parser("story", help="a long video from a storyboard of shots (YAML or JSON)")
+    s.add_argument(
+        "storyboard",
+        help="file with 'shots: [{prompt, last_frame, tau}, ...]' and optional 'first_frame'",
+    )
+    _common_generation_args(s)
+    s.set_defaults(func=_cmd_story)
+
+    t = sub.add_parser("train", help="train a model (python, torchrun or accelerate launch)")
+    t.add_argument("--config", help="YAML config (see configs/)")
+    t.add_argument("--data", help="manifest (CSV/JSONL), tar shards, or a latent cache folder")
+    t.add_argument("--output-dir")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. optim.lr=1e-4",
+    )
+    t.set_defaults(func=_cmd_train)
+
+    m = sub.add_parser(
+        "make-shapes", help="write a Dancing Shapes dataset (mp4 + manifest + ground truth)"
+    )
+    m.add_argument("--out", required=True)
+    m.add_argument("--num", type=int, required=True, help="number of clips")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--images", type=int, help="number of captioned stills (default: num / 2)")
+    m.add_argument("--workers", type=int, default=1)
+    m.set_defaults(func=_cmd_make_shapes)
+
+    c = sub.add_parser("check-data", help="scan a manifest and report bad files without training")
+    c.add_argument("manifest")
+    c.add_argument("--frames", type=int, default=16)
+    c.add_argument("--fps", type=float, default=4.0)
+    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--strict", action="store_true", help="exit 1 if any file is bad")
+    c.set_defaults(func=_cmd_check_data)
+
+    pp = sub.add_parser("preprocess", help="encode clips and captions once into a latent cache")
+    pp.add_argument("--config", help="YAML config (model and buckets)")
+    pp.add_argument("--data", help="manifest of videos (default: the config's)")
+    pp.add_argument("--images", help="captioned images (default: the config's)")
+    pp.add_argument("--out", required=True)
+    pp.add_argument("--clips-per-video", type=int, default=1)
+    pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pp.set_defaults(func=_cmd_preprocess)
+
+    i = sub.add_parser("info", help="print versions")
+    i.set_defaults(func=_cmd_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except (UsageError, FileNotFoundError, ValueError) as err:
+        print(f"pixeldance {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pixeldance {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

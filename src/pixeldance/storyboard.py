@@ -1,0 +1,66 @@
+"""Storyboards for long videos: a YAML or JSON file of shots.
+
+```yaml
+first_frame: start.png        # optional; paths are relative to the storyboard file
+shots:
+  - prompt: a red circle moves to the right
+  - prompt: the red circle moves down
+    last_frame: end.png        # optional
+    tau: 25                    # optional
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .pipeline import Shot
+
+
+@dataclass
+class Storyboard:
+    shots: list[Shot]
+    first_frame: str | None = None
+
+
+def load_storyboard(path: str | Path) -> Storyboard:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"storyboard not found: {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(
+            f"storyboard {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
+        ) from err
+    if isinstance(data, list):
+        data = {"shots": data}
+    if not isinstance(data, dict) or not isinstance(data.get("shots"), list) or not data["shots"]:
+        raise ValueError(
+            f"storyboard {path} needs a non-empty list 'shots' of {{prompt, last_frame, tau}}"
+        )
+
+    def resolve(p):
+        return None if p is None else str(p if Path(p).is_absolute() else path.parent / p)
+
+    shots = []
+    for i, item in enumerate(data["shots"]):
+        if isinstance(item, str):
+            item = {"prompt": item}
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+            raise ValueError(f"storyboard {path}: shot {i + 1} needs a 'prompt' string")
+        unknown = set(item) - {"prompt", "last_frame", "tau", "num_frames"}
+        if unknown:
+            raise ValueError(f"storyboard {path}: shot {i + 1} has unknown keys {sorted(unknown)}")
+        tau = item.get("tau")
+        if tau is not None and not isinstance(tau, int):
+            raise ValueError(f"storyboard {path}: shot {i + 1} tau must be an integer")
+        shots.append(
+            Shot(item["prompt"], resolve(item.get("last_frame")), tau, item.get("num_frames"))
+        )
+    return Storyboard(shots, resolve(data.get("first_frame")))

@@ -1,0 +1,118 @@
+"""Build what training needs from a Config: the components and the data stream."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.buckets import Bucket, parse_buckets
+from ..diffusion import make_training_scheduler
+from ..encoders import PromptEncoder, latent_channels, load_text_encoder, text_embed_dim
+from ..models import PixelDanceUNet
+from ..models.codec import SpaceToDepthCodec
+from .config import Config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    unet: PixelDanceUNet
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object  # DDPMScheduler with the training prediction_type
+
+
+def _load_vae(cfg: Config):
+    m = cfg.model
+    if m.vae == "codec":
+        return SpaceToDepthCodec(patch_size=m.codec_patch_size)
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(m.vae, subfolder=m.vae_subfolder)
+
+
+def build_components(cfg: Config) -> Components:
+    """UNet (new, inflated from Stable Diffusion, or continued), frozen VAE and text encoder."""
+    m = cfg.model
+    scheduler = make_training_scheduler(m.prediction_type)
+    if m.init == "pixeldance":
+        from ..pipeline import PixelDancePipeline
+
+        if not m.pretrained:
+            raise ValueError("model.init=pixeldance needs model.pretrained (a pipeline folder)")
+        pipe = PixelDancePipeline.from_pretrained(m.pretrained)
+        unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+        scheduler = make_training_scheduler(m.prediction_type, **_schedule_of(pipe.scheduler))
+    elif m.init == "stable-diffusion":
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        if not m.pretrained:
+            raise ValueError(
+                "model.init=stable-diffusion needs model.pretrained (a Stable Diffusion folder)"
+            )
+        unet2d = UNet2DConditionModel.from_pretrained(m.pretrained, subfolder="unet")
+        unet, info = PixelDanceUNet.from_unet2d(unet2d, output_loading_info=True)
+        logger.info("inflated Stable Diffusion UNet: %d new temporal tensors", len(info.new_keys))
+        vae = AutoencoderKL.from_pretrained(m.pretrained, subfolder="vae")
+        te, tok = load_text_encoder(m.pretrained, subfolder="text_encoder")
+        sd_sched = Path(m.pretrained) / "scheduler" / "scheduler_config.json"
+        if sd_sched.exists():
+            from diffusers import DDPMScheduler
+
+            scheduler = make_training_scheduler(
+                m.prediction_type,
+                **_schedule_of(DDPMScheduler.from_pretrained(m.pretrained, subfolder="scheduler")),
+            )
+    elif m.init == "scratch":
+        vae = _load_vae(cfg)
+        te, tok = load_text_encoder(m.text_encoder)
+        c = latent_channels(vae)
+        buckets = parse_buckets(cfg.data.buckets)
+        sample = (buckets[0].height // _scale(vae), buckets[0].width // _scale(vae))
+        unet = PixelDanceUNet(
+            **{
+                "in_channels": 2 * c,
+                "out_channels": c,
+                "cross_attention_dim": text_embed_dim(te),
+                "sample_size": sample,
+                **m.unet,
+            }
+        )
+    else:
+        raise ValueError(
+            f"model.init must be scratch, stable-diffusion or pixeldance; got {m.init!r}"
+        )
+    if m.max_text_tokens:
+        tok.model_max_length = min(m.max_text_tokens, tok.model_max_length or m.max_text_tokens)
+    vae.requires_grad_(False).eval()
+    te.requires_grad_(False).eval()
+    return Components(unet, vae, te, tok, scheduler)
+
+
+def _scale(vae) -> int:
+    from ..encoders import vae_scale_factor
+
+    return vae_scale_factor(vae)
+
+
+def _schedule_of(scheduler) -> dict:
+    c = scheduler.config
+    return dict(
+        num_train_timesteps=c.num_train_timesteps,
+        beta_schedule=c.beta_schedule,
+        beta_start=c.beta_start,
+        beta_end=c.beta_end,
+    )
+
+
+def data_buckets(cfg: Config) -> list[Bucket]:
+    return parse_buckets(cfg.data.buckets)
+
+
+def prompt_encoder(components: Components) -> PromptEncoder:
+    return PromptEncoder(components.text_encoder, components.tokenizer)

@@ -1,0 +1,65 @@
+"""One training step: a batch (pixels or cached latents) -> latents, instructions, loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..diffusion import diffusion_loss
+from ..encoders import PromptEncoder, encode_frames
+from ..instructions import InstructionConfig, sample_training_instructions
+
+
+@dataclass
+class StepInputs:
+    latents: torch.Tensor  # (B, C, F, h, w)
+    text: torch.Tensor  # (B, L, D)
+    empty_text: torch.Tensor  # (1, L, D)
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """All randomness of a step (noise, timesteps, instruction draws) comes from this generator,
+    seeded by (seed, step, rank): a resumed run draws exactly what an uninterrupted one would."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+    return g
+
+
+def batch_inputs(
+    batch: dict, vae, prompt_encoder: PromptEncoder, empty_cached, device, dtype
+) -> StepInputs:
+    """Latents and text states for a collated batch of either kind."""
+    if "latents" in batch:
+        if empty_cached is None:
+            raise ValueError(
+                "the latent cache has no empty_text.safetensors (needed for text dropout)"
+            )
+        return StepInputs(
+            batch["latents"].to(device, dtype),
+            batch["text"].to(device, dtype),
+            empty_cached.to(device, dtype)[:1],
+        )
+    latents = encode_frames(vae, batch["pixels"].to(device))
+    text = prompt_encoder.encode(batch["captions"])
+    return StepInputs(latents.to(dtype), text.to(dtype), prompt_encoder.empty(1).to(dtype))
+
+
+def compute_loss(
+    unet,
+    scheduler,
+    inputs: StepInputs,
+    instructions: InstructionConfig,
+    generator: torch.Generator,
+    snr_gamma: float | None = None,
+) -> torch.Tensor:
+    """The paper's recipe: perturbed instructions, text dropout, diffusion loss."""
+    drawn = sample_training_instructions(inputs.latents, instructions, scheduler, generator)
+    text = inputs.text
+    drop = ~drawn.keep_text
+    if drop.any():
+        text = text.clone()
+        text[drop] = inputs.empty_text.expand(int(drop.sum()), -1, -1)
+    return diffusion_loss(
+        unet, scheduler, inputs.latents, drawn.c_image, text, generator, snr_gamma
+    ).loss
