@@ -52,7 +52,7 @@ def rng_state() -> dict[str, torch.Tensor]:
             out[f"cuda.{i}"] = s
     np_state = np.random.get_state()
     out["numpy.keys"] = torch.from_numpy(np_state[1].astype(np.int64))
-    out["numpy.meta"] = torch.tensor([np_state[2], np_state[3]], dtype=torch.float64)
+    out["numpy.meta"] = torch.tensor([np_state[2], np_state[3], np_state[4]], dtype=torch.float64)
     py = random.getstate()
     out["python"] = torch.tensor(py[1], dtype=torch.int64)
     return out
@@ -64,9 +64,8 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     meta = state["numpy.meta"].tolist()
-    np.random.set_state(
-        ("MT19937", state["numpy.keys"].numpy().astype(np.uint32), int(meta[0]), meta[1])
-    )
+    keys = state["numpy.keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, int(meta[0]), int(meta[1]), float(meta[2])))
     random.setstate((3, tuple(int(x) for x in state["python"].tolist()), None))
 
 

@@ -98,6 +98,7 @@ class RunConfig:
     max_nonfinite: int = 5  # this many non-finite losses in a row stop the run
     inject_nan_steps: list[int] = field(default_factory=list)  # testing aid: force NaN losses
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    log_batches: bool = False  # write what each process trained on to batches-rank{r}.jsonl
 
 
 @dataclass

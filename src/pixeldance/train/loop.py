@@ -79,6 +79,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
     out = Path(cfg.run.output_dir)
     o = cfg.optim
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # several CPU processes then talk over gloo
         mixed_precision=o.mixed_precision,
         gradient_accumulation_steps=o.grad_accum,
         log_with=_trackers(cfg.run.trackers) or None,
@@ -180,6 +181,8 @@ def train(cfg: Config, resume: bool = False) -> Path:
             for micro in range(o.grad_accum):
                 _, kind, batch = next(stream)
                 counters["bad_files"] += len(batch["bad"])
+                if cfg.run.log_batches:
+                    _log_batch(out, accelerator.process_index, step, kind, batch)
                 g = step_generator(
                     cfg.run.seed, step * o.grad_accum + micro, accelerator.process_index, device
                 )
@@ -274,6 +277,13 @@ def train(cfg: Config, resume: bool = False) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def _log_batch(out: Path, rank: int, step: int, kind: str, batch: dict) -> None:
+    import json
+
+    with open(out / f"batches-rank{rank}.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "kind": kind, "captions": batch["captions"]}) + "\n")
 
 
 def _summary(counters: dict) -> str:

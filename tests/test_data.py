@@ -1,0 +1,257 @@
+"""Data path: clip decoding, manifests with broken files, shards, mixer, buckets, Dancing Shapes."""
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixeldance.data.buckets import Bucket, nearest_bucket, resize_crop_frames
+from pixeldance.data.datasets import (
+    BucketBatchSampler,
+    Mixer,
+    VideoClipDataset,
+    batches_before,
+    collate,
+    read_manifest,
+    record_buckets,
+)
+from pixeldance.data.shapes import _DIR_WORDS, _OTHER, render_clip, sample_clip, write_dataset
+from pixeldance.data.video import ClipTooShort, decode_clip, effective_fps, frame_indices
+from pixeldance.io import write_mp4
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "videos"
+
+
+@pytest.mark.parametrize(
+    "native,expected",
+    [
+        (24, [6 * i for i in range(16)]),
+        (25, [int(6.25 * i) for i in range(16)]),
+        (29.97, [int(np.floor(7.4925 * i + 1e-6)) for i in range(16)]),
+        (8, [2 * i for i in range(16)]),
+    ],
+)
+def test_frame_indices_16_at_4fps(native, expected):
+    assert frame_indices(native, 16, 4.0).tolist() == expected
+    assert expected[:5] == sorted(expected[:5])
+
+
+def test_short_clip_policy():
+    assert effective_fps(10.0, 24, 16, 4) == 4  # fits
+    assert effective_fps(2.0, 24, 16, 4) == pytest.approx(15 / (47 / 24))  # stride lowered
+    assert effective_fps(1.0, 24, 16, 4) <= 24
+    with pytest.raises(ClipTooShort):
+        effective_fps(0.5, 24, 16, 4)  # 12 frames only
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared real videos not present")
+@pytest.mark.parametrize("name", ["horse", "kitten", "train_running"])
+def test_real_videos_decode(name):
+    clip = decode_clip(REAL / f"{name}.mp4", 16, 4.0, start=0.5)
+    assert clip.frames.shape == (16, 480, 720, 3) and clip.frames.dtype == np.uint8
+    np.testing.assert_allclose(np.diff(clip.timestamps), 0.25, atol=1e-3)
+
+
+def test_decoded_frames_match_full_decode(tmp_path):
+    frames = np.zeros((48, 16, 16, 3), np.uint8)
+    frames[:, :, :, 0] = (np.arange(48) * 5).reshape(-1, 1, 1)  # frame index in the red channel
+    write_mp4(frames, tmp_path / "ramp.mp4", fps=24)
+    clip = decode_clip(tmp_path / "ramp.mp4", 4, 4.0, start=0.5)
+    got = np.round(clip.frames[:, 8, 8, 0] / 5).astype(int).tolist()
+    assert got == [12, 18, 24, 30]
+
+
+def make_broken_manifest(root: Path) -> Path:
+    write_dataset(root, 3, seed=5, num_images=0, progress=False)
+    videos = root / "videos"
+    (videos / "zero.mp4").write_bytes(b"")
+    (videos / "text.mp4").write_text("this is not a video")
+    good = next(videos.rglob("shapes*.mp4")).read_bytes()
+    (videos / "truncated.mp4").write_bytes(good[: len(good) // 3])
+    short = np.zeros((6, 16, 16, 3), np.uint8)
+    write_mp4(
+        short, videos / "short.mp4", fps=24
+    )  # 0.25 s: too short for 4 frames at 4 fps even stretched
+    lines = (root / "manifest.csv").read_text().splitlines()
+    for name in ("missing", "zero", "text", "truncated", "short"):
+        lines.append(f"x{name},broken {name},000,1.0,videos/{name}.mp4,16,16")
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.csv"
+
+
+def test_broken_files_are_skipped_and_counted(tmp_path):
+    manifest = make_broken_manifest(tmp_path)
+    records = read_manifest(manifest)
+    assert len(records) == 8
+    buckets = [Bucket("sq", 16, 16, frames=16, batch_size=2)]
+    ds = VideoClipDataset(records, buckets, fps=4.0, max_retries=0)
+    out = [ds[(k, 0)] for k in range(len(records))]
+    bad = {Path(p).stem for o in out for p, _ in o["bad"]}
+    assert bad == {"missing", "zero", "text", "truncated", "short"}
+    assert sum(o["pixels"] is not None for o in out) == 3
+    batch = collate(out)
+    assert batch["pixels"].shape == (3, 3, 16, 16, 16) and len(batch["bad"]) == 5
+    retry = VideoClipDataset(records, buckets, fps=4.0, max_retries=8)
+    assert all(
+        retry[(k, 0)]["pixels"] is not None for k in range(len(records))
+    )  # substitutes fill in
+
+
+def test_webvid_columns(tmp_path):
+    (tmp_path / "videos" / "012").mkdir(parents=True)
+    (tmp_path / "m.csv").write_text(
+        "videoid,contentUrl,duration,page_dir,name\n77,http://x,PT00H00M10S,012,a dog runs\n"
+    )
+    (r,) = read_manifest(tmp_path / "m.csv")
+    assert r.path == str(tmp_path / "videos" / "012" / "77.mp4") and r.caption == "a dog runs"
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="path column"):
+        read_manifest(tmp_path / "bad.csv")
+
+
+def write_shards(root: Path, n_shards=4, per_shard=3) -> list[str]:
+    urls = []
+    rng = np.random.default_rng(0)
+    for s in range(n_shards):
+        path = root / f"shard-{s:05d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for i in range(per_shard):
+                key = f"{s:05d}{i:04d}"
+                buf = root / f"{key}.mp4"
+                write_mp4(rng.integers(0, 255, (30, 16, 24, 3), dtype=np.uint8), buf, fps=8)
+                members = {
+                    f"{key}.mp4": buf.read_bytes(),
+                    f"{key}.txt": f"caption {key}".encode(),
+                    f"{key}.json": json.dumps({"key": key, "status": "success"}).encode(),
+                }
+                buf.unlink()
+                for name, data in members.items():
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        urls.append(str(path))
+    return urls
+
+
+def test_shards_stream_split_across_workers(tmp_path):
+    pytest.importorskip("webdataset")
+    from pixeldance.data.shards import ShardClipStream
+
+    urls = write_shards(tmp_path)
+    stream = ShardClipStream(
+        urls, [Bucket("b", 16, 24, frames=4, batch_size=1)], fps=4.0, rank=0, world_size=1, epochs=1
+    )
+    loader = torch.utils.data.DataLoader(
+        stream, batch_size=None, num_workers=2, collate_fn=lambda b: b
+    )
+    keys, captions = [], []
+    for batch in loader:
+        assert batch["pixels"].shape == (1, 3, 4, 16, 24)
+        keys += batch["keys"]
+        captions += batch["captions"]
+    assert len(keys) == 12 and len(set(keys)) == 12
+    assert captions == [f"caption {k}" for k in keys]
+    rank1 = ShardClipStream(urls, stream.buckets, rank=1, world_size=2, epochs=1)
+    rank0 = ShardClipStream(urls, stream.buckets, rank=0, world_size=2, epochs=1)
+    k0 = {k for b in rank0 for k in b["keys"]}
+    k1 = {k for b in rank1 for k in b["keys"]}
+    assert k0 and k1 and not (k0 & k1) and len(k0 | k1) == 12
+
+
+def test_mixer_one_image_batch_in_eight_and_exact_resume():
+    rb = [0, 1, 0, 1, 0, 0, 1, 1, 0, 1]
+    buckets = [Bucket("a", 8, 8, 4, 2), Bucket("b", 8, 16, 4, 2)]
+
+    def mixer(start):
+        v, i = batches_before(start, 8)
+        return Mixer(
+            BucketBatchSampler(rb, buckets, seed=1, start=v),
+            BucketBatchSampler(rb, buckets, seed=2, start=i),
+            8,
+            start,
+        )
+
+    full = [next(m) for m in [mixer(0)] for _ in range(40)]
+    kinds = [k for _, k, _ in full]
+    for block in range(5):
+        assert kinds[block * 8 : block * 8 + 8].count("image") == 1
+    assert kinds[7] == "image" and kinds[15] == "image"
+    for k in (3, 8, 13):
+        resumed = mixer(k)
+        assert [next(resumed) for _ in range(40 - k)] == full[k:]
+    for _, _, batch in full:
+        assert len({b for _, b in batch}) == 1  # one bucket per batch
+
+
+def test_sampler_ranks_take_disjoint_batches():
+    rb = [0] * 12
+    buckets = [Bucket("a", 8, 8, 4, 3)]
+    a = BucketBatchSampler(rb, buckets, seed=0, rank=0, world_size=2)
+    b = BucketBatchSampler(rb, buckets, seed=0, rank=1, world_size=2)
+    ia, ib = iter(a), iter(b)
+    ka = {k for _ in range(2) for k, _ in next(ia)}
+    kb = {k for _ in range(2) for k, _ in next(ib)}
+    assert not (ka & kb) and len(ka | kb) == 12
+
+
+def test_bucket_assignment():
+    buckets = [Bucket("square", 64, 64), Bucket("landscape", 48, 80), Bucket("portrait", 80, 48)]
+    assert nearest_bucket(480, 720, buckets).name == "landscape"
+    assert nearest_bucket(1080, 1920, buckets).name == "landscape"
+    assert nearest_bucket(1920, 1080, buckets).name == "portrait"
+    assert nearest_bucket(500, 520, buckets).name == "square"
+    frames = np.random.default_rng(0).integers(0, 255, (2, 480, 720, 3), dtype=np.uint8)
+    assert resize_crop_frames(frames, 48, 80).shape == (2, 48, 80, 3)
+    records = read_manifest_stub([(480, 720), (720, 480), (300, 300)])
+    assert record_buckets(records, buckets) == [1, 2, 0]
+
+
+def read_manifest_stub(sizes):
+    from pixeldance.data.datasets import Record
+
+    return [Record(f"v{i}.mp4", "c", h, w) for i, (h, w) in enumerate(sizes)]
+
+
+def test_make_shapes_is_deterministic(tmp_path):
+    a = write_dataset(tmp_path / "a", 3, seed=7, num_images=2, progress=False)
+    b = write_dataset(tmp_path / "b", 3, seed=7, num_images=2, progress=False)
+    c = write_dataset(tmp_path / "c", 3, seed=8, num_images=2, progress=False)
+
+    def digest(root):
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    assert digest(a) == digest(b)
+    assert digest(a)["manifest.csv"] != digest(c)["manifest.csv"]
+    clip = sample_clip(7)
+    assert np.array_equal(render_clip(clip), render_clip(sample_clip(7)))
+
+
+def test_shapes_captions_match_parameters():
+    for seed in range(200):
+        clip = sample_clip(seed)
+        text = clip.caption.lower()
+        for obj in clip.objects:
+            assert f"{obj.colour} {obj.shape}" in text
+            if obj.motion == "move":
+                assert any(w in text for w in _DIR_WORDS[obj.direction])
+            else:
+                assert any(w in text for w in _OTHER[obj.motion])
+        if clip.camera.startswith("zoom"):
+            assert (
+                clip.camera.replace("-", "ing ") in text or clip.camera.replace("-", "s ") in text
+            )
+        elif clip.camera.startswith("pan"):
+            direction = clip.camera.split("-")[1]
+            assert (
+                f"pans {direction}" in text
+                or f"panning {direction}" in text
+                or f"tilts {direction}" in text
+            )
+        else:
+            assert "camera" not in text and "panning" not in text and "zooming" not in text

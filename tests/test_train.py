@@ -1,0 +1,281 @@
+"""Training: a tiny run, exact resume after SIGKILL, checkpoints, faults, 2 processes, SD start."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pixeldance import PixelDancePipeline
+from pixeldance.data.shapes import write_dataset
+from pixeldance.train.checkpoint import latest_checkpoint, list_checkpoints
+from pixeldance.train.config import load_config
+from pixeldance.train.loop import TrainingStopped, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    write_dataset(root, 6, seed=11, num_images=4, progress=False)
+    return root
+
+
+def tiny_config(shapes: Path, out: Path, *extra: str):
+    return load_config(
+        TINY,
+        [
+            f"data.manifest={shapes / 'manifest.csv'}",
+            f"data.images={shapes / 'images.csv'}",
+            f"run.output_dir={out}",
+            *extra,
+        ],
+    )
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pixeldance.cli", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+def run_cli(*args: str, timeout: float = 300) -> str:
+    proc = cli(*args)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
+    cfg = tiny_config(shapes, tmp_path / "run", "optim.max_steps=4", "data.image_every=2")
+    final = train(cfg)
+    trained = PixelDancePipeline.from_pretrained(final)
+    assert (tmp_path / "run" / "config.yaml").exists()
+    assert list(Path(final, "unet").glob("*.safetensors"))
+    assert not (final / "text_encoder").exists()  # the default text encoder comes from its package
+    from pixeldance.train.setup import build_components
+
+    torch.manual_seed(cfg.run.seed)
+    fresh = build_components(cfg).unet  # the same initialisation as the run started from
+    kwargs = dict(num_frames=4, height=32, width=32, num_inference_steps=2, output_type="pt")
+    trained.set_progress_bar_config(disable=True)
+    a = trained("a red circle", generator=torch.Generator().manual_seed(0), **kwargs).frames
+    untrained = PixelDancePipeline(**{**trained.components, "unet": fresh.eval()})
+    untrained.set_progress_bar_config(disable=True)
+    b = untrained("a red circle", generator=torch.Generator().manual_seed(0), **kwargs).frames
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_resume_after_sigkill_is_bit_identical(shapes, tmp_path):
+    n = 3
+    common = [
+        "train",
+        "--config",
+        str(TINY),
+        "--data",
+        str(shapes / "manifest.csv"),
+        "--set",
+        f"data.images={shapes / 'images.csv'}",
+        "--set",
+        "data.image_every=4",
+        "--set",
+        "optim.warmup_steps=1",
+        "--checkpoint-every",
+        str(n),
+        "--max-steps",
+        str(2 * n),
+    ]
+    run_cli(*common, "--output-dir", str(tmp_path / "a"))
+
+    proc = cli(*common, "--output-dir", str(tmp_path / "b"))
+    deadline = time.time() + 240
+    while not (tmp_path / "b" / f"checkpoint-{n:08d}" / "COMPLETE").exists():
+        assert proc.poll() is None and time.time() < deadline, (
+            "run B ended before its first checkpoint"
+        )
+        time.sleep(0.05)
+    time.sleep(random.uniform(0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (
+        tmp_path / "b" / "pipeline"
+    ).exists():  # finished before the kill: make it redo the second half
+        import shutil
+
+        shutil.rmtree(tmp_path / "b" / "pipeline")
+        shutil.rmtree(tmp_path / "b" / f"checkpoint-{2 * n:08d}", ignore_errors=True)
+    run_cli(*common, "--output-dir", str(tmp_path / "b"), "--resume")
+
+    for name in ("unet.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a = load_file(tmp_path / "a" / f"checkpoint-{2 * n:08d}" / name)
+        b = load_file(tmp_path / "b" / f"checkpoint-{2 * n:08d}" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}:{key} differs"
+
+
+def test_half_written_checkpoint_is_never_resumed(tmp_path):
+    good = tmp_path / "checkpoint-00000004"
+    good.mkdir()
+    (good / "COMPLETE").write_text("ok")
+    (tmp_path / "checkpoint-00000008").mkdir()  # no marker: crashed while writing
+    (tmp_path / ".tmp-checkpoint-00000012").mkdir()
+    assert latest_checkpoint(tmp_path) == good
+    assert list_checkpoints(tmp_path) == [good]
+
+
+def test_nonfinite_loss_is_skipped_and_counted(shapes, tmp_path):
+    cfg = tiny_config(
+        shapes,
+        tmp_path / "nan",
+        "optim.max_steps=4",
+        "run.inject_nan_steps=[1]",
+        "run.checkpoint_every=0",
+    )
+    train(cfg)
+    state = json.loads((latest_checkpoint(tmp_path / "nan") / "state.json").read_text())
+    assert state["counters"]["nonfinite"] == 1 and state["step"] == 4
+
+
+def test_nonfinite_in_a_row_stops_with_a_checkpoint(shapes, tmp_path):
+    cfg = tiny_config(
+        shapes,
+        tmp_path / "stop",
+        "optim.max_steps=8",
+        "run.inject_nan_steps=[2, 3, 4]",
+        "run.max_nonfinite=3",
+    )
+    with pytest.raises(TrainingStopped, match="3 non-finite losses in a row"):
+        train(cfg)
+    ckpt = latest_checkpoint(tmp_path / "stop")
+    assert (
+        ckpt is not None
+        and json.loads((ckpt / "state.json").read_text())["counters"]["nonfinite"] == 3
+    )
+
+
+def test_two_processes_with_torchrun_see_different_data(shapes, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "pixeldance.cli",
+        "train",
+        "--config",
+        str(TINY),
+        "--data",
+        str(shapes / "manifest.csv"),
+        "--output-dir",
+        str(tmp_path / "ddp"),
+        "--max-steps",
+        "2",
+        "--set",
+        "run.log_batches=true",
+        "--set",
+        "data.image_every=0",
+        "--checkpoint-every",
+        "0",
+    ]
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    seen = []
+    for rank in (0, 1):
+        lines = (tmp_path / "ddp" / f"batches-rank{rank}.jsonl").read_text().splitlines()
+        seen.append({c for line in lines for c in json.loads(line)["captions"]})
+        assert len(lines) == 2
+    assert seen[0] and seen[1] and seen[0] != seen[1]
+    assert (tmp_path / "ddp" / "pipeline" / "model_index.json").exists()
+
+
+def tiny_stable_diffusion(folder: Path) -> None:
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=8,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    ).save_pretrained(folder / "vae")
+    # a character vocabulary with no merges: every character is a token
+    import string
+
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16).save_pretrained(folder / "tokenizer")
+    CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+        )
+    ).save_pretrained(folder / "text_encoder")
+    DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
+    ).save_pretrained(folder / "scheduler")
+
+
+def test_start_from_a_stable_diffusion_folder(shapes, tmp_path):
+    sd = tmp_path / "sd"
+    tiny_stable_diffusion(sd)
+    cfg = tiny_config(
+        shapes,
+        tmp_path / "from-sd",
+        "model.init=stable-diffusion",
+        f"model.pretrained={sd}",
+        "optim.max_steps=2",
+        "data.image_every=2",
+        "run.checkpoint_every=0",
+    )
+    final = train(cfg)
+    pipe = PixelDancePipeline.from_pretrained(final)
+    assert type(pipe.text_encoder).__name__ == "CLIPTextModel"
+    assert pipe.unet.config.in_channels == 8
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        "a dog", num_frames=3, height=16, width=24, num_inference_steps=2, output_type="np"
+    ).frames
+    assert out.shape == (1, 3, 16, 24, 3) and np.isfinite(out).all()
