@@ -279,3 +279,18 @@ def test_start_from_a_stable_diffusion_folder(shapes, tmp_path):
         "a dog", num_frames=3, height=16, width=24, num_inference_steps=2, output_type="np"
     ).frames
     assert out.shape == (1, 3, 16, 24, 3) and np.isfinite(out).all()
+
+
+def test_latent_cache_preprocess_then_train(shapes, tmp_path):
+    run_cli("preprocess", "--config", str(TINY), "--data", str(shapes / "manifest.csv"), "--images", str(shapes / "images.csv"),
+            "--out", str(tmp_path / "cache"))
+    from pixeldance.data.latents import LatentCache
+
+    videos, images = LatentCache(tmp_path / "cache", "video"), LatentCache(tmp_path / "cache", "image")
+    assert len(videos) == 6 and len(images) == 4
+    sample = videos[(0, 0)]
+    assert sample["latents"].shape[:2] == (48, 4) and sample["text"].shape == (16, 384)
+    assert images[(0, 0)]["latents"].shape[1] == 1
+    cfg = load_config(TINY, [f"data.latent_cache={tmp_path / 'cache'}", f"run.output_dir={tmp_path / 'run'}",
+                             "optim.max_steps=3", "data.image_every=2", "run.checkpoint_every=0"])
+    assert (train(cfg) / "model_index.json").exists()
