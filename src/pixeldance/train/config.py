@@ -129,8 +129,22 @@ def _build(cls, values: dict, where: str):
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value, f"{where}.{name}".strip("."))
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(str(f.type), value, f"{where}.{name}".strip("."))
     return cls(**kwargs)
+
+
+def _coerce(kind: str, value, where: str):
+    """Numbers written in ways YAML reads as strings (``3e-4``) become the field's type."""
+    if isinstance(value, str) and value.strip().lower() not in ("none", "null", ""):
+        for name, cast in (("float", float), ("int", int)):
+            if kind.split(" |")[0] == name:
+                try:
+                    return cast(value)
+                except ValueError as err:
+                    raise ValueError(f"{where} must be a {name}, got {value!r}") from err
+    if kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def config_from_dict(values: dict) -> Config:
