@@ -36,7 +36,9 @@ def make_long_clip(path: Path, seconds: float, fps: int = 24, size=(720, 1280)) 
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"preset": "ultrafast", "g": str(2 * fps), "crf": "23"}
         for i in range(int(seconds * fps)):
-            frame = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, (3 * i) % 256)], -1).astype(np.uint8)
+            frame = np.stack(
+                [(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, (3 * i) % 256)], -1
+            ).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -80,7 +82,9 @@ def bench(path: Path, clips: int, num_frames: int, fps: float, seed: int = 0) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=10, help="clips sampled per video and method")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of the generated 720p clip")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="length of the generated 720p clip"
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--fps", type=float, default=4.0)
     args = parser.parse_args()
@@ -90,18 +94,24 @@ def main() -> None:
         sources.append(make_long_clip(Path(tmp) / "long720p.mp4", args.seconds))
         rows = [bench(p, args.clips, args.frames, args.fps) for p in sources]
     for r in rows:
-        print(f"{r['video']:20s} {r['size']:>9s} {r['duration_s']:6.1f}s  seek {r['seek_clips_per_s']:7.2f} clips/s  "
-              f"full {r['full_clips_per_s']:7.2f} clips/s")
+        print(
+            f"{r['video']:20s} {r['size']:>9s} {r['duration_s']:6.1f}s  seek {r['seek_clips_per_s']:7.2f} clips/s  "
+            f"full {r['full_clips_per_s']:7.2f} clips/s"
+        )
     seek = sum(r["seek_clips_per_s"] for r in rows) / len(rows)
     full = sum(r["full_clips_per_s"] for r in rows) / len(rows)
     long = rows[-1]
-    print(json.dumps({
-        "seek_clips_per_s": round(seek, 2),
-        "full_clips_per_s": round(full, 2),
-        "ratio": round(seek / full, 2),
-        "long_720p_ratio": round(long["seek_clips_per_s"] / long["full_clips_per_s"], 2),
-        "videos": rows,
-    }))
+    print(
+        json.dumps(
+            {
+                "seek_clips_per_s": round(seek, 2),
+                "full_clips_per_s": round(full, 2),
+                "ratio": round(seek / full, 2),
+                "long_720p_ratio": round(long["seek_clips_per_s"] / long["full_clips_per_s"], 2),
+                "videos": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -48,18 +48,24 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 if mse == 0 else min(100.0, 10 * math.log10(255.0**2 / mse))
 
 
-def held_out_clips(n: int, fps: float, frames: int, size: tuple[int, int], single_mover: bool = False):
+def held_out_clips(
+    n: int, fps: float, frames: int, size: tuple[int, int], single_mover: bool = False
+):
     """(clip params, uint8 frames (F, H, W, 3) at the model's size and frame rate)."""
     out, seed = [], HELD_OUT_BASE
     while len(out) < n:
         clip = sample_clip(seed, aspect="1:1")
         seed += 1
-        if single_mover and not (len(clip.objects) == 1 and clip.objects[0].motion == "move" and clip.camera == "static"):
+        if single_mover and not (
+            len(clip.objects) == 1 and clip.objects[0].motion == "move" and clip.camera == "static"
+        ):
             continue
         stride = int(round(clip.fps / fps))
         video = render_clip(clip)[::stride][:frames]
         h, w = size
-        video = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.BOX)) for f in video])
+        video = np.stack(
+            [np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.BOX)) for f in video]
+        )
         out.append((clip, video))
     return out
 
@@ -83,7 +89,12 @@ def direction_of(video: np.ndarray, colour) -> str | None:
     if math.hypot(dx, dy) < 1.0:
         return None
     angle = math.atan2(dy, dx)
-    return min(DIRECTIONS, key=lambda d: abs(math.remainder(angle - math.atan2(DIRECTIONS[d][1], DIRECTIONS[d][0]), 2 * math.pi)))
+    return min(
+        DIRECTIONS,
+        key=lambda d: abs(
+            math.remainder(angle - math.atan2(DIRECTIONS[d][1], DIRECTIONS[d][0]), 2 * math.pi)
+        ),
+    )
 
 
 def flicker(video: np.ndarray) -> float:
@@ -95,11 +106,26 @@ def background_psnr(a: np.ndarray, b: np.ndarray) -> float:
     mask = np.ones(a.shape[:2], bool)
     for colour in COLOURS.values():
         for frame in (a, b):
-            mask &= np.linalg.norm(frame.astype(np.float32) - np.array(colour, np.float32), axis=-1) > 90
+            mask &= (
+                np.linalg.norm(frame.astype(np.float32) - np.array(colour, np.float32), axis=-1)
+                > 90
+            )
     return psnr(a[mask], b[mask]) if mask.any() else float("nan")
 
 
-def run(pipe, prompts, firsts=None, lasts=None, tau=0, steps=50, guidance=1.0, frames=16, size=(48, 48), seed=0, batch=8):
+def run(
+    pipe,
+    prompts,
+    firsts=None,
+    lasts=None,
+    tau=0,
+    steps=50,
+    guidance=1.0,
+    frames=16,
+    size=(48, 48),
+    seed=0,
+    batch=8,
+):
     outs = []
     for i in range(0, len(prompts), batch):
         sl = slice(i, i + batch)
@@ -107,8 +133,14 @@ def run(pipe, prompts, firsts=None, lasts=None, tau=0, steps=50, guidance=1.0, f
             prompts[sl],
             first_frame=list(firsts[sl]) if firsts is not None else None,
             last_frame=list(lasts[sl]) if lasts is not None else None,
-            tau=tau, num_inference_steps=steps, guidance_scale=guidance, num_frames=frames,
-            height=size[0], width=size[1], output_type="np", generator=torch.Generator().manual_seed(seed + i),
+            tau=tau,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            num_frames=frames,
+            height=size[0],
+            width=size[1],
+            output_type="np",
+            generator=torch.Generator().manual_seed(seed + i),
         ).frames
         outs.append(to_uint8(out))
     return np.concatenate(outs)
@@ -123,7 +155,9 @@ def reconstruct(pipe, videos: np.ndarray) -> np.ndarray:
 def scores_for(videos, gts, firsts, lasts) -> dict:
     return {
         "frame0_psnr": float(np.mean([psnr(v[0], f) for v, f in zip(videos, firsts, strict=True)])),
-        "last_frame_psnr": float(np.mean([psnr(v[-1], last) for v, last in zip(videos, lasts, strict=True)])),
+        "last_frame_psnr": float(
+            np.mean([psnr(v[-1], last) for v, last in zip(videos, lasts, strict=True)])
+        ),
         "clip_psnr": float(np.mean([psnr(v, g) for v, g in zip(videos, gts, strict=True)])),
         "flicker": float(np.mean([flicker(v) for v in videos])),
     }
@@ -131,7 +165,9 @@ def scores_for(videos, gts, firsts, lasts) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped model)")
+    parser.add_argument(
+        "--model", default=None, help="pipeline folder (default: the shipped model)"
+    )
     parser.add_argument("--clips", type=int, default=8, help="held-out clips per score")
     parser.add_argument("--direction-clips", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=None)
@@ -157,7 +193,9 @@ def main() -> None:
     by_tau, results = {}, {}
     for tau in TAUS:
         videos = run(pipe, prompts, firsts, lasts, tau=tau, steps=50, **common)
-        by_tau[tau] = float(np.mean([psnr(v[-1], last) for v, last in zip(videos, lasts, strict=True)]))
+        by_tau[tau] = float(
+            np.mean([psnr(v[-1], last) for v, last in zip(videos, lasts, strict=True)])
+        )
         if tau == 25:
             results["model"] = scores_for(videos, gts, firsts, lasts)
     copy = np.repeat(gts[:, :1], frames, axis=1)
@@ -172,7 +210,11 @@ def main() -> None:
     truth = [(c.objects[0].direction, COLOURS[c.objects[0].colour]) for c, _ in movers]
 
     def accuracy(videos):
-        return float(np.mean([direction_of(v, col) == dirn for v, (dirn, col) in zip(videos, truth, strict=True)]))
+        return float(
+            np.mean(
+                [direction_of(v, col) == dirn for v, (dirn, col) in zip(videos, truth, strict=True)]
+            )
+        )
 
     direction = {
         "text": accuracy(run(pipe, mv_prompts, steps=50, seed=1, **common)),
@@ -182,12 +224,23 @@ def main() -> None:
     }
 
     # 3. drift of a static background over 4 chained clips
-    static = [(c, v) for c, v in held_out_clips(4 * args.clips, fps, frames, size) if c.camera == "static"][:4]
+    static = [
+        (c, v) for c, v in held_out_clips(4 * args.clips, fps, frames, size) if c.camera == "static"
+    ][:4]
     drifts = []
     for clip, video in static:
-        out = pipe.generate_story([Shot(clip.caption)] * 4, first_frame=video[0], tau=0, num_inference_steps=50,
-                                  guidance_scale=guidance, num_frames=frames, height=size[0], width=size[1],
-                                  output_type="np", generator=torch.Generator().manual_seed(3)).frames
+        out = pipe.generate_story(
+            [Shot(clip.caption)] * 4,
+            first_frame=video[0],
+            tau=0,
+            num_inference_steps=50,
+            guidance_scale=guidance,
+            num_frames=frames,
+            height=size[0],
+            width=size[1],
+            output_type="np",
+            generator=torch.Generator().manual_seed(3),
+        ).frames
         chain = to_uint8(out)[0]
         drifts.append(background_psnr(chain[-1], video[0]))
     drift_db = float(np.nanmean(drifts)) if drifts else float("nan")
@@ -213,7 +266,11 @@ def main() -> None:
         "dpm20_clip_psnr": dpm_psnr,
         "ddim100_clip_psnr": ddim_psnr,
         "baselines": {
-            "copy_first_frame": {**c, "direction_accuracy": direction["copy_first_frame"], "drift_db": 100.0},
+            "copy_first_frame": {
+                **c,
+                "direction_accuracy": direction["copy_first_frame"],
+                "drift_db": 100.0,
+            },
             "reconstruction": {**r, "direction_accuracy": direction["ground_truth"]},
         },
         "ground_truth_flicker": float(np.mean([flicker(v) for v in gts])),
@@ -233,20 +290,41 @@ def write_report(out: Path, s: dict) -> None:
     c, r = s["baselines"]["copy_first_frame"], s["baselines"]["reconstruction"]
     rows = [
         ("frame 0 PSNR (dB)", s["frame0_psnr"], c["frame0_psnr"], r["frame0_psnr"]),
-        ("last frame PSNR at tau=50 (dB)", s["last_frame_psnr_by_tau"][50], c["last_frame_psnr"], r["last_frame_psnr"]),
+        (
+            "last frame PSNR at tau=50 (dB)",
+            s["last_frame_psnr_by_tau"][50],
+            c["last_frame_psnr"],
+            r["last_frame_psnr"],
+        ),
         ("whole clip PSNR (dB)", s["clip_psnr"], c["clip_psnr"], r["clip_psnr"]),
-        ("direction accuracy, text only", s["direction_accuracy_text"], c["direction_accuracy"], r["direction_accuracy"]),
-        ("direction accuracy, first frame", s["direction_accuracy_first_frame"], c["direction_accuracy"], r["direction_accuracy"]),
+        (
+            "direction accuracy, text only",
+            s["direction_accuracy_text"],
+            c["direction_accuracy"],
+            r["direction_accuracy"],
+        ),
+        (
+            "direction accuracy, first frame",
+            s["direction_accuracy_first_frame"],
+            c["direction_accuracy"],
+            r["direction_accuracy"],
+        ),
         ("flicker (lower is smoother)", s["flicker"], c["flicker"], r["flicker"]),
         ("background drift over 4 clips (dB)", s["drift_db"], c["drift_db"], float("nan")),
     ]
     lines = ["| score | model | copy first frame | reconstruction |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {a:.3f} | {b:.3f} | {c_:.3f} |" for name, a, b, c_ in rows]
-    lines += ["", "| tau (of 50) | " + " | ".join(str(t) for t in s["last_frame_psnr_by_tau"]) + " |",
-              "| --- |" + " --- |" * len(s["last_frame_psnr_by_tau"]),
-              "| last frame PSNR (dB) | " + " | ".join(f"{v:.2f}" for v in s["last_frame_psnr_by_tau"].values()) + " |",
-              "", f"DPM-Solver++ 20 steps / DDIM 100 steps, clip PSNR: {s['dpm20_clip_psnr']:.2f} / {s['ddim100_clip_psnr']:.2f} dB"
-              f" = {s['dpm20_vs_ddim100']:.3f}"]
+    lines += [
+        "",
+        "| tau (of 50) | " + " | ".join(str(t) for t in s["last_frame_psnr_by_tau"]) + " |",
+        "| --- |" + " --- |" * len(s["last_frame_psnr_by_tau"]),
+        "| last frame PSNR (dB) | "
+        + " | ".join(f"{v:.2f}" for v in s["last_frame_psnr_by_tau"].values())
+        + " |",
+        "",
+        f"DPM-Solver++ 20 steps / DDIM 100 steps, clip PSNR: {s['dpm20_clip_psnr']:.2f} / {s['ddim100_clip_psnr']:.2f} dB"
+        f" = {s['dpm20_vs_ddim100']:.3f}",
+    ]
     (out / "shapes_bench.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib

@@ -25,7 +25,14 @@ def test_paper_values_in_gpu_configs():
 
 
 def test_overrides_and_unknown_keys(tmp_path):
-    cfg = load_config(None, ["optim.lr=3e-4", "data.buckets=[{name: a, height: 8, width: 8}]", "run.inject_nan_steps=[1, 2]"])
+    cfg = load_config(
+        None,
+        [
+            "optim.lr=3e-4",
+            "data.buckets=[{name: a, height: 8, width: 8}]",
+            "run.inject_nan_steps=[1, 2]",
+        ],
+    )
     assert cfg.optim.lr == 3e-4 and cfg.run.inject_nan_steps == [1, 2]
     with pytest.raises(ValueError, match="unknown config keys in optim"):
         load_config(None, ["optim.learning_rate=1"])

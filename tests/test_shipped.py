@@ -16,12 +16,19 @@ from pixeldance.shipped import generation_defaults, shipped_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
-    not (shipped_model_path() / "model_index.json").exists(), reason="the shipped model is not in this checkout"
+    not (shipped_model_path() / "model_index.json").exists(),
+    reason="the shipped model is not in this checkout",
 )
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pixeldance.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pixeldance.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def video_info(path: Path) -> tuple[int, int, int]:
@@ -32,7 +39,9 @@ def video_info(path: Path) -> tuple[int, int, int]:
 
 def readme_main_command() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    line = next(ln for ln in text.splitlines() if "pixeldance generate" in ln and "pip install" in ln)
+    line = next(
+        ln for ln in text.splitlines() if "pixeldance generate" in ln and "pip install" in ln
+    )
     return shlex.split(line.split("&&")[-1].strip())
 
 
@@ -51,7 +60,17 @@ def test_readme_main_command_writes_the_expected_video(tmp_path):
 @pytest.mark.parametrize("aspect,landscape", [("16:9", True), ("9:16", False)])
 def test_aspect_flags(tmp_path, aspect, landscape):
     out = tmp_path / "a.mp4"
-    result = cli("generate", "--prompt", "a red circle moves to the right", "--aspect", aspect, "--steps", "4", "--out", str(out))
+    result = cli(
+        "generate",
+        "--prompt",
+        "a red circle moves to the right",
+        "--aspect",
+        aspect,
+        "--steps",
+        "4",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     _, h, w = video_info(out)
     assert (w > h) == landscape and w != h
@@ -59,8 +78,10 @@ def test_aspect_flags(tmp_path, aspect, landscape):
 
 def test_storyboard_length(tmp_path):
     board = tmp_path / "story.yaml"
-    board.write_text("shots:\n  - prompt: a blue square moves to the right\n  - prompt: a blue square moves down\n"
-                     "  - prompt: a blue square moves to the left\n")
+    board.write_text(
+        "shots:\n  - prompt: a blue square moves to the right\n  - prompt: a blue square moves down\n"
+        "  - prompt: a blue square moves to the left\n"
+    )
     out = tmp_path / "story.mp4"
     result = cli("story", str(board), "--steps", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -98,7 +119,9 @@ def held_out(seed: int, size) -> np.ndarray:
 
     clip = sample_clip(99 * 1_000_003 + seed, aspect="1:1")
     video = render_clip(clip)[::6][:16]
-    return np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.Resampling.BOX)) for f in video]), clip.caption
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize(size[::-1], Image.Resampling.BOX)) for f in video]
+    ), clip.caption
 
 
 def mse(a, b) -> float:
@@ -108,13 +131,27 @@ def mse(a, b) -> float:
 def test_follows_first_and_last_frame(pipe):
     size = pipe.default_size()
     (a, cap_a), (b, _) = held_out(0, size), held_out(1, size)
-    kw = dict(num_inference_steps=10, num_frames=8, height=size[0], width=size[1], output_type="np", guidance_scale=1.0)
+    kw = dict(
+        num_inference_steps=10,
+        num_frames=8,
+        height=size[0],
+        width=size[1],
+        output_type="np",
+        guidance_scale=1.0,
+    )
     out = pipe(cap_a, first_frame=a[0], generator=torch.Generator().manual_seed(0), **kw).frames[0]
     frame0 = (out[0] * 255).round()
     assert mse(frame0, a[0]) < mse(frame0, b[0])
     target = b[0]  # a last frame unlike the first: the pull must come from the instruction
     dists = []
     for tau in (0, 5, 10):
-        o = pipe(cap_a, first_frame=a[0], last_frame=target, tau=tau, generator=torch.Generator().manual_seed(0), **kw).frames[0]
+        o = pipe(
+            cap_a,
+            first_frame=a[0],
+            last_frame=target,
+            tau=tau,
+            generator=torch.Generator().manual_seed(0),
+            **kw,
+        ).frames[0]
         dists.append(mse((o[-1] * 255).round(), target))
     assert dists[2] < dists[0] and dists[1] <= dists[0], dists

@@ -282,15 +282,55 @@ def test_start_from_a_stable_diffusion_folder(shapes, tmp_path):
 
 
 def test_latent_cache_preprocess_then_train(shapes, tmp_path):
-    run_cli("preprocess", "--config", str(TINY), "--data", str(shapes / "manifest.csv"), "--images", str(shapes / "images.csv"),
-            "--out", str(tmp_path / "cache"))
+    run_cli(
+        "preprocess",
+        "--config",
+        str(TINY),
+        "--data",
+        str(shapes / "manifest.csv"),
+        "--images",
+        str(shapes / "images.csv"),
+        "--out",
+        str(tmp_path / "cache"),
+    )
     from pixeldance.data.latents import LatentCache
 
-    videos, images = LatentCache(tmp_path / "cache", "video"), LatentCache(tmp_path / "cache", "image")
+    videos, images = (
+        LatentCache(tmp_path / "cache", "video"),
+        LatentCache(tmp_path / "cache", "image"),
+    )
     assert len(videos) == 6 and len(images) == 4
     sample = videos[(0, 0)]
     assert sample["latents"].shape[:2] == (48, 4) and sample["text"].shape == (16, 384)
     assert images[(0, 0)]["latents"].shape[1] == 1
-    cfg = load_config(TINY, [f"data.latent_cache={tmp_path / 'cache'}", f"run.output_dir={tmp_path / 'run'}",
-                             "optim.max_steps=3", "data.image_every=2", "run.checkpoint_every=0"])
+    cfg = load_config(
+        TINY,
+        [
+            f"data.latent_cache={tmp_path / 'cache'}",
+            f"run.output_dir={tmp_path / 'run'}",
+            "optim.max_steps=3",
+            "data.image_every=2",
+            "run.checkpoint_every=0",
+        ],
+    )
     assert (train(cfg) / "model_index.json").exists()
+
+
+def test_training_runs_through_broken_files(tmp_path):
+    from test_data import make_broken_manifest
+
+    manifest = make_broken_manifest(tmp_path / "data")
+    cfg = load_config(
+        TINY,
+        [
+            f"data.manifest={manifest}",
+            f"run.output_dir={tmp_path / 'run'}",
+            "optim.max_steps=4",
+            "data.image_every=0",
+            "run.checkpoint_every=0",
+            "data.max_retries=2",
+        ],
+    )
+    train(cfg)
+    state = json.loads((latest_checkpoint(tmp_path / "run") / "state.json").read_text())
+    assert state["counters"]["bad_files"] >= 1 and state["step"] == 4

@@ -127,6 +127,7 @@ def _cmd_generate(args) -> int:
         height=height,
         width=width,
         generator=torch.Generator().manual_seed(args.seed),
+        instruction_noise=d["instruction_noise"],
         output_type="np",
     )
     _write(result.frames, out, args.fps or d["fps"])
@@ -162,6 +163,7 @@ def _cmd_story(args) -> int:
         height=height,
         width=width,
         generator=torch.Generator().manual_seed(args.seed),
+        instruction_noise=d["instruction_noise"],
         output_type="np",
     )
     _write(result.frames, out, args.fps or d["fps"])
@@ -239,6 +241,22 @@ def _cmd_train(args) -> int:
     cfg = load_config(args.config, overrides)
     final = train(cfg, resume=args.resume)
     print(f"pipeline saved to {final}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import json as _json
+
+    from .shipped import export_pipeline, generation_from_config
+
+    choices = _json.loads(args.choices) if args.choices else {}
+    generation = (
+        generation_from_config(args.config, **choices) if args.config else (choices or None)
+    )
+    path = export_pipeline(
+        args.pipeline, args.out, half=not args.full_precision, generation=generation
+    )
+    print(f"exported {args.pipeline} to {path}")
     return 0
 
 
@@ -327,6 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--clips-per-video", type=int, default=1)
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pp.set_defaults(func=_cmd_preprocess)
+
+    e = sub.add_parser(
+        "export", help="copy a trained pipeline for shipping (UNet in float16, generation.json)"
+    )
+    e.add_argument("pipeline", help="pipeline folder written by train")
+    e.add_argument("--out", required=True)
+    e.add_argument(
+        "--config", help="the training config: frames, fps and sizes for generation.json"
+    )
+    e.add_argument(
+        "--choices", help="JSON of measured generation settings, e.g. '{\"guidance\": 3.0}'"
+    )
+    e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
+    e.set_defaults(func=_cmd_export)
 
     i = sub.add_parser("info", help="print versions")
     i.set_defaults(func=_cmd_info)

@@ -34,9 +34,6 @@ class InstructionConfig:
     text_drop_prob: float = 0.1
     # Not in the paper: drop the first frame too, so a model can start from text alone.
     first_frame_drop_prob: float = 0.0
-    # Whether inference noises the instructions to ``noise_timestep`` as training does.
-    # Measured default: see benchmarks/instruction_noise.py and the model card.
-    noise_at_inference: bool = False
 
     def __post_init__(self):
         for name in ("last_frame_drop_prob", "text_drop_prob", "first_frame_drop_prob"):

@@ -1,7 +1,8 @@
 """The shipped default model (PixelDance-Shapes) and per-model generation defaults.
 
 A pipeline folder may hold ``generation.json`` with the settings it was measured with:
-``{"steps", "guidance", "tau", "frames", "fps", "sizes": {"1:1": [h, w], "16:9": ..., "9:16": ...}}``.
+``{"steps", "guidance", "tau", "frames", "fps", "instruction_noise",
+"sizes": {"1:1": [h, w], "16:9": ..., "9:16": ...}}``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ import json
 from pathlib import Path
 
 SHIPPED_NAME = "pixeldance-shapes"
-FALLBACK = {"steps": 50, "guidance": 5.0, "tau": 25, "frames": 16, "fps": 8.0}
+FALLBACK = {
+    "steps": 50,
+    "guidance": 5.0,
+    "tau": 25,
+    "frames": 16,
+    "fps": 8.0,
+    "instruction_noise": 0,
+}
 
 
 def shipped_model_path() -> Path:
@@ -61,3 +69,59 @@ def make_scheduler(name: str, config):
     if name not in classes:
         raise ValueError(f"unknown scheduler {name!r}; use one of {sorted(classes)}")
     return classes[name].from_config(config)
+
+
+def export_pipeline(
+    src: str | Path, out: str | Path, half: bool = True, generation: dict | None = None
+) -> Path:
+    """Copy a trained pipeline folder to ``out`` (complete, then renamed), with the UNet stored
+    in float16 when ``half`` (it loads back as float32) and ``generation.json`` written."""
+    import shutil
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+
+    src, out = Path(src), Path(out)
+    if not (src / "model_index.json").exists():
+        raise ValueError(f"not a pipeline folder (no model_index.json): {src}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if half:
+            for weights in (tmp / "unet").glob("*.safetensors"):
+                tensors = load_file(weights)
+                save_file(
+                    {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()},
+                    weights,
+                )
+        if generation is not None:
+            (tmp / "generation.json").write_text(json.dumps(generation, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def generation_from_config(config_file: str | Path, **choices) -> dict:
+    """generation.json values from a training config: frames, fps and sizes per aspect from its
+    buckets, plus the measured ``choices`` (steps, guidance, tau, instruction_noise)."""
+    from .train.config import load_config
+
+    cfg = load_config(config_file)
+    buckets = cfg.data.buckets
+    sizes = {}
+    for b in buckets:
+        h, w = b["height"], b["width"]
+        aspect = "1:1" if h == w else ("16:9" if w > h else "9:16")
+        sizes.setdefault(aspect, [h, w])
+    return {
+        **FALLBACK,
+        "frames": buckets[0].get("frames", 16),
+        "fps": cfg.data.fps,
+        "sizes": sizes,
+        **choices,
+    }
