@@ -255,3 +255,12 @@ def test_shapes_captions_match_parameters():
             )
         else:
             assert "camera" not in text and "panning" not in text and "zooming" not in text
+
+
+def test_check_data_command_reports_bad_files(tmp_path, capsys):
+    from pixeldance.cli import main
+
+    manifest = make_broken_manifest(tmp_path)
+    assert main(["check-data", str(manifest), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "8 files checked, 3 good, 5 bad" in out and "zero.mp4" in out

@@ -1,0 +1,57 @@
+"""Encoders: the offline default text encoder, prompt states, chunked VAE, image reading."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixeldance.encoders import PromptEncoder, decode_latents, encode_frames, load_text_encoder, text_embed_dim
+from pixeldance.images import prepare_images
+from pixeldance.io import read_image
+
+from helpers import tiny_vae
+
+
+def test_default_text_encoder_offline():
+    model, tokenizer = load_text_encoder()
+    assert text_embed_dim(model) == 384
+    pe = PromptEncoder(model, tokenizer, max_length=16)
+    states = pe.encode(["a red circle moves left", "a blue square"])
+    assert states.shape == (2, 16, 384)
+    assert not torch.allclose(states[0], states[1])
+    empty = pe.empty(3)
+    assert empty.shape == (3, 16, 384) and pe.empty(1).data_ptr() == empty.data_ptr()  # cached once
+
+
+def test_vae_chunks_do_not_change_results():
+    vae = tiny_vae()
+    frames = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    a = encode_frames(vae, frames, chunk_size=3)
+    b = encode_frames(vae, frames, chunk_size=100)
+    assert a.shape == (2, 4, 5, 8, 8)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(decode_latents(vae, a, chunk_size=2), decode_latents(vae, a, chunk_size=64), atol=1e-5, rtol=1e-4)
+
+
+def test_exif_orientation_and_alpha(tmp_path):
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))  # blue on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    shown = np.asarray(read_image(tmp_path / "r.jpg"))
+    assert shown.shape == (40, 20, 3)
+    assert shown[2, 10, 2] > 200  # blue ends up on top
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    rgba.save(tmp_path / "a.png")
+    assert np.asarray(read_image(tmp_path / "a.png")).min() == 255  # transparent -> white
+
+
+def test_prepare_images_cover_crop_policy():
+    wide = np.zeros((10, 40, 3), np.uint8)
+    wide[:, 18:22] = 255  # a white band in the centre survives the centre crop
+    out = prepare_images(wide, 16, 16, 1)
+    assert out.shape == (1, 3, 16, 16)
+    assert out[0, :, :, 8].min() > 0.9 and out[0, :, :, 0].max() < -0.9
+    with pytest.raises(ValueError, match="2 images for a batch of 3"):
+        prepare_images([wide, wide], 16, 16, 3)
