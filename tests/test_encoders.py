@@ -5,11 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
-from pixeldance.encoders import PromptEncoder, decode_latents, encode_frames, load_text_encoder, text_embed_dim
+from helpers import tiny_vae
+from pixeldance.encoders import (
+    PromptEncoder,
+    decode_latents,
+    encode_frames,
+    load_text_encoder,
+    text_embed_dim,
+)
 from pixeldance.images import prepare_images
 from pixeldance.io import read_image
-
-from helpers import tiny_vae
 
 
 def test_default_text_encoder_offline():
@@ -30,7 +35,12 @@ def test_vae_chunks_do_not_change_results():
     b = encode_frames(vae, frames, chunk_size=100)
     assert a.shape == (2, 4, 5, 8, 8)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(decode_latents(vae, a, chunk_size=2), decode_latents(vae, a, chunk_size=64), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        decode_latents(vae, a, chunk_size=2),
+        decode_latents(vae, a, chunk_size=64),
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_exif_orientation_and_alpha(tmp_path):

@@ -64,8 +64,14 @@ def run_cli(*args: str, timeout: float = 300) -> str:
 
 
 def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
-    cfg = tiny_config(shapes, tmp_path / "run", "optim.max_steps=4", "data.image_every=2", "run.sample_every=2",
-                      "run.sample_steps=2")
+    cfg = tiny_config(
+        shapes,
+        tmp_path / "run",
+        "optim.max_steps=4",
+        "data.image_every=2",
+        "run.sample_every=2",
+        "run.sample_steps=2",
+    )
     final = train(cfg)
     assert (tmp_path / "run" / "samples" / "step-00000002.mp4").exists()
     trained = PixelDancePipeline.from_pretrained(final)

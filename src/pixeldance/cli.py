@@ -19,13 +19,23 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------- generate / story
-def _load_pipeline(model: str | None):
-    from .pipeline import PixelDancePipeline
+def _model_path(model: str | None) -> Path:
     from .shipped import shipped_model_path
 
     path = Path(model) if model else shipped_model_path()
     if not (path / "model_index.json").exists():
         raise UsageError(f"not a pixeldance pipeline folder (no model_index.json): {path}")
+    return path
+
+
+def _load_pipeline(path: Path):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from .pipeline import PixelDancePipeline
+
+    diffusers_logging.disable_progress_bar()  # one progress bar: the denoising one
+    transformers_logging.disable_progress_bar()
     pipe = PixelDancePipeline.from_pretrained(path)
     pipe.set_progress_bar_config(desc="denoising", leave=False)
     return pipe
@@ -34,8 +44,6 @@ def _load_pipeline(model: str | None):
 def _size(pipe, aspect: str | None, height: int | None, width: int | None) -> tuple[int, int]:
     base_h, base_w = pipe.default_size()
     if aspect is not None:
-        if aspect not in ASPECTS:
-            raise UsageError(f"unknown aspect {aspect!r}; use one of {', '.join(ASPECTS)}")
         from .shipped import size_for_aspect
 
         base_h, base_w = size_for_aspect(pipe, aspect)
@@ -80,18 +88,24 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(pipe, args):
+def _settings(path: Path, args):
+    """Generation settings, checked before the model is loaded."""
     from .shipped import generation_defaults
 
-    d = generation_defaults(pipe)
+    d = generation_defaults(path)
     steps = args.steps if args.steps is not None else d["steps"]
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
-    if args.scheduler:
+    if args.aspect is not None and args.aspect not in ASPECTS:
+        raise UsageError(f"unknown aspect {args.aspect!r}; use one of {', '.join(ASPECTS)}")
+    return d, steps
+
+
+def _use_scheduler(pipe, name: str | None) -> None:
+    if name:
         from .shipped import make_scheduler
 
-        pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
-    return d, steps
+        pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
 
 
 def _write(frames, out: Path, fps: float) -> None:
@@ -110,11 +124,15 @@ def _cmd_generate(args) -> int:
     out = check_output_path(args.out)
     _check_image(args.first_frame, "--first-frame")
     _check_image(args.last_frame, "--last-frame")
-    pipe = _load_pipeline(args.model)
-    d, steps = _settings(pipe, args)
+    path = _model_path(args.model)
+    d, steps = _settings(path, args)
     tau = args.tau if args.tau is not None else min(d["tau"], steps)
     if not 0 <= tau <= steps:
         raise UsageError(f"--tau must be between 0 and --steps ({steps}), got {tau}")
+    if args.frames is not None and args.frames < 2:
+        raise UsageError(f"--frames must be at least 2, got {args.frames}")
+    pipe = _load_pipeline(path)
+    _use_scheduler(pipe, args.scheduler)
     height, width = _size(pipe, args.aspect, args.height, args.width)
     result = pipe(
         args.prompt,
@@ -145,13 +163,15 @@ def _cmd_story(args) -> int:
     for shot in board.shots:
         _check_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
     _check_image(board.first_frame, "first_frame")
-    pipe = _load_pipeline(args.model)
-    d, steps = _settings(pipe, args)
+    path = _model_path(args.model)
+    d, steps = _settings(path, args)
     for shot in board.shots:
         if shot.tau is not None and not 0 <= shot.tau <= steps:
             raise UsageError(
                 f"shot {shot.prompt!r}: tau must be between 0 and {steps}, got {shot.tau}"
             )
+    pipe = _load_pipeline(path)
+    _use_scheduler(pipe, args.scheduler)
     height, width = _size(pipe, args.aspect, args.height, args.width)
     result = pipe.generate_story(
         board.shots,

@@ -27,7 +27,8 @@ def shipped_model_path() -> Path:
 
 
 def _generation_file(pipe) -> Path | None:
-    name = getattr(pipe, "name_or_path", None)
+    """``generation.json`` of a pipeline (or of a pipeline folder given as a path)."""
+    name = pipe if isinstance(pipe, (str, Path)) else getattr(pipe, "name_or_path", None)
     if not name:
         return None
     path = Path(str(name)) / "generation.json"
@@ -35,6 +36,7 @@ def _generation_file(pipe) -> Path | None:
 
 
 def generation_defaults(pipe) -> dict:
+    """Generation settings of a pipeline or pipeline folder: its generation.json over FALLBACK."""
     path = _generation_file(pipe)
     values = dict(FALLBACK)
     if path is not None:
