@@ -1,0 +1,1 @@
+"""Data: video decoding, datasets, buckets, and the Dancing Shapes world."""

@@ -1,0 +1,69 @@
+"""Aspect-ratio buckets: every sample is resized and cropped into the nearest bucket, and each
+batch is drawn from one bucket, so clips of many shapes train without padding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A named training shape: ``height x width`` pixels, ``frames`` frames, ``batch_size`` clips."""
+
+    name: str
+    height: int
+    width: int
+    frames: int = 16  # paper, sec. 4.1: 16-frame clips
+    batch_size: int = 1
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    def __post_init__(self):
+        if self.height <= 0 or self.width <= 0 or self.frames <= 0 or self.batch_size <= 0:
+            raise ValueError(f"bucket {self.name!r}: height, width, frames and batch_size must be positive")
+
+
+def parse_buckets(items: list[dict]) -> list[Bucket]:
+    """Buckets from config entries ``{name, height, width, frames, batch_size}``."""
+    buckets = [Bucket(**item) for item in items]
+    names = [b.name for b in buckets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"bucket names must be unique: {names}")
+    if not buckets:
+        raise ValueError("at least one bucket is needed")
+    return buckets
+
+
+def nearest_bucket(height: int, width: int, buckets: list[Bucket]) -> Bucket:
+    """The bucket whose aspect ratio is closest to ``width / height`` (in log space)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"bad size {height}x{width}")
+    target = math.log(width / height)
+    return min(buckets, key=lambda b: abs(math.log(b.aspect) - target))
+
+
+def resize_crop_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 ``(F, H, W, 3)`` -> ``(F, height, width, 3)``: resize to cover, centre-crop.
+
+    The same geometry as the pipeline's image instructions (:mod:`pixeldance.images`), with
+    area resampling for downscaling.
+    """
+    f, h0, w0, _ = frames.shape
+    scale = max(width / w0, height / h0)
+    new_w, new_h = max(width, round(w0 * scale)), max(height, round(h0 * scale))
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    out = np.empty((f, height, width, 3), np.uint8)
+    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+    for i, frame in enumerate(frames):
+        img = Image.fromarray(frame)
+        if (new_w, new_h) != (w0, h0):
+            img = img.resize((new_w, new_h), method)
+        out[i] = np.asarray(img.crop((left, top, left + width, top + height)))
+    return out

@@ -1,0 +1,215 @@
+"""Latent cache: clips encoded to VAE latents and captions to text states, once.
+
+``pixeldance preprocess`` writes a folder of safetensors shards, one bucket per shard, each with
+``latents`` ``(N, C, F, h, w)`` and ``text`` ``(N, L, D)`` in float16 and the captions in the
+shard's metadata, plus ``empty_text.safetensors`` (the empty prompt, for text dropout) and
+``index.json``. Training reads it instead of videos, so no decoding or encoding happens per step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .buckets import Bucket
+
+
+@dataclass
+class CacheEntry:
+    shard: str
+    row: int
+    bucket: int
+
+
+def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions: list[str]) -> None:
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(
+            {"latents": latents.half().contiguous(), "text": text.half().contiguous()},
+            tmp,
+            metadata={"captions": json.dumps(captions)},
+        )
+
+
+class LatentCacheWriter:
+    """Accumulates encoded samples per bucket and writes a shard each ``shard_size`` samples."""
+
+    def __init__(self, out: str | Path, buckets: list[Bucket], shard_size: int = 256, kind: str = "video"):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.buckets, self.shard_size, self.kind = buckets, shard_size, kind
+        self.pending: dict[int, list] = {}
+        self.shards: list[dict] = []
+
+    def add(self, bucket: int, latents: torch.Tensor, text: torch.Tensor, caption: str) -> None:
+        self.pending.setdefault(bucket, []).append((latents.cpu(), text.cpu(), caption))
+        if len(self.pending[bucket]) >= self.shard_size:
+            self._flush(bucket)
+
+    def _flush(self, bucket: int) -> None:
+        items = self.pending.pop(bucket, [])
+        if not items:
+            return
+        name = f"{self.kind}-{len(self.shards):05d}.safetensors"
+        write_shard(
+            self.out / name,
+            torch.stack([i[0] for i in items]),
+            torch.stack([i[1] for i in items]),
+            [i[2] for i in items],
+        )
+        self.shards.append({"file": name, "bucket": bucket, "count": len(items), "kind": self.kind})
+
+    def close(self) -> list[dict]:
+        for bucket in list(self.pending):
+            self._flush(bucket)
+        return self.shards
+
+
+def write_index(out: Path, shards: list[dict], buckets: list[Bucket], info: dict) -> None:
+    from ..io import atomic_path
+
+    index = {"shards": shards, "buckets": [vars(b) for b in buckets], **info}
+    with atomic_path(Path(out) / "index.json") as tmp:
+        tmp.write_text(json.dumps(index, indent=1))
+
+
+class LatentCache:
+    """Read side of the cache: ``cache[(k, bucket)]`` like the video datasets, for one kind
+    (``"video"`` or ``"image"``)."""
+
+    def __init__(self, folder: str | Path, kind: str = "video"):
+        self.folder = Path(folder)
+        index_file = self.folder / "index.json"
+        if not index_file.exists():
+            raise FileNotFoundError(f"not a latent cache (no index.json): {self.folder}")
+        self.index = json.loads(index_file.read_text())
+        self.buckets = [Bucket(**b) for b in self.index["buckets"]]
+        if kind == "image":
+            self.buckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in self.buckets]
+        self.entries: list[CacheEntry] = []
+        self.captions: dict[str, list[str]] = {}
+        for shard in self.index["shards"]:
+            if shard.get("kind", "video") != kind:
+                continue
+            self.entries += [CacheEntry(shard["file"], r, shard["bucket"]) for r in range(shard["count"])]
+        self._handles: dict[str, object] = {}
+        self.empty_text = None
+        empty = self.folder / "empty_text.safetensors"
+        if empty.exists():
+            with safe_open(empty, "pt") as f:
+                self.empty_text = f.get_tensor("text").float()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def record_buckets(self) -> list[int]:
+        return [e.bucket for e in self.entries]
+
+    def _handle(self, shard: str):
+        if shard not in self._handles:
+            h = safe_open(self.folder / shard, "pt")
+            self._handles[shard] = (h, json.loads(h.metadata()["captions"]))
+        return self._handles[shard]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        k, _ = key
+        e = self.entries[k % len(self.entries)]
+        handle, captions = self._handle(e.shard)
+        latents = handle.get_slice("latents")[e.row : e.row + 1][0].float()
+        text = handle.get_slice("text")[e.row : e.row + 1][0].float()
+        return {"latents": latents, "text": text, "caption": captions[e.row], "bad": []}
+
+    def __getstate__(self):  # handles are reopened in each worker
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+
+def collate_latents(samples: list[dict]) -> dict:
+    return {
+        "latents": torch.stack([s["latents"] for s in samples]),
+        "text": torch.stack([s["text"] for s in samples]),
+        "captions": [s["caption"] for s in samples],
+        "bad": [],
+    }
+
+
+@torch.no_grad()
+def preprocess(
+    out: str | Path,
+    vae,
+    prompt_encoder,
+    buckets: list[Bucket],
+    manifest: str | Path | None = None,
+    images: str | Path | None = None,
+    fps: float = 4.0,
+    clips_per_video: int = 1,
+    seed: int = 0,
+    shard_size: int = 256,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Encode a manifest's clips (and optional captioned images) into a latent cache at ``out``.
+
+    Each video gives ``clips_per_video`` clips with different random starts. Bad files are
+    skipped and counted. Returns the index written.
+    """
+    from tqdm import tqdm
+
+    from ..encoders import encode_frames
+    from .datasets import BadDataCounter, ImageDataset, VideoClipDataset, read_image_records, read_manifest, record_buckets
+
+    out = Path(out)
+    counter = BadDataCounter()
+    shards: list[dict] = []
+    jobs = []
+    if manifest is not None:
+        records = read_manifest(manifest)
+        ds = VideoClipDataset(records, buckets, fps=fps, seed=seed)
+        rb = record_buckets(records, buckets)
+        jobs.append(("video", ds, [(c * len(records) + i, rb[i]) for c in range(clips_per_video) for i in range(len(records))]))
+    if images is not None:
+        irecords = read_image_records(images)
+        ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in buckets]
+        ids = ImageDataset(irecords, ibuckets, seed=seed)
+        rb = record_buckets(irecords, ibuckets, images=True)
+        jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))]))
+    vae.to(device)
+    for kind, ds, keys in jobs:
+        writer = LatentCacheWriter(out, buckets, shard_size, kind)
+        writer.shards = shards  # one numbering across kinds
+        pending: list = []
+
+        def flush():
+            pixels = torch.stack([p for p, _, _ in pending]).to(device)
+            latents = encode_frames(vae, pixels)
+            text = prompt_encoder.encode([c for _, c, _ in pending])
+            for j, (_, caption, b) in enumerate(pending):
+                writer.add(b, latents[j], text[j], caption)
+            pending.clear()
+
+        for key in tqdm(keys, desc=f"encoding {kind}s", disable=not progress):
+            sample = ds[key]
+            counter.merge(sample["bad"])
+            if sample["pixels"] is None:
+                continue
+            if pending and pending[0][0].shape != sample["pixels"].shape:
+                flush()  # a batch holds one bucket's shape
+            pending.append((sample["pixels"], sample["caption"], key[1]))
+            if len(pending) >= batch_size:
+                flush()
+        if pending:
+            flush()
+        writer.close()
+    save_file({"text": prompt_encoder.encode([""]).half().contiguous()}, out / "empty_text.safetensors")
+    info = {"bad_files": counter.counts, "fps": fps, "text_tokens": int(prompt_encoder.max_length)}
+    write_index(out, shards, buckets, info)
+    return json.loads((out / "index.json").read_text())

@@ -1,0 +1,376 @@
+"""Dancing Shapes: a procedural video world with known ground truth.
+
+Clips of 1-3 coloured shapes on low-saturation textured backgrounds. Each object moves in one of
+8 directions, bounces, grows, shrinks or rotates; the camera may pan or zoom. Clips are written
+as H.264 mp4 at a real frame rate with a WebVid-style manifest (``videoid, name, page_dir,
+duration``) whose captions are made from the parameters in varied wording, plus a JSON of the
+parameters per clip and captioned still images for the image batches. Deterministic per seed.
+
+Object colours are saturated and backgrounds nearly grey, so a benchmark can track each object
+by its colour and compare its motion with the caption.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 190, 60),
+    "blue": (40, 80, 230),
+    "yellow": (235, 215, 40),
+    "purple": (150, 50, 200),
+    "orange": (245, 140, 30),
+    "cyan": (40, 210, 220),
+    "pink": (240, 110, 180),
+}
+SHAPES = ("circle", "square", "triangle", "diamond", "star")
+# direction name -> unit vector in image coordinates (x right, y down)
+DIRECTIONS = {
+    "right": (1, 0),
+    "left": (-1, 0),
+    "up": (0, -1),
+    "down": (0, 1),
+    "up-right": (1, -1),
+    "up-left": (-1, -1),
+    "down-right": (1, 1),
+    "down-left": (-1, 1),
+}
+MOTIONS = ("move", "move", "move", "move", "bounce", "grow", "shrink", "rotate")
+CAMERAS = ("static", "static", "static", "pan-left", "pan-right", "pan-up", "pan-down", "zoom-in", "zoom-out")
+BACKGROUNDS = ("stripes", "checker", "gradient", "blobs")
+# (height, width) of written videos: square, 16:9 landscape, 9:16 portrait
+ASPECTS = {"1:1": (128, 128), "16:9": (112, 192), "9:16": (192, 112)}
+
+
+@dataclass
+class ShapeObject:
+    shape: str
+    colour: str
+    motion: str  # move | bounce | grow | shrink | rotate
+    direction: str | None  # for "move"
+    start: tuple[float, float]  # centre (x, y) as fractions of width and height
+    size: float  # radius as a fraction of min(H, W)
+    travel: float  # distance moved over the clip, as a fraction of min(H, W)
+
+
+@dataclass
+class ShapesClip:
+    videoid: str
+    seed: int
+    aspect: str
+    height: int
+    width: int
+    fps: float
+    num_frames: int
+    background: str
+    bg_colours: tuple[tuple[int, int, int], tuple[int, int, int]]
+    camera: str
+    objects: list[ShapeObject] = field(default_factory=list)
+    caption: str = ""
+
+
+# ---------------------------------------------------------------------- sampling
+def sample_clip(seed: int, aspect: str | None = None, fps: float = 24.0, seconds: float = 4.5) -> ShapesClip:
+    """Draw a clip's parameters from ``seed`` (deterministic)."""
+    rng = np.random.default_rng(seed)
+    aspect = aspect or str(rng.choice(list(ASPECTS)))
+    h, w = ASPECTS[aspect]
+    n_obj = int(rng.choice([1, 1, 1, 2, 2, 3]))
+    colours = rng.choice(list(COLOURS), size=n_obj, replace=False)
+    objects = []
+    for i in range(n_obj):
+        motion = str(rng.choice(MOTIONS))
+        shape = str(rng.choice(SHAPES if motion != "rotate" else SHAPES[1:]))
+        direction = str(rng.choice(list(DIRECTIONS))) if motion == "move" else None
+        size = float(rng.uniform(0.09, 0.14))
+        travel = float(rng.uniform(0.35, 0.5))
+        if direction:
+            dx, dy = _unit(direction)
+            m = min(h, w)
+            cx = 0.5 - dx * travel * m / w / 2 + rng.uniform(-0.05, 0.05)
+            cy = 0.5 - dy * travel * m / h / 2 + rng.uniform(-0.05, 0.05)
+        else:
+            cx, cy = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
+        if n_obj > 1 and not direction:  # spread still objects apart
+            cx = (i + 0.5) / n_obj * 0.8 + 0.1
+        objects.append(ShapeObject(shape, str(colours[i]), motion, direction, (float(cx), float(cy)), size, travel))
+    grey = rng.integers(70, 190)
+    tint = rng.integers(-12, 13, size=3)
+    c1 = tuple(int(np.clip(grey + t, 0, 255)) for t in tint)
+    c2 = tuple(int(np.clip(grey + rng.choice([-45, 45]) + t, 0, 255)) for t in tint)
+    clip = ShapesClip(
+        videoid=f"shapes{seed:07d}",
+        seed=seed,
+        aspect=aspect,
+        height=h,
+        width=w,
+        fps=fps,
+        num_frames=int(round(seconds * fps)),
+        background=str(rng.choice(BACKGROUNDS)),
+        bg_colours=(c1, c2),
+        camera=str(rng.choice(CAMERAS)),
+        objects=objects,
+    )
+    clip.caption = caption_for(clip, rng)
+    return clip
+
+
+def _unit(direction: str) -> tuple[float, float]:
+    dx, dy = DIRECTIONS[direction]
+    n = math.hypot(dx, dy)
+    return dx / n, dy / n
+
+
+# ---------------------------------------------------------------------- captions
+_MOVE_VERBS = ("moves", "slides", "glides", "travels", "drifts")
+_DIR_WORDS = {
+    "right": ("to the right", "right", "rightward"),
+    "left": ("to the left", "left", "leftward"),
+    "up": ("up", "upward", "towards the top"),
+    "down": ("down", "downward", "towards the bottom"),
+    "up-right": ("up and to the right", "diagonally up-right", "towards the top right"),
+    "up-left": ("up and to the left", "diagonally up-left", "towards the top left"),
+    "down-right": ("down and to the right", "diagonally down-right", "towards the bottom right"),
+    "down-left": ("down and to the left", "diagonally down-left", "towards the bottom left"),
+}
+_OTHER = {
+    "bounce": ("bounces up and down", "is bouncing", "hops in place"),
+    "grow": ("grows bigger", "expands", "gets larger"),
+    "shrink": ("shrinks", "gets smaller", "contracts"),
+    "rotate": ("rotates", "spins", "turns around"),
+}
+_CAMERA = {
+    "pan-left": ("the camera pans left", "panning left"),
+    "pan-right": ("the camera pans right", "panning right"),
+    "pan-up": ("the camera tilts up", "panning up"),
+    "pan-down": ("the camera tilts down", "panning down"),
+    "zoom-in": ("the camera zooms in", "zooming in"),
+    "zoom-out": ("the camera zooms out", "zooming out"),
+}
+_BG_WORDS = {
+    "stripes": "striped",
+    "checker": "checkered",
+    "gradient": "gradient",
+    "blobs": "mottled",
+}
+
+
+def describe_object(obj: ShapeObject, rng) -> str:
+    article = "an" if obj.colour[0] in "aeiou" else "a"
+    noun = f"{article} {obj.colour} {obj.shape}"
+    if obj.motion == "move":
+        return f"{noun} {rng.choice(_MOVE_VERBS)} {rng.choice(_DIR_WORDS[obj.direction])}"
+    return f"{noun} {rng.choice(_OTHER[obj.motion])}"
+
+
+def caption_for(clip: ShapesClip, rng) -> str:
+    parts = [describe_object(o, rng) for o in clip.objects]
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    if rng.random() < 0.5:
+        text += f" on a {_BG_WORDS[clip.background]} background"
+    if clip.camera != "static":
+        cam = rng.choice(_CAMERA[clip.camera])
+        text = f"{text}, {cam}" if rng.random() < 0.5 else f"{cam[0].upper() + cam[1:]} while {text}"
+    return text[0].upper() + text[1:]
+
+
+# ---------------------------------------------------------------------- rendering
+def _background(clip: ShapesClip, h: int, w: int) -> np.ndarray:
+    """A texture 1.5x the frame in each axis (room for camera moves), float (H, W, 3)."""
+    rng = np.random.default_rng(clip.seed + 1)
+    bh, bw = int(h * 1.5), int(w * 1.5)
+    yy, xx = np.mgrid[0:bh, 0:bw].astype(np.float32)
+    c1, c2 = (np.array(c, np.float32) for c in clip.bg_colours)
+    if clip.background == "stripes":
+        period = rng.uniform(12, 24)
+        angle = rng.uniform(0, math.pi)
+        t = 0.5 + 0.5 * np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period)
+    elif clip.background == "checker":
+        s = int(rng.integers(10, 20))
+        t = ((xx // s + yy // s) % 2).astype(np.float32)
+    elif clip.background == "gradient":
+        t = (xx / bw * rng.uniform(0.3, 1) + yy / bh * rng.uniform(0.3, 1)) / 2
+    else:
+        t = np.zeros((bh, bw), np.float32)
+        for _ in range(6):
+            cx, cy, r = rng.uniform(0, bw), rng.uniform(0, bh), rng.uniform(10, 30)
+            t += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        t = np.clip(t, 0, 1)
+    return c1 * (1 - t[..., None]) + c2 * t[..., None]
+
+
+def _camera_view(bg: np.ndarray, clip: ShapesClip, p: float, h: int, w: int) -> np.ndarray:
+    """Crop of the background at progress p in [0, 1] for the clip's camera move."""
+    bh, bw = bg.shape[:2]
+    cx, cy, scale = bw / 2, bh / 2, 1.0
+    shift = 0.3 * p - 0.15
+    if clip.camera == "pan-left":
+        cx -= shift * w  # content slides right when the camera pans left
+    elif clip.camera == "pan-right":
+        cx += shift * w
+    elif clip.camera == "pan-up":
+        cy -= shift * h
+    elif clip.camera == "pan-down":
+        cy += shift * h
+    elif clip.camera == "zoom-in":
+        scale = 1.3 - 0.3 * p
+    elif clip.camera == "zoom-out":
+        scale = 1.0 + 0.3 * p
+    vh, vw = h * scale, w * scale
+    x0, y0 = int(round(cx - vw / 2)), int(round(cy - vh / 2))
+    crop = bg[max(y0, 0) : y0 + int(round(vh)), max(x0, 0) : x0 + int(round(vw))]
+    img = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
+    return np.asarray(img.resize((w, h), Image.Resampling.BILINEAR))
+
+
+def object_state(obj: ShapeObject, p: float, h: int, w: int) -> tuple[float, float, float, float]:
+    """Centre (x, y) in pixels, radius in pixels and rotation in degrees at progress p."""
+    m = min(h, w)
+    x, y, r, rot = obj.start[0] * w, obj.start[1] * h, obj.size * m, 0.0
+    if obj.motion == "move":
+        dx, dy = _unit(obj.direction)
+        x += dx * obj.travel * m * p
+        y += dy * obj.travel * m * p
+    elif obj.motion == "bounce":
+        y -= abs(math.sin(2 * math.pi * p)) * 0.2 * m
+    elif obj.motion == "grow":
+        r *= 1 + p
+    elif obj.motion == "shrink":
+        r *= 1 - 0.5 * p
+    elif obj.motion == "rotate":
+        rot = 180 * p
+    return x, y, r, rot
+
+
+def _polygon(shape: str, x: float, y: float, r: float, rot: float) -> list[tuple[float, float]]:
+    if shape == "square":
+        angles, radii = [45, 135, 225, 315], [r * 1.2] * 4
+    elif shape == "triangle":
+        angles, radii = [-90, 30, 150], [r * 1.25] * 3
+    elif shape == "diamond":
+        angles, radii = [0, 90, 180, 270], [r * 1.2] * 4
+    else:  # star
+        angles = [-90 + 36 * k for k in range(10)]
+        radii = [r * 1.3 if k % 2 == 0 else r * 0.55 for k in range(10)]
+    return [
+        (x + rr * math.cos(math.radians(a + rot)), y + rr * math.sin(math.radians(a + rot)))
+        for a, rr in zip(angles, radii, strict=True)
+    ]
+
+
+def render_frame(clip: ShapesClip, bg: np.ndarray, p: float, h: int | None = None, w: int | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) frame at progress p in [0, 1]."""
+    h, w = h or clip.height, w or clip.width
+    img = Image.fromarray(_camera_view(bg, clip, p, h, w))
+    draw = ImageDraw.Draw(img)
+    for obj in clip.objects:
+        x, y, r, rot = object_state(obj, p, h, w)
+        colour = COLOURS[obj.colour]
+        if obj.shape == "circle":
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+        else:
+            draw.polygon(_polygon(obj.shape, x, y, r, rot), fill=colour)
+    return np.asarray(img)
+
+
+def render_clip(clip: ShapesClip) -> np.ndarray:
+    """All frames, uint8 (F, H, W, 3)."""
+    bg = _background(clip, clip.height, clip.width)
+    n = clip.num_frames
+    return np.stack([render_frame(clip, bg, i / (n - 1)) for i in range(n)])
+
+
+def clip_to_json(clip: ShapesClip) -> dict:
+    return asdict(clip)
+
+
+def clip_from_json(data: dict) -> ShapesClip:
+    objects = [ShapeObject(**{**o, "start": tuple(o["start"])}) for o in data["objects"]]
+    bg = tuple(tuple(c) for c in data["bg_colours"])
+    return ShapesClip(**{**data, "objects": objects, "bg_colours": bg})
+
+
+# ---------------------------------------------------------------------- writing a dataset
+def write_dataset(out: str | Path, num: int, seed: int = 0, num_images: int | None = None, workers: int = 1, progress: bool = True) -> Path:
+    """Write ``num`` clips and ``num_images`` captioned stills under ``out``.
+
+    Layout: ``videos/{page_dir}/{videoid}.mp4``, ``params/{videoid}.json``,
+    ``manifest.csv`` (videoid, name, page_dir, duration, path, height, width), ``images/*.png`` + ``.txt`` and
+    ``images.csv`` (path, caption). Clip i uses seed ``seed * 1_000_003 + i``.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    (out / "params").mkdir(parents=True, exist_ok=True)
+    seeds = [seed * 1_000_003 + i for i in range(num)]
+    jobs = [(out, s) for s in seeds]
+    if workers > 1:
+        from multiprocessing import Pool
+
+        with Pool(workers) as pool:
+            rows = list(tqdm(pool.imap(_write_one, jobs, chunksize=8), total=num, disable=not progress, desc="clips"))
+    else:
+        rows = [_write_one(j) for j in tqdm(jobs, disable=not progress, desc="clips")]
+    _write_csv(out / "manifest.csv", ["videoid", "name", "page_dir", "duration", "path", "height", "width"], rows)
+
+    num_images = num // 2 if num_images is None else num_images
+    (out / "images").mkdir(exist_ok=True)
+    image_rows = []
+    for i in tqdm(range(num_images), disable=not progress, desc="images"):
+        clip = sample_clip(seed * 1_000_003 + 500_000 + i)
+        for o in clip.objects:  # stills: objects are where they are, captions say what they are
+            o.motion, o.direction = "still", None
+        clip.camera = "static"
+        frame = render_frame(clip, _background(clip, clip.height, clip.width), 0.0)
+        caption = still_caption(clip, np.random.default_rng(clip.seed))
+        name = f"images/still{i:06d}.png"
+        Image.fromarray(frame).save(out / name)
+        (out / name).with_suffix(".txt").write_text(caption)
+        image_rows.append({"path": name, "caption": caption})
+    _write_csv(out / "images.csv", ["path", "caption"], image_rows)
+    return out
+
+
+def still_caption(clip: ShapesClip, rng) -> str:
+    nouns = [f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape}" for o in clip.objects]
+    text = nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " and " + nouns[-1]
+    text += f" on a {_BG_WORDS[clip.background]} background"
+    return text[0].upper() + text[1:]
+
+
+def _write_one(job) -> dict:
+    from ..io import write_mp4
+
+    out, seed = job
+    clip = sample_clip(seed)
+    page_dir = f"{seed % 100:03d}"
+    rel = f"videos/{page_dir}/{clip.videoid}.mp4"
+    write_mp4(render_clip(clip), out / rel, fps=clip.fps)
+    (out / "params" / f"{clip.videoid}.json").write_text(json.dumps(clip_to_json(clip)))
+    duration = clip.num_frames / clip.fps
+    return {
+        "videoid": clip.videoid,
+        "name": clip.caption,
+        "page_dir": page_dir,
+        "duration": f"{duration:.3f}",
+        "path": rel,
+        "height": clip.height,
+        "width": clip.width,
+    }
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
