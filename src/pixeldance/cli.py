@@ -116,9 +116,25 @@ def _write(frames, out: Path, fps: float) -> None:
     print(f"wrote {path}")
 
 
-def _cmd_generate(args) -> int:
+def _prepare(path: Path, args, d: dict, steps: int):
+    """Load the pipeline and the call arguments that generate and story share."""
     import torch
 
+    pipe = _load_pipeline(path)
+    _use_scheduler(pipe, args.scheduler)
+    height, width = _size(pipe, args.aspect, args.height, args.width)
+    return pipe, dict(
+        num_inference_steps=steps,
+        guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
+        height=height,
+        width=width,
+        generator=torch.Generator().manual_seed(args.seed),
+        instruction_noise=d["instruction_noise"],
+        output_type="np",
+    )
+
+
+def _cmd_generate(args) -> int:
     from .io import check_output_path
 
     out = check_output_path(args.out)
@@ -131,30 +147,20 @@ def _cmd_generate(args) -> int:
         raise UsageError(f"--tau must be between 0 and --steps ({steps}), got {tau}")
     if args.frames is not None and args.frames < 2:
         raise UsageError(f"--frames must be at least 2, got {args.frames}")
-    pipe = _load_pipeline(path)
-    _use_scheduler(pipe, args.scheduler)
-    height, width = _size(pipe, args.aspect, args.height, args.width)
+    pipe, kwargs = _prepare(path, args, d, steps)
     result = pipe(
         args.prompt,
         first_frame=args.first_frame,
         last_frame=args.last_frame,
         tau=tau,
-        num_inference_steps=steps,
-        guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
         num_frames=args.frames or d["frames"],
-        height=height,
-        width=width,
-        generator=torch.Generator().manual_seed(args.seed),
-        instruction_noise=d["instruction_noise"],
-        output_type="np",
+        **kwargs,
     )
     _write(result.frames, out, args.fps or d["fps"])
     return 0
 
 
 def _cmd_story(args) -> int:
-    import torch
-
     from .io import check_output_path
     from .storyboard import load_storyboard
 
@@ -170,21 +176,13 @@ def _cmd_story(args) -> int:
             raise UsageError(
                 f"shot {shot.prompt!r}: tau must be between 0 and {steps}, got {shot.tau}"
             )
-    pipe = _load_pipeline(path)
-    _use_scheduler(pipe, args.scheduler)
-    height, width = _size(pipe, args.aspect, args.height, args.width)
+    pipe, kwargs = _prepare(path, args, d, steps)
     result = pipe.generate_story(
         board.shots,
         first_frame=board.first_frame,
         tau=min(d["tau"], steps),
-        num_inference_steps=steps,
-        guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
         num_frames=d["frames"],
-        height=height,
-        width=width,
-        generator=torch.Generator().manual_seed(args.seed),
-        instruction_noise=d["instruction_noise"],
-        output_type="np",
+        **kwargs,
     )
     _write(result.frames, out, args.fps or d["fps"])
     return 0

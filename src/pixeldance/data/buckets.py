@@ -27,7 +27,9 @@ class Bucket:
 
     def __post_init__(self):
         if self.height <= 0 or self.width <= 0 or self.frames <= 0 or self.batch_size <= 0:
-            raise ValueError(f"bucket {self.name!r}: height, width, frames and batch_size must be positive")
+            raise ValueError(
+                f"bucket {self.name!r}: height, width, frames and batch_size must be positive"
+            )
 
 
 def parse_buckets(items: list[dict]) -> list[Bucket]:

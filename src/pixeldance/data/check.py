@@ -20,7 +20,10 @@ class CheckReport:
             kind = reason.split(":", 1)[0]
             kinds[kind] = kinds.get(kind, 0) + 1
         by_kind = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
-        lines.append(f"{self.total} files checked, {self.total - len(self.bad)} good, {len(self.bad)} bad" + (f" ({by_kind})" if by_kind else ""))
+        lines.append(
+            f"{self.total} files checked, {self.total - len(self.bad)} good, {len(self.bad)} bad"
+            + (f" ({by_kind})" if by_kind else "")
+        )
         return "\n".join(lines)
 
 
@@ -33,7 +36,9 @@ def _check_one(job) -> tuple[str, str | None]:
     return path, None
 
 
-def check_manifest(manifest, num_frames: int = 16, fps: float = 4.0, workers: int = 1, progress: bool = True) -> CheckReport:
+def check_manifest(
+    manifest, num_frames: int = 16, fps: float = 4.0, workers: int = 1, progress: bool = True
+) -> CheckReport:
     """Decode the first clip of every video in ``manifest``; report the ones that fail."""
     from tqdm import tqdm
 
@@ -43,7 +48,14 @@ def check_manifest(manifest, num_frames: int = 16, fps: float = 4.0, workers: in
         from multiprocessing import Pool
 
         with Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_check_one, jobs), total=len(jobs), disable=not progress, desc="checking"))
+            results = list(
+                tqdm(
+                    pool.imap(_check_one, jobs),
+                    total=len(jobs),
+                    disable=not progress,
+                    desc="checking",
+                )
+            )
     else:
         results = [_check_one(j) for j in tqdm(jobs, disable=not progress, desc="checking")]
     report = CheckReport(total=len(results))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .buckets import Bucket, nearest_bucket, resize_crop_frames
-from .video import DEFAULT_FPS, DEFAULT_NUM_FRAMES, VideoError, decode_clip, probe
+from .video import DEFAULT_FPS, VideoError, decode_clip, probe
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,9 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[
         rel = row[path_col] if path_col else f"{row['page_dir']}/{row['videoid']}.mp4"
         p = Path(rel) if Path(rel).is_absolute() or "://" in rel else base / rel
         h, w = row.get("height"), row.get("width")
-        records.append(Record(str(p), str(row[cap_col] or ""), int(h) if h else None, int(w) if w else None))
+        records.append(
+            Record(str(p), str(row[cap_col] or ""), int(h) if h else None, int(w) if w else None)
+        )
     return records
 
 
@@ -165,7 +167,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 logger.warning("skipping %s: %s", record.path, err)
                 bad.append((record.path, type(err).__name__))
                 continue
-            pixels = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1  # (3, F, H, W)
+            pixels = (
+                torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
+            )  # (3, F, H, W)
             return {"pixels": pixels, "caption": record.caption, "bad": bad}
         return {"pixels": None, "caption": None, "bad": bad}
 
@@ -229,7 +233,7 @@ class BucketBatchSampler:
         while True:
             order = np.random.default_rng([self.seed, epoch]).permutation(n)
             pending: dict[int, list] = {}
-            for pos, i in enumerate(order):
+            for i in order:
                 b = self.record_bucket[i]
                 pending.setdefault(b, []).append((epoch * n + int(i), b))
                 if len(pending[b]) == self.buckets[b].batch_size:
@@ -252,7 +256,11 @@ def collate(samples: list[dict]) -> dict:
     ok = [s for s in samples if s["pixels"] is not None]
     if not ok:
         return {"pixels": None, "captions": [], "bad": bad}
-    return {"pixels": torch.stack([s["pixels"] for s in ok]), "captions": [s["caption"] for s in ok], "bad": bad}
+    return {
+        "pixels": torch.stack([s["pixels"] for s in ok]),
+        "captions": [s["caption"] for s in ok],
+        "bad": bad,
+    }
 
 
 def image_step(step: int, image_every: int) -> bool:

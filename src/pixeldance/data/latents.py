@@ -40,7 +40,9 @@ def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions:
 class LatentCacheWriter:
     """Accumulates encoded samples per bucket and writes a shard each ``shard_size`` samples."""
 
-    def __init__(self, out: str | Path, buckets: list[Bucket], shard_size: int = 256, kind: str = "video"):
+    def __init__(
+        self, out: str | Path, buckets: list[Bucket], shard_size: int = 256, kind: str = "video"
+    ):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.buckets, self.shard_size, self.kind = buckets, shard_size, kind
@@ -91,13 +93,17 @@ class LatentCache:
         self.index = json.loads(index_file.read_text())
         self.buckets = [Bucket(**b) for b in self.index["buckets"]]
         if kind == "image":
-            self.buckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in self.buckets]
+            self.buckets = [
+                Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in self.buckets
+            ]
         self.entries: list[CacheEntry] = []
         self.captions: dict[str, list[str]] = {}
         for shard in self.index["shards"]:
             if shard.get("kind", "video") != kind:
                 continue
-            self.entries += [CacheEntry(shard["file"], r, shard["bucket"]) for r in range(shard["count"])]
+            self.entries += [
+                CacheEntry(shard["file"], r, shard["bucket"]) for r in range(shard["count"])
+            ]
         self._handles: dict[str, object] = {}
         self.empty_text = None
         empty = self.folder / "empty_text.safetensors"
@@ -165,7 +171,14 @@ def preprocess(
     from tqdm import tqdm
 
     from ..encoders import encode_frames
-    from .datasets import BadDataCounter, ImageDataset, VideoClipDataset, read_image_records, read_manifest, record_buckets
+    from .datasets import (
+        BadDataCounter,
+        ImageDataset,
+        VideoClipDataset,
+        read_image_records,
+        read_manifest,
+        record_buckets,
+    )
 
     out = Path(out)
     counter = BadDataCounter()
@@ -175,7 +188,17 @@ def preprocess(
         records = read_manifest(manifest)
         ds = VideoClipDataset(records, buckets, fps=fps, seed=seed)
         rb = record_buckets(records, buckets)
-        jobs.append(("video", ds, [(c * len(records) + i, rb[i]) for c in range(clips_per_video) for i in range(len(records))]))
+        jobs.append(
+            (
+                "video",
+                ds,
+                [
+                    (c * len(records) + i, rb[i])
+                    for c in range(clips_per_video)
+                    for i in range(len(records))
+                ],
+            )
+        )
     if images is not None:
         irecords = read_image_records(images)
         ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in buckets]
@@ -188,7 +211,8 @@ def preprocess(
         writer.shards = shards  # one numbering across kinds
         pending: list = []
 
-        def flush():
+        def flush(pending=pending, writer=writer):
+            """Encode the pending samples (one bucket's shape) as one batch."""
             pixels = torch.stack([p for p, _, _ in pending]).to(device)
             latents = encode_frames(vae, pixels)
             text = prompt_encoder.encode([c for _, c, _ in pending])
@@ -209,7 +233,9 @@ def preprocess(
         if pending:
             flush()
         writer.close()
-    save_file({"text": prompt_encoder.encode([""]).half().contiguous()}, out / "empty_text.safetensors")
+    save_file(
+        {"text": prompt_encoder.encode([""]).half().contiguous()}, out / "empty_text.safetensors"
+    )
     info = {"bad_files": counter.counts, "fps": fps, "text_tokens": int(prompt_encoder.max_length)}
     write_index(out, shards, buckets, info)
     return json.loads((out / "index.json").read_text())

@@ -44,7 +44,17 @@ DIRECTIONS = {
     "down-left": (-1, 1),
 }
 MOTIONS = ("move", "move", "move", "move", "bounce", "grow", "shrink", "rotate")
-CAMERAS = ("static", "static", "static", "pan-left", "pan-right", "pan-up", "pan-down", "zoom-in", "zoom-out")
+CAMERAS = (
+    "static",
+    "static",
+    "static",
+    "pan-left",
+    "pan-right",
+    "pan-up",
+    "pan-down",
+    "zoom-in",
+    "zoom-out",
+)
 BACKGROUNDS = ("stripes", "checker", "gradient", "blobs")
 # (height, width) of written videos: square, 16:9 landscape, 9:16 portrait
 ASPECTS = {"1:1": (128, 128), "16:9": (112, 192), "9:16": (192, 112)}
@@ -78,7 +88,9 @@ class ShapesClip:
 
 
 # ---------------------------------------------------------------------- sampling
-def sample_clip(seed: int, aspect: str | None = None, fps: float = 24.0, seconds: float = 4.5) -> ShapesClip:
+def sample_clip(
+    seed: int, aspect: str | None = None, fps: float = 24.0, seconds: float = 4.5
+) -> ShapesClip:
     """Draw a clip's parameters from ``seed`` (deterministic)."""
     rng = np.random.default_rng(seed)
     aspect = aspect or str(rng.choice(list(ASPECTS)))
@@ -101,7 +113,11 @@ def sample_clip(seed: int, aspect: str | None = None, fps: float = 24.0, seconds
             cx, cy = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
         if n_obj > 1 and not direction:  # spread still objects apart
             cx = (i + 0.5) / n_obj * 0.8 + 0.1
-        objects.append(ShapeObject(shape, str(colours[i]), motion, direction, (float(cx), float(cy)), size, travel))
+        objects.append(
+            ShapeObject(
+                shape, str(colours[i]), motion, direction, (float(cx), float(cy)), size, travel
+            )
+        )
     grey = rng.integers(70, 190)
     tint = rng.integers(-12, 13, size=3)
     c1 = tuple(int(np.clip(grey + t, 0, 255)) for t in tint)
@@ -178,7 +194,9 @@ def caption_for(clip: ShapesClip, rng) -> str:
         text += f" on a {_BG_WORDS[clip.background]} background"
     if clip.camera != "static":
         cam = rng.choice(_CAMERA[clip.camera])
-        text = f"{text}, {cam}" if rng.random() < 0.5 else f"{cam[0].upper() + cam[1:]} while {text}"
+        text = (
+            f"{text}, {cam}" if rng.random() < 0.5 else f"{cam[0].upper() + cam[1:]} while {text}"
+        )
     return text[0].upper() + text[1:]
 
 
@@ -266,7 +284,9 @@ def _polygon(shape: str, x: float, y: float, r: float, rot: float) -> list[tuple
     ]
 
 
-def render_frame(clip: ShapesClip, bg: np.ndarray, p: float, h: int | None = None, w: int | None = None) -> np.ndarray:
+def render_frame(
+    clip: ShapesClip, bg: np.ndarray, p: float, h: int | None = None, w: int | None = None
+) -> np.ndarray:
     """uint8 (H, W, 3) frame at progress p in [0, 1]."""
     h, w = h or clip.height, w or clip.width
     img = Image.fromarray(_camera_view(bg, clip, p, h, w))
@@ -299,7 +319,14 @@ def clip_from_json(data: dict) -> ShapesClip:
 
 
 # ---------------------------------------------------------------------- writing a dataset
-def write_dataset(out: str | Path, num: int, seed: int = 0, num_images: int | None = None, workers: int = 1, progress: bool = True) -> Path:
+def write_dataset(
+    out: str | Path,
+    num: int,
+    seed: int = 0,
+    num_images: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
     """Write ``num`` clips and ``num_images`` captioned stills under ``out``.
 
     Layout: ``videos/{page_dir}/{videoid}.mp4``, ``params/{videoid}.json``,
@@ -316,10 +343,21 @@ def write_dataset(out: str | Path, num: int, seed: int = 0, num_images: int | No
         from multiprocessing import Pool
 
         with Pool(workers) as pool:
-            rows = list(tqdm(pool.imap(_write_one, jobs, chunksize=8), total=num, disable=not progress, desc="clips"))
+            rows = list(
+                tqdm(
+                    pool.imap(_write_one, jobs, chunksize=8),
+                    total=num,
+                    disable=not progress,
+                    desc="clips",
+                )
+            )
     else:
         rows = [_write_one(j) for j in tqdm(jobs, disable=not progress, desc="clips")]
-    _write_csv(out / "manifest.csv", ["videoid", "name", "page_dir", "duration", "path", "height", "width"], rows)
+    _write_csv(
+        out / "manifest.csv",
+        ["videoid", "name", "page_dir", "duration", "path", "height", "width"],
+        rows,
+    )
 
     num_images = num // 2 if num_images is None else num_images
     (out / "images").mkdir(exist_ok=True)
@@ -340,7 +378,9 @@ def write_dataset(out: str | Path, num: int, seed: int = 0, num_images: int | No
 
 
 def still_caption(clip: ShapesClip, rng) -> str:
-    nouns = [f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape}" for o in clip.objects]
+    nouns = [
+        f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape}" for o in clip.objects
+    ]
     text = nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " and " + nouns[-1]
     text += f" on a {_BG_WORDS[clip.background]} background"
     return text[0].upper() + text[1:]

@@ -28,7 +28,11 @@ def _all(urls):
 
 def _caption(sample: dict) -> str:
     if "txt" in sample:
-        return sample["txt"].decode("utf-8").strip() if isinstance(sample["txt"], bytes) else str(sample["txt"])
+        return (
+            sample["txt"].decode("utf-8").strip()
+            if isinstance(sample["txt"], bytes)
+            else str(sample["txt"])
+        )
     if "json" in sample:
         meta = json.loads(sample["json"])
         for key in ("caption", "text", "name"):
@@ -60,7 +64,9 @@ class ShardClipStream(torch.utils.data.IterableDataset):
     def _shards(self) -> list[str]:
         import braceexpand
 
-        urls = self.urls if isinstance(self.urls, list) else list(braceexpand.braceexpand(self.urls))
+        urls = (
+            self.urls if isinstance(self.urls, list) else list(braceexpand.braceexpand(self.urls))
+        )
         rank, world = self.rank, self.world_size
         if rank is None:
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -85,8 +91,7 @@ class ShardClipStream(torch.utils.data.IterableDataset):
                     workersplitter=_all,
                     handler=wds.warn_and_continue,
                 )
-                for sample in dataset:
-                    yield sample
+                yield from dataset
             epoch += 1
 
     def __iter__(self):
@@ -101,11 +106,15 @@ class ShardClipStream(torch.utils.data.IterableDataset):
                 continue
             rng = np.random.default_rng([self.seed, n])
             try:
-                probe_clip = decode_clip(io.BytesIO(video), 1, self.fps, start=0.0, timeout=self.decode_timeout)
+                probe_clip = decode_clip(
+                    io.BytesIO(video), 1, self.fps, start=0.0, timeout=self.decode_timeout
+                )
                 h, w = probe_clip.frames.shape[1:3]
                 b = self.buckets.index(nearest_bucket(h, w, self.buckets))
                 bucket = self.buckets[b]
-                clip = decode_clip(io.BytesIO(video), bucket.frames, self.fps, rng=rng, timeout=self.decode_timeout)
+                clip = decode_clip(
+                    io.BytesIO(video), bucket.frames, self.fps, rng=rng, timeout=self.decode_timeout
+                )
             except VideoError as err:
                 logger.warning("skipping %s: %s", key, err)
                 bad.append((key, type(err).__name__))
@@ -118,6 +127,10 @@ class ShardClipStream(torch.utils.data.IterableDataset):
                 emitted += 1
                 if emitted <= self.skip_batches:
                     continue
-                yield {"pixels": torch.stack([i[0] for i in items]), "captions": [i[1] for i in items],
-                       "keys": [i[2] for i in items], "bad": bad}
+                yield {
+                    "pixels": torch.stack([i[0] for i in items]),
+                    "captions": [i[1] for i in items],
+                    "keys": [i[2] for i in items],
+                    "bad": bad,
+                }
                 bad = []

@@ -103,7 +103,9 @@ def effective_fps(duration: float, native_fps: float, num_frames: int, fps: floa
     return fps
 
 
-def frame_indices(native_fps: float, num_frames: int, fps: float, start_index: int = 0) -> np.ndarray:
+def frame_indices(
+    native_fps: float, num_frames: int, fps: float, start_index: int = 0
+) -> np.ndarray:
     """Source frame indices of ``num_frames`` frames at ``fps`` from a constant-rate video: the
     frame on screen at each time ``i / fps`` (what :func:`decode_clip` takes)."""
     stride = native_fps / fps
@@ -150,7 +152,9 @@ def decode_clip(
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if start > 0:
-                container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+                container.seek(
+                    int(start / stream.time_base), stream=stream, backward=True, any_frame=False
+                )
             prev = None
             i = 0
             for frame in container.decode(stream):
@@ -164,7 +168,10 @@ def decode_clip(
                     i += 1
                 if i >= num_frames:
                     break
-                prev = (_rotate(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0), t)
+                prev = (
+                    _rotate(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0),
+                    t,
+                )
             while i < num_frames and prev is not None:  # the video ended: hold its last frame
                 if targets[i] - prev[1] > 2 / info.fps:
                     break
