@@ -100,15 +100,10 @@ def read_image_records(source: str | Path) -> list[Record]:
 
 
 class BadDataCounter:
-    """Counts skipped files by reason; one log line per skip, a summary on request."""
+    """Counts skipped files by reason (each was logged where it was skipped); a summary on request."""
 
     def __init__(self):
         self.counts: dict[str, int] = {}
-
-    def add(self, path: str, err: Exception) -> None:
-        reason = type(err).__name__
-        self.counts[reason] = self.counts.get(reason, 0) + 1
-        logger.warning("skipping %s: %s", path, err)
 
     def merge(self, bad: list[tuple[str, str]]) -> None:
         for _, reason in bad:
