@@ -4,6 +4,11 @@
 ``latents`` ``(N, C, F, h, w)`` and ``text`` ``(N, L, D)`` in float16 and the captions in the
 shard's metadata, plus ``empty_text.safetensors`` (the empty prompt, for text dropout) and
 ``index.json``. Training reads it instead of videos, so no decoding or encoding happens per step.
+
+The index records the autoencoder that made the latents (class, latent channels, scaling
+factor). A reader asked for another scaling factor rescales the latents on load (the factor is
+a plain multiply after encoding, so this is exact up to float16 rounding); a reader whose
+autoencoder has other latent channels is refused.
 """
 
 from __future__ import annotations
@@ -85,12 +90,34 @@ class LatentCache:
     """Read side of the cache: ``cache[(k, bucket)]`` like the video datasets, for one kind
     (``"video"`` or ``"image"``)."""
 
-    def __init__(self, folder: str | Path, kind: str = "video"):
+    def __init__(
+        self,
+        folder: str | Path,
+        kind: str = "video",
+        scaling_factor: float | None = None,
+        latent_channels: int | None = None,
+    ):
         self.folder = Path(folder)
         index_file = self.folder / "index.json"
         if not index_file.exists():
             raise FileNotFoundError(f"not a latent cache (no index.json): {self.folder}")
         self.index = json.loads(index_file.read_text())
+        made_by = self.index.get("vae", {})
+        cached_channels = made_by.get("latent_channels")
+        if latent_channels is not None and cached_channels not in (None, latent_channels):
+            raise ValueError(
+                f"the latent cache {self.folder} holds {cached_channels}-channel latents "
+                f"({made_by.get('class')}) but the model's autoencoder makes {latent_channels}; "
+                "run `pixeldance preprocess` again with this config"
+            )
+        cached_scale = made_by.get("scaling_factor")
+        self.rescale = 1.0
+        if (
+            scaling_factor is not None
+            and cached_scale is not None
+            and cached_scale != scaling_factor
+        ):
+            self.rescale = float(scaling_factor) / float(cached_scale)
         self.buckets = [Bucket(**b) for b in self.index["buckets"]]
         if kind == "image":
             self.buckets = [
@@ -129,6 +156,8 @@ class LatentCache:
         e = self.entries[k % len(self.entries)]
         handle, captions = self._handle(e.shard)
         latents = handle.get_slice("latents")[e.row : e.row + 1][0].float()
+        if self.rescale != 1.0:
+            latents = latents * self.rescale
         text = handle.get_slice("text")[e.row : e.row + 1][0].float()
         return {"latents": latents, "text": text, "caption": captions[e.row], "bad": []}
 
@@ -236,6 +265,17 @@ def preprocess(
     save_file(
         {"text": prompt_encoder.encode([""]).half().contiguous()}, out / "empty_text.safetensors"
     )
-    info = {"bad_files": counter.counts, "fps": fps, "text_tokens": int(prompt_encoder.max_length)}
+    from ..encoders import latent_channels
+
+    info = {
+        "bad_files": counter.counts,
+        "fps": fps,
+        "text_tokens": int(prompt_encoder.max_length),
+        "vae": {
+            "class": type(vae).__name__,
+            "latent_channels": int(latent_channels(vae)),
+            "scaling_factor": float(vae.config.scaling_factor),
+        },
+    }
     write_index(out, shards, buckets, info)
     return json.loads((out / "index.json").read_text())

@@ -44,6 +44,10 @@ class ModelConfig:
     vae: str = "codec"
     vae_subfolder: str | None = None
     codec_patch_size: int = 4
+    # the codec's latents are pixels in [-1, 1] (std about 0.33 on Dancing Shapes); the
+    # scaling factor brings them to unit variance, as Stable Diffusion's VAE factor does, so
+    # the noise schedule means what it was designed to mean
+    codec_scaling_factor: float = 1.0
     # text encoder folder or hub id; None: the offline default (all-MiniLM-L6-v2)
     text_encoder: str | None = None
     max_text_tokens: int = 77

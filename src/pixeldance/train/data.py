@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..data.buckets import Bucket
@@ -18,6 +20,8 @@ from ..data.datasets import (
 )
 from ..data.latents import LatentCache, collate_latents
 from .config import Config
+
+logger = logging.getLogger(__name__)
 
 
 def _identity(batch):
@@ -38,12 +42,18 @@ def _loader(dataset, record_bucket, buckets, seed, start, rank, world, workers, 
 
 
 def make_stream(
-    cfg: Config, buckets: list[Bucket], start_micro_step: int, rank: int = 0, world: int = 1
+    cfg: Config,
+    buckets: list[Bucket],
+    start_micro_step: int,
+    rank: int = 0,
+    world: int = 1,
+    vae=None,
 ):
     """A :class:`Mixer` positioned at micro-step ``start_micro_step`` for this rank.
 
     Returns ``(mixer, empty_text)`` where ``empty_text`` is the cached empty-prompt state when
-    training from a latent cache (else None).
+    training from a latent cache (else None). With ``vae`` given, a latent cache is checked
+    against it (latent channels) and rescaled to its scaling factor.
     """
     d = cfg.data
     seed = cfg.run.seed
@@ -52,7 +62,22 @@ def make_stream(
     empty_text = None
     images = None
     if d.latent_cache:
-        cache = LatentCache(d.latent_cache, "video")
+        made_for = {}
+        if vae is not None:
+            from ..encoders import latent_channels
+
+            made_for = {
+                "scaling_factor": float(vae.config.scaling_factor),
+                "latent_channels": int(latent_channels(vae)),
+            }
+        cache = LatentCache(d.latent_cache, "video", **made_for)
+        if cache.rescale != 1.0:
+            logger.info(
+                "latent cache made with scaling factor %s; rescaling by %.4g to the model's %s",
+                cache.index["vae"]["scaling_factor"],
+                cache.rescale,
+                made_for["scaling_factor"],
+            )
         cache.buckets = buckets
         empty_text = cache.empty_text
         videos = _loader(
@@ -66,7 +91,7 @@ def make_stream(
             d.num_workers,
             collate_latents,
         )
-        icache = LatentCache(d.latent_cache, "image")
+        icache = LatentCache(d.latent_cache, "image", **made_for)
         if len(icache) and d.image_every:
             images = _loader(
                 icache,

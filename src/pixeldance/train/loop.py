@@ -139,7 +139,12 @@ def train(cfg: Config, resume: bool = False) -> Path:
 
     buckets = data_buckets(cfg)
     stream, empty_cached = make_stream(
-        cfg, buckets, start * o.grad_accum, accelerator.process_index, accelerator.num_processes
+        cfg,
+        buckets,
+        start * o.grad_accum,
+        accelerator.process_index,
+        accelerator.num_processes,
+        vae=comps.vae,
     )
     if main:
         accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))

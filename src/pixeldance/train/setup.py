@@ -30,7 +30,9 @@ class Components:
 def _load_vae(cfg: Config):
     m = cfg.model
     if m.vae == "codec":
-        return SpaceToDepthCodec(patch_size=m.codec_patch_size)
+        return SpaceToDepthCodec(
+            patch_size=m.codec_patch_size, scaling_factor=m.codec_scaling_factor
+        )
     from diffusers import AutoencoderKL
 
     return AutoencoderKL.from_pretrained(m.vae, subfolder=m.vae_subfolder)

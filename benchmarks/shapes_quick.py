@@ -1,0 +1,120 @@
+"""Quick instruction-following scores for comparing pipeline folders (ablations, training curves).
+
+A cheaper cousin of ``shapes_bench.py`` (same held-out clips and scorers, fewer clips, 20 DDIM
+steps): frame 0 PSNR and whole-clip PSNR given first and last frames (tau 10 of 20), last
+frame PSNR at full tau, motion direction accuracy from text alone and from a first frame, and
+the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
+rebuilds frame 0 from its instruction and the other frames from the noisy clip).
+
+    python benchmarks/shapes_quick.py runs/a/pipeline runs/b/pipeline [--clips 8]
+
+One JSON line per folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from pixeldance import PixelDancePipeline
+from pixeldance.encoders import decode_latents, encode_frames
+from pixeldance.instructions import build_c_image
+from pixeldance.shipped import generation_defaults, make_scheduler
+from shapes_bench import COLOURS, direction_of, held_out_clips, psnr, run
+
+NOISE_LEVELS = (999, 600, 200, 50)
+
+
+@torch.no_grad()
+def one_step_x0(pipe, videos: np.ndarray, prompts: list[str]) -> dict:
+    """PSNR of the model's x0 estimate (frame 0, other frames) from the clip noised to t."""
+    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    z = encode_frames(pipe.vae, x)
+    text = pipe.prompt_encoder.encode(prompts)
+    c_image = build_c_image(z.shape[2], z[:, :, 0])
+    sched = pipe.scheduler
+    out = {}
+    for t in NOISE_LEVELS:
+        tt = torch.full((z.shape[0],), t, dtype=torch.long)
+        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
+        zt = sched.add_noise(z, noise, tt)
+        pred = pipe.unet(torch.cat([zt, c_image], 1), tt, text).sample
+        ab = sched.alphas_cumprod[t]
+        kind = sched.config.prediction_type
+        if kind == "epsilon":
+            x0 = (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
+        elif kind == "v_prediction":
+            x0 = ab.sqrt() * zt - (1 - ab).sqrt() * pred
+        else:
+            x0 = pred
+        rec = decode_latents(pipe.vae, x0).permute(0, 2, 3, 4, 1).numpy()
+        rec = ((rec + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        out[t] = {
+            "frame0": round(
+                float(np.mean([psnr(r[0], v[0]) for r, v in zip(rec, videos, strict=True)])), 2
+            ),
+            "rest": round(
+                float(np.mean([psnr(r[1:], v[1:]) for r, v in zip(rec, videos, strict=True)])), 2
+            ),
+        }
+    return out
+
+
+def score(path: str, clips: int, direction_clips: int) -> dict:
+    t0 = time.time()
+    pipe = PixelDancePipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    d = generation_defaults(pipe)
+    pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
+    frames, size, fps = d["frames"], pipe.default_size(), d["fps"]
+    common = dict(guidance=d["guidance"], frames=frames, size=size, steps=20)
+    data = held_out_clips(clips, fps, frames, size)
+    gts = np.stack([v for _, v in data])
+    prompts = [c.caption for c, _ in data]
+    videos = run(pipe, prompts, gts[:, 0], gts[:, -1], tau=10, **common)
+    full = run(pipe, prompts, gts[:, 0], gts[:, -1], tau=20, **common)
+    movers = held_out_clips(direction_clips, fps, frames, size, single_mover=True)
+    mv_prompts = [c.caption for c, _ in movers]
+    mv_first = np.stack([v[0] for _, v in movers])
+    truth = [(c.objects[0].direction, COLOURS[c.objects[0].colour]) for c, _ in movers]
+
+    def accuracy(vids):
+        return float(
+            np.mean([direction_of(v, col) == dr for v, (dr, col) in zip(vids, truth, strict=True)])
+        )
+
+    return {
+        "model": str(path),
+        "frame0_psnr": float(np.mean([psnr(v[0], g[0]) for v, g in zip(videos, gts, strict=True)])),
+        "clip_psnr": float(np.mean([psnr(v, g) for v, g in zip(videos, gts, strict=True)])),
+        "last_frame_psnr_full_tau": float(
+            np.mean([psnr(v[-1], g[-1]) for v, g in zip(full, gts, strict=True)])
+        ),
+        "direction_accuracy_text": accuracy(run(pipe, mv_prompts, seed=1, **common)),
+        "direction_accuracy_first_frame": accuracy(
+            run(pipe, mv_prompts, mv_first, seed=2, **common)
+        ),
+        "one_step_x0_psnr": one_step_x0(pipe, gts, prompts),
+        "copy_first_frame_clip_psnr": float(
+            np.mean([psnr(np.repeat(g[:1], frames, 0), g) for g in gts])
+        ),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="pipeline folders")
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--direction-clips", type=int, default=16)
+    args = parser.parse_args()
+    for path in args.models:
+        print(json.dumps(score(path, args.clips, args.direction_clips)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
