@@ -204,9 +204,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
     e.set_defaults(func=_cmd_export)
 
+    dm = sub.add_parser(
+        "demo",
+        help="serve a web page that generates videos (needs the demo extra: Gradio)",
+        description="A Gradio page around the pipeline: one generation at a time, a bounded "
+        "queue, bounded inputs. Needs pip install 'pixeldance[demo]'.",
+    )
+    dm.add_argument("--model", help="pipeline folder (default: the shipped model)")
+    dm.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    dm.add_argument("--port", type=int, default=7860)
+    dm.add_argument("--queue", type=int, default=8, help="requests allowed to wait")
+    dm.add_argument("--share", action="store_true", help="ask Gradio for a public link")
+    dm.set_defaults(func=_cmd_demo)
+
     i = sub.add_parser("info", help="print versions")
     i.set_defaults(func=_cmd_info)
     return parser
+
+
+def _cmd_demo(args) -> int:
+    from .demo import DemoRunner, build_app
+
+    if args.queue < 1:
+        raise UsageError(f"--queue must be at least 1, got {args.queue}")
+    try:
+        app = build_app(DemoRunner(args.model), queue_size=args.queue)
+    except ImportError as err:
+        raise UsageError(str(err)) from err
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

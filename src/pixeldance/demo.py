@@ -1,0 +1,180 @@
+"""A Gradio web demo that only calls the pipeline: text + first frame (+ last frame) -> video.
+
+``pixeldance demo [--model PATH] [--port N]`` (needs the ``demo`` extra: ``pip install
+"pixeldance[demo]"``). One generation runs at a time; at most ``--queue`` requests wait, and a
+request beyond that is refused rather than piling up. Inputs are bounded (prompt length,
+steps, image size) and a bad input is answered with a message saying what to change.
+
+:class:`DemoRunner` holds everything but the page, so it is usable (and tested) without Gradio.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+ASPECTS = ("1:1", "16:9", "9:16")
+MAX_PROMPT_CHARS = 300
+MAX_STEPS = 100
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+class DemoInputError(ValueError):
+    """A request the user can fix (shown to them as the message)."""
+
+
+class DemoRunner:
+    """Checks a request, runs the pipeline, writes an mp4 and returns its path.
+
+    Args:
+        model: pipeline folder; None uses the shipped PixelDance-Shapes model.
+        out_dir: where videos go (default: a new temporary folder).
+    """
+
+    def __init__(self, model: str | Path | None = None, out_dir: str | Path | None = None):
+        from .shipped import generation_defaults, shipped_model_path
+
+        self.model = Path(model) if model else shipped_model_path()
+        if not (self.model / "model_index.json").exists():
+            raise FileNotFoundError(
+                f"not a pixeldance pipeline folder (no model_index.json): {self.model}"
+            )
+        self.defaults = generation_defaults(self.model)
+        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="pixeldance-demo-"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._pipe = None
+        self._lock = threading.Lock()  # one generation at a time, whatever the server does
+        self._count = 0
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            from .pipeline import PixelDancePipeline
+
+            self._pipe = PixelDancePipeline.from_pretrained(self.model)
+            self._pipe.set_progress_bar_config(disable=True)
+        return self._pipe
+
+    def check(self, prompt, first_frame, last_frame, tau, steps, aspect, seed) -> dict:
+        """The call arguments for a request, or :class:`DemoInputError` naming the problem."""
+        prompt = (prompt or "").strip()
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise DemoInputError(
+                f"the prompt is {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS}"
+            )
+        steps = int(steps)
+        if not 1 <= steps <= MAX_STEPS:
+            raise DemoInputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+        tau = int(tau)
+        if not 0 <= tau <= steps:
+            raise DemoInputError(f"tau must be between 0 and the steps ({steps}), got {tau}")
+        if aspect not in ASPECTS:
+            raise DemoInputError(f"unknown aspect {aspect!r}; use one of {', '.join(ASPECTS)}")
+        for name, image in (("first frame", first_frame), ("last frame", last_frame)):
+            if image is None:
+                continue
+            if not isinstance(image, Image.Image):
+                raise DemoInputError(f"the {name} is not an image")
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DemoInputError(
+                    f"the {name} is {image.width}x{image.height}; keep it under "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+                )
+        if last_frame is not None and tau == 0:
+            raise DemoInputError("a last frame needs tau > 0 to guide anything")
+        if not prompt and first_frame is None:
+            raise DemoInputError("give a prompt, a first frame, or both")
+        return dict(
+            prompt=prompt,
+            first_frame=first_frame,
+            last_frame=last_frame,
+            tau=tau,
+            steps=steps,
+            aspect=aspect,
+            seed=int(seed),
+        )
+
+    def __call__(
+        self, prompt, first_frame=None, last_frame=None, tau=None, steps=None, aspect="1:1", seed=0
+    ) -> str:
+        import torch
+
+        from .io import write_video
+        from .pipeline import frames_to_uint8
+        from .shipped import size_for_aspect
+
+        d = self.defaults
+        steps = d["steps"] if steps is None else steps
+        tau = min(d["tau"], int(steps)) if tau is None else tau
+        req = self.check(prompt, first_frame, last_frame, tau, steps, aspect, seed)
+        with self._lock:
+            pipe = self.pipe
+            height, width = size_for_aspect(pipe, req["aspect"])
+            result = pipe(
+                req["prompt"],
+                first_frame=req["first_frame"],
+                last_frame=req["last_frame"],
+                tau=req["tau"],
+                num_inference_steps=req["steps"],
+                guidance_scale=d["guidance"],
+                num_frames=d["frames"],
+                height=height,
+                width=width,
+                instruction_noise=d["instruction_noise"],
+                generator=torch.Generator().manual_seed(req["seed"]),
+                output_type="np",
+            )
+            self._count += 1
+            out = self.out_dir / f"video-{self._count:05d}.mp4"
+            write_video(frames_to_uint8(result.frames), out, fps=d["fps"])
+        return str(out)
+
+
+def build_app(runner: DemoRunner, queue_size: int = 8):
+    """The Gradio page around ``runner`` with a bounded queue (one generation at a time)."""
+    try:
+        import gradio as gr
+    except ImportError as err:
+        raise ImportError(
+            'the demo needs Gradio: pip install "pixeldance[demo]" (or pip install gradio)'
+        ) from err
+
+    d = runner.defaults
+
+    def generate(prompt, first_frame, last_frame, tau, steps, aspect, seed):
+        try:
+            return runner(prompt, first_frame, last_frame, tau, steps, aspect, seed)
+        except DemoInputError as err:
+            raise gr.Error(str(err)) from err
+
+    with gr.Blocks(title="PixelDance") as app:
+        gr.Markdown(
+            "# PixelDance\nA text, a first frame and an optional last frame make a video. "
+            f"Model: `{runner.model.name}`."
+        )
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(
+                    label="prompt", max_lines=2, value="a red circle moves to the right"
+                )
+                with gr.Row():
+                    first = gr.Image(label="first frame (optional)", type="pil")
+                    last = gr.Image(label="last frame (optional)", type="pil")
+                steps = gr.Slider(1, MAX_STEPS, value=d["steps"], step=1, label="denoising steps")
+                tau = gr.Slider(
+                    0,
+                    MAX_STEPS,
+                    value=d["tau"],
+                    step=1,
+                    label="tau: steps guided by the last frame (at most the steps)",
+                )
+                aspect = gr.Radio(list(ASPECTS), value="1:1", label="aspect")
+                seed = gr.Number(value=0, precision=0, label="seed")
+                button = gr.Button("Generate", variant="primary")
+            video = gr.Video(label="video")
+        button.click(generate, [prompt, first, last, tau, steps, aspect, seed], video)
+    app.queue(max_size=queue_size, default_concurrency_limit=1)
+    return app

@@ -1,0 +1,86 @@
+"""The web demo's request handling (no Gradio needed) and, where Gradio is installed, its page."""
+
+import importlib.util
+
+import av
+import pytest
+from PIL import Image
+
+from pixeldance.demo import MAX_STEPS, DemoInputError, DemoRunner, build_app
+from pixeldance.shipped import shipped_model_path
+
+pytestmark = pytest.mark.skipif(
+    not (shipped_model_path() / "model_index.json").exists(),
+    reason="the shipped model is not in this checkout",
+)
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return DemoRunner(out_dir=tmp_path_factory.mktemp("demo"))
+
+
+def frames_of(path):
+    with av.open(path) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_runner_writes_a_video_of_the_requested_aspect(runner):
+    first = Image.new("RGB", (300, 200), (200, 40, 40))
+    path = runner("a red circle moves to the right", first, None, 0, 3, "16:9", 1)
+    frames = frames_of(path)
+    assert len(frames) == runner.defaults["frames"]
+    h, w, _ = frames[0].shape
+    assert w > h
+    # text only works too, and each request gets its own file
+    second = runner("a blue square moves up", None, None, 0, 2, "9:16", 2)
+    assert second != path
+    h, w, _ = frames_of(second)[0].shape
+    assert h > w
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(steps=0), "steps must be between 1"),
+        (dict(steps=MAX_STEPS + 1), "steps must be between 1"),
+        (dict(tau=9, steps=5), "tau must be between 0"),
+        (dict(aspect="4:3"), "unknown aspect"),
+        (dict(prompt="x" * 1000), "keep it under"),
+        (dict(prompt="", first_frame=None), "give a prompt"),
+        (dict(first_frame="not an image"), "first frame is not an image"),
+        (dict(last_frame=Image.new("RGB", (8, 8)), tau=0), "needs tau > 0"),
+        (dict(first_frame=Image.new("RGB", (5000, 5000))), "megapixels"),
+    ],
+)
+def test_bad_requests_say_what_to_change(runner, change, message):
+    request = dict(
+        prompt="a red circle",
+        first_frame=None,
+        last_frame=None,
+        tau=0,
+        steps=2,
+        aspect="1:1",
+        seed=0,
+    )
+    request.update(change)
+    before = sorted(runner.out_dir.iterdir())
+    with pytest.raises(DemoInputError, match=message):
+        runner(**request)
+    assert sorted(runner.out_dir.iterdir()) == before  # nothing written
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio not installed")
+def test_page_builds_with_a_bounded_queue(runner):
+    app = build_app(runner, queue_size=3)
+    assert app.title == "PixelDance"
+    assert app._queue.max_size == 3
+
+
+def test_demo_command_without_gradio_says_how_to_install(monkeypatch, capsys):
+    from pixeldance import cli
+
+    monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # import gradio fails
+    assert cli.main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "pixeldance[demo]" in err and "Traceback" not in err
