@@ -1,7 +1,7 @@
 """Quick instruction-following scores for comparing pipeline folders (ablations, training curves).
 
-A cheaper cousin of ``shapes_bench.py`` (same held-out clips and scorers, fewer clips, 20 DDIM
-steps): frame 0 PSNR and whole-clip PSNR given first and last frames (tau 10 of 20), last
+A cheaper cousin of ``shapes_bench.py`` (same held-out clips and scorers, 20 DDIM steps, the
+same guidance and clip frame rate for every folder, 1.0 and 4 fps unless told): frame 0 PSNR and whole-clip PSNR given first and last frames (tau 10 of 20), last
 frame PSNR at full tau, motion direction accuracy from text alone and from a first frame, and
 the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
 rebuilds frame 0 from its instruction and the other frames from the noisy clip).
@@ -64,14 +64,14 @@ def one_step_x0(pipe, videos: np.ndarray, prompts: list[str]) -> dict:
     return out
 
 
-def score(path: str, clips: int, direction_clips: int) -> dict:
+def score(path: str, clips: int, direction_clips: int, guidance: float, fps: float) -> dict:
     t0 = time.time()
     pipe = PixelDancePipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
     d = generation_defaults(pipe)
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-    frames, size, fps = d["frames"], pipe.default_size(), d["fps"]
-    common = dict(guidance=d["guidance"], frames=frames, size=size, steps=20)
+    frames, size = d["frames"], pipe.default_size()
+    common = dict(guidance=guidance, frames=frames, size=size, steps=20)
     data = held_out_clips(clips, fps, frames, size)
     gts = np.stack([v for _, v in data])
     prompts = [c.caption for c, _ in data]
@@ -111,9 +111,12 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="pipeline folders")
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--direction-clips", type=int, default=16)
+    parser.add_argument("--guidance", type=float, default=1.0, help="the same for every folder")
+    parser.add_argument("--fps", type=float, default=4.0, help="held-out clips' frame rate")
     args = parser.parse_args()
     for path in args.models:
-        print(json.dumps(score(path, args.clips, args.direction_clips)), flush=True)
+        s = score(path, args.clips, args.direction_clips, args.guidance, args.fps)
+        print(json.dumps({**s, "guidance": args.guidance, "fps": args.fps}), flush=True)
 
 
 if __name__ == "__main__":

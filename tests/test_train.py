@@ -78,6 +78,12 @@ def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
     assert (tmp_path / "run" / "config.yaml").exists()
     assert list(Path(final, "unet").glob("*.safetensors"))
     assert not (final / "text_encoder").exists()  # the default text encoder comes from its package
+    # it knows the clips it was trained on: 4 frames at 4 fps, one size per aspect
+    from pixeldance.shipped import generation_defaults, size_for_aspect
+
+    made = generation_defaults(final)
+    assert (made["frames"], made["fps"]) == (4, 4.0)
+    assert size_for_aspect(trained, "16:9") == (24, 40)
     from pixeldance.train.setup import build_components
 
     torch.manual_seed(cfg.run.seed)

@@ -109,11 +109,16 @@ def export_pipeline(
 
 
 def generation_from_config(config_file: str | Path, **choices) -> dict:
-    """generation.json values from a training config: frames, fps and sizes per aspect from its
-    buckets, plus the measured ``choices`` (steps, guidance, tau, instruction_noise)."""
+    """generation.json values from a training config file: see :func:`generation_for`."""
     from .train.config import load_config
 
-    cfg = load_config(config_file)
+    return generation_for(load_config(config_file), **choices)
+
+
+def generation_for(cfg, **choices) -> dict:
+    """generation.json values for a model trained with ``cfg`` (a train ``Config``): frames, fps
+    and sizes per aspect from its buckets, plus the measured ``choices`` (steps, guidance, tau,
+    instruction_noise) over the fallbacks."""
     buckets = cfg.data.buckets
     sizes = {}
     for b in buckets:

@@ -6,6 +6,7 @@ processes talk over gloo.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -340,6 +341,12 @@ def save_pipeline(cfg: Config, comps, unet, ema, folder: Path) -> None:
         folder,
         text_encoder_from_package=cfg.model.text_encoder is None and cfg.model.init == "scratch",
     )
+    # the frame count, rate and sizes it was trained at, so generate and the benchmarks use them
+    from ..io import atomic_path
+    from ..shipped import generation_for
+
+    with atomic_path(Path(folder) / "generation.json") as tmp:
+        tmp.write_text(json.dumps(generation_for(cfg), indent=1))
 
 
 def _write_sample(cfg, comps, unet, ema, buckets, out: Path, step: int) -> None:
