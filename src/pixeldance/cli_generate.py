@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-ASPECTS = {"1:1": (1, 1), "16:9": (9, 16), "9:16": (16, 9)}
+from .shipped import ASPECTS
 
 
 class UsageError(Exception):

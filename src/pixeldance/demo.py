@@ -16,7 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
-ASPECTS = ("1:1", "16:9", "9:16")
+from .shipped import ASPECTS
+
 MAX_PROMPT_CHARS = 300
 MAX_STEPS = 100
 MAX_IMAGE_PIXELS = 4096 * 4096

@@ -44,6 +44,10 @@ def generation_defaults(pipe) -> dict:
     return values
 
 
+# the aspect ratios generate, story and the demo offer (width : height)
+ASPECTS = ("1:1", "16:9", "9:16")
+
+
 def size_for_aspect(pipe, aspect: str) -> tuple[int, int]:
     """(height, width) for "1:1", "16:9" or "9:16": the model's own sizes if it lists them, else
     its default area at that aspect, rounded to valid sizes."""
