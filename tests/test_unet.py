@@ -192,3 +192,33 @@ def test_save_and_load_round_trip(tmp_path):
     x, t, ctx = inputs(f=3)
     with torch.no_grad():
         assert torch.equal(unet(x, t, ctx).sample, loaded(x, t, ctx).sample)
+
+
+def test_input_skip_starts_as_no_op_and_can_copy_c_image(tmp_path):
+    """The optional 1x1 input skip is zero at init (the network is unchanged), saves and loads
+    with the model, and is a path by which x0 of frame 0 can be an exact copy of c_image."""
+    torch.manual_seed(0)
+    plain = PixelDanceUNet(**TINY).eval()
+    skip = PixelDanceUNet(**TINY, input_skip=True).eval()
+    missing, unexpected = skip.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["conv_skip.weight", "conv_skip.bias"] and not unexpected
+    x, t, ctx = inputs()
+    with torch.no_grad():
+        base = plain(x, t, ctx).sample
+        assert torch.equal(skip(x, t, ctx).sample, base)
+        # the instruction-copy initialisation adds the c_image half (channels 4..7) to the output
+        skip.init_input_skip_as_instruction_copy()
+        assert torch.allclose(skip(x, t, ctx).sample - base, x[:, 4:], atol=1e-5)
+    skip.save_pretrained(tmp_path / "unet")
+    loaded = PixelDanceUNet.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.input_skip is True
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, ctx).sample, skip(x, t, ctx).sample)
+
+
+def test_instruction_copy_needs_a_skip_and_matching_channels():
+    with pytest.raises(ValueError, match="no input skip"):
+        PixelDanceUNet(**TINY).init_input_skip_as_instruction_copy()
+    odd = PixelDanceUNet(**{**TINY, "in_channels": 9}, input_skip=True)
+    with pytest.raises(ValueError, match="2 x out_channels"):
+        odd.init_input_skip_as_instruction_copy()

@@ -188,6 +188,11 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         flip_sin_to_cos, freq_shift: timestep embedding settings (SD: True, 0).
         sample_size: the latent size (h, w) the model was trained at; pipelines use it as
             their default output size. Informational only.
+        input_skip: add a 1x1 convolution from ``sample`` straight to the output, zero at
+            initialisation. Not in the paper: it gives a narrow network a direct path from the
+            image instructions in c_image to the frames they pin (x0 prediction of frame 0 is
+            then a linear copy), instead of squeezing 2C input channels through the first
+            level's width. Off by default, so Stable Diffusion UNets inflate unchanged.
     """
 
     _supports_gradient_checkpointing = True
@@ -211,6 +216,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         flip_sin_to_cos: bool = True,
         freq_shift: int = 0,
         sample_size: int | tuple[int, int] | None = None,
+        input_skip: bool = False,
     ):
         super().__init__()
         n = len(block_out_channels)
@@ -286,6 +292,32 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         self.conv_norm_out = nn.GroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps)
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, 3, padding=1)
+        self.conv_skip = None
+        if input_skip:
+            self.conv_skip = nn.Conv2d(in_channels, out_channels, 1)
+            nn.init.zeros_(self.conv_skip.weight)
+            nn.init.zeros_(self.conv_skip.bias)
+
+    def init_input_skip_as_instruction_copy(self) -> None:
+        """Set the input skip so the output starts as c_image (the second half of the input).
+
+        For x0 prediction this is the right prior: frame 0's target is its first-frame
+        instruction and frame F-1's its last-frame instruction, and c_image is zero in every
+        other frame (and in image batches), so nothing else changes. Adam moves a weight about
+        one learning rate per step, so learning this copy from zero takes thousands of steps.
+        """
+        if self.conv_skip is None:
+            raise ValueError("this UNet has no input skip; build it with input_skip=True")
+        c_in, c_out = self.config.in_channels, self.config.out_channels
+        if c_in != 2 * c_out:
+            raise ValueError(
+                f"the instruction copy needs in_channels = 2 x out_channels; got {c_in}, {c_out}"
+            )
+        with torch.no_grad():
+            self.conv_skip.weight.zero_()
+            self.conv_skip.bias.zero_()
+            for c in range(c_out):
+                self.conv_skip.weight[c, c_out + c] = 1.0
 
     @property
     def downsample_factor(self) -> int:
@@ -338,7 +370,8 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         context = encoder_hidden_states.repeat_interleave(f, dim=0)  # (B*F, L, D)
 
         # 2. frames as a batch of images
-        x = self.conv_in(rearrange(sample, "b c f h w -> (b f) c h w"))
+        frames = rearrange(sample, "b c f h w -> (b f) c h w")
+        x = self.conv_in(frames)
         skips = [x]
         for block in self.down_blocks:
             x, states = block.down(x, temb, context, f)
@@ -350,6 +383,8 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             size = skips[-1].shape[-2:] if skips and i < len(self.up_blocks) - 1 else None
             x = block.up(x, block_skips, temb, context, f, size)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        if self.conv_skip is not None:
+            x = x + self.conv_skip(frames)
 
         out = rearrange(x, "(b f) c h w -> b c f h w", b=b)
         if image_input:

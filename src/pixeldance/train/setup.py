@@ -85,6 +85,8 @@ def build_components(cfg: Config) -> Components:
                 **m.unet,
             }
         )
+        if unet.conv_skip is not None and m.prediction_type == "sample":
+            unet.init_input_skip_as_instruction_copy()
     else:
         raise ValueError(
             f"model.init must be scratch, stable-diffusion or pixeldance; got {m.init!r}"
