@@ -40,21 +40,3 @@ def test_overrides_and_unknown_keys(tmp_path):
         load_config(None, ["optim.lr"])
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
-
-
-@pytest.mark.parametrize("target", ["sample", "v_prediction"])
-def test_input_skip_starts_as_instruction_copy_only_for_x0(target):
-    """With x0 prediction a new UNet's input skip copies c_image to the output; with other
-    targets (whose output is not the clean clip) it starts at zero."""
-    import torch
-
-    from pixeldance.train.setup import build_components
-
-    tiny = Path(CONFIGS[0]).parent / "tiny.yaml"
-    cfg = load_config(tiny, ["model.unet.input_skip=true", f"model.prediction_type={target}"])
-    skip = build_components(cfg).unet.conv_skip
-    c = skip.out_channels
-    expected = torch.zeros_like(skip.weight)
-    if target == "sample":
-        expected[torch.arange(c), c + torch.arange(c)] = 1.0
-    assert torch.equal(skip.weight, expected) and not skip.bias.any()

@@ -1,4 +1,4 @@
-"""Training: a tiny run, exact resume after SIGKILL, checkpoints, faults, 2 processes, SD start."""
+"""Training: component setup, a tiny run, exact resume after SIGKILL, checkpoints, faults, 2 processes, SD start."""
 
 import json
 import os
@@ -358,3 +358,18 @@ def test_training_runs_through_broken_files(tmp_path):
     train(cfg)
     state = json.loads((latest_checkpoint(tmp_path / "run") / "state.json").read_text())
     assert state["counters"]["bad_files"] >= 1 and state["step"] == 4
+
+
+@pytest.mark.parametrize("target", ["sample", "v_prediction"])
+def test_input_skip_starts_as_instruction_copy_only_for_x0(target):
+    """With x0 prediction a new UNet's input skip copies c_image to the output; with other
+    targets (whose output is not the clean clip) it starts at zero."""
+    from pixeldance.train.setup import build_components
+
+    cfg = load_config(TINY, ["model.unet.input_skip=true", f"model.prediction_type={target}"])
+    skip = build_components(cfg).unet.conv_skip
+    c = skip.out_channels
+    expected = torch.zeros_like(skip.weight)
+    if target == "sample":
+        expected[torch.arange(c), c + torch.arange(c)] = 1.0
+    assert torch.equal(skip.weight, expected) and not skip.bias.any()

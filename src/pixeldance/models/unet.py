@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from .blocks import MidBlock, UNetBlock
-from .layers import TemporalAttention
+from .layers import TemporalAttention, TemporalConv
 
 DOWN_BLOCK_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
 UP_BLOCK_TYPES = ("UpBlock2D", "CrossAttnUpBlock2D")
@@ -202,8 +202,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         return 2 ** (len(self.config.block_out_channels) - 1)
 
     def temporal_modules(self) -> list[nn.Module]:
-        from .layers import TemporalConv
-
         return [m for m in self.modules() if isinstance(m, (TemporalConv, TemporalAttention))]
 
     def forward(
