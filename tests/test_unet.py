@@ -222,3 +222,45 @@ def test_instruction_copy_needs_a_skip_and_matching_channels():
     odd = PixelDanceUNet(**{**TINY, "in_channels": 9}, input_skip=True)
     with pytest.raises(ValueError, match="2 x out_channels"):
         odd.init_input_skip_as_instruction_copy()
+
+
+def test_temporal_attention_on_levels_without_spatial_attention(tmp_path):
+    """``temporal_attention_all_levels`` adds a temporal attention after every ResBlock of the
+    levels that have no spatial attention; without it their layout (and so the keys of a saved
+    model) is unchanged. The added layers are used for videos and skipped for images."""
+    cfg = {
+        **TINY,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    }
+    torch.manual_seed(0)
+    plain = PixelDanceUNet(**cfg).eval()
+    every = PixelDanceUNet(**cfg, temporal_attention_all_levels=True).eval()
+    assert len(plain.down_blocks[0].temp_attentions) == 0 and not plain.down_blocks[0].attentions
+    assert len(every.down_blocks[0].temp_attentions) == len(every.down_blocks[0].resnets)
+    assert len(every.up_blocks[1].temp_attentions) == len(every.up_blocks[1].resnets)
+    assert not every.down_blocks[0].attentions  # no spatial attention was added
+    plain_keys, every_keys = set(plain.state_dict()), set(every.state_dict())
+    assert plain_keys < every_keys
+    added = every_keys - plain_keys
+    assert added and all(".temp_attentions." in k for k in added)
+    assert {k.split(".")[0] + "." + k.split(".")[1] for k in added} == {
+        "down_blocks.0",
+        "up_blocks.1",
+    }
+
+    calls = []
+    layer = every.down_blocks[0].temp_attentions[0]
+    layer.register_forward_hook(lambda *a: calls.append(1))
+    randomize(every)
+    x, t, ctx = inputs(f=3)
+    out = every(x, t, ctx).sample
+    assert out.shape == (x.shape[0], 4, 3, *x.shape[-2:]) and len(calls) == 1
+    every(x[:, :, 0], t, ctx)  # an image batch: temporal layers are skipped
+    assert len(calls) == 1
+
+    every.save_pretrained(tmp_path / "unet")
+    loaded = PixelDanceUNet.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.temporal_attention_all_levels is True
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, ctx).sample, every(x, t, ctx).sample)

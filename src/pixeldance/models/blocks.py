@@ -24,6 +24,10 @@ class UNetBlock(nn.Module):
     """One resolution level: ResBlocks, each optionally followed by a spatial transformer and a
     temporal attention, then an optional down- or up-sampler.
 
+    ``temporal_attention`` defaults to ``attention`` (the paper puts a temporal attention after
+    each spatial one); True on a level without spatial attention gives it temporal attention
+    alone, which is cheap (F tokens per pixel column) even at the highest resolution.
+
     Down blocks return their output and every intermediate state (the skip connections); up
     blocks concatenate one skip state before each ResBlock.
     """
@@ -41,8 +45,11 @@ class UNetBlock(nn.Module):
         use_linear_projection: bool,
         downsample: bool = False,
         upsample: bool = False,
+        temporal_attention: bool | None = None,
     ):
         super().__init__()
+        if temporal_attention is None:
+            temporal_attention = attention
         out_channels = resnet_channels[-1][1]
         self.resnets = nn.ModuleList(
             ResBlock(cin, cout, temb_channels, norm_num_groups, norm_eps)
@@ -62,6 +69,8 @@ class UNetBlock(nn.Module):
                         use_linear_projection,
                     )
                 )
+        if temporal_attention:
+            for _, cout in resnet_channels:
                 self.temp_attentions.append(TemporalAttention(cout, num_heads, norm_num_groups))
         self.downsamplers = nn.ModuleList([Downsample(out_channels)] if downsample else [])
         self.upsamplers = nn.ModuleList([Upsample(out_channels)] if upsample else [])
@@ -71,8 +80,8 @@ class UNetBlock(nn.Module):
         x = _checkpointed(self, self.resnets[i], x, temb, num_frames)
         if self.attentions:
             x = _checkpointed(self, self.attentions[i], x, context)
-            if num_frames > 1:
-                x = _checkpointed(self, self.temp_attentions[i], x, num_frames)
+        if self.temp_attentions and num_frames > 1:
+            x = _checkpointed(self, self.temp_attentions[i], x, num_frames)
         return x
 
     def down(self, x, temb, context, num_frames: int):

@@ -70,6 +70,12 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             image instructions in c_image to the frames they pin (x0 prediction of frame 0 is
             then a linear copy), instead of squeezing 2C input channels through the first
             level's width. Off by default, so Stable Diffusion UNets inflate unchanged.
+        temporal_attention_all_levels: give the levels without spatial attention a temporal
+            attention after each ResBlock too. The paper adds temporal attention after each
+            spatial attention, and Stable Diffusion has spatial attention at all but its lowest
+            resolution; a small model that drops the costly spatial attention at its highest
+            resolution can keep the cheap temporal one there, so fine detail (a static
+            background) travels between frames at full latent resolution. Off by default.
     """
 
     _supports_gradient_checkpointing = True
@@ -94,6 +100,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         freq_shift: int = 0,
         sample_size: int | tuple[int, int] | None = None,
         input_skip: bool = False,
+        temporal_attention_all_levels: bool = False,
     ):
         super().__init__()
         n = len(block_out_channels)
@@ -135,6 +142,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
                     num_heads=heads[i],
                     transformer_layers=tlayers[i],
                     downsample=i < n - 1,
+                    temporal_attention=temporal_attention_all_levels or None,
                     **common,
                 )
             )
@@ -162,6 +170,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
                     num_heads=rev_heads[i],
                     transformer_layers=rev_tlayers[i],
                     upsample=i < n - 1,
+                    temporal_attention=temporal_attention_all_levels or None,
                     **common,
                 )
             )
