@@ -83,8 +83,33 @@ def _check_frames(frames) -> np.ndarray:
     return frames
 
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> the (3H/2, W) uint8 planar yuv420p layout PyAV takes.
+
+    BT.601 limited range (what decoders assume for an untagged stream of this size), chroma
+    averaged over 2x2 blocks. Done here rather than by PyAV's own rgb24 conversion because
+    that one's bytes vary from run to run on some frame widths (seen on 192x112 Dancing Shapes
+    clips), and make-shapes promises byte-identical files per seed.
+    """
+    x = frame.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def half(c):
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [
+        np.clip(np.rint(p), 0, 255).astype(np.uint8).reshape(-1) for p in (y, half(cb), half(cr))
+    ]
+    return np.concatenate(planes).reshape(h * 3 // 2, w)
+
+
 def write_mp4(frames, path: str | os.PathLike, fps: float = 8.0, crf: int = 18) -> Path:
-    """Write H.264 mp4 (yuv420p, playable everywhere). H and W must be even."""
+    """Write H.264 mp4 (yuv420p, playable everywhere), byte-identical for identical input.
+    H and W must be even."""
     import av
 
     frames = _check_frames(frames)
@@ -100,7 +125,9 @@ def write_mp4(frames, path: str | os.PathLike, fps: float = 8.0, crf: int = 18) 
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             stream.options = {"crf": str(crf)}
             for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                for packet in stream.encode(
+                    av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+                ):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
