@@ -11,14 +11,12 @@ frame (tau = half the DDIM steps, as the clip PSNR of ``shapes_quick.py``), ever
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pixeldance import PixelDancePipeline
+from pixeldance.io import atomic_path
 from pixeldance.shipped import generation_defaults, make_scheduler
 from shapes_bench import held_out_clips, run
 
@@ -62,12 +60,9 @@ def main() -> None:
     img = Image.fromarray(grid).resize(
         (grid.shape[1] * args.scale, grid.shape[0] * args.scale), Image.Resampling.NEAREST
     )
-    out = Path(args.out)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent or ".")
-    os.close(fd)
-    img.save(tmp)
-    os.replace(tmp, out)
-    print(f"wrote {out}: per clip, rows truth then {', '.join(args.models)}")
+    with atomic_path(args.out) as tmp:
+        img.save(tmp, format="PNG")
+    print(f"wrote {args.out}: per clip, rows truth then {', '.join(args.models)}")
 
 
 if __name__ == "__main__":
