@@ -264,3 +264,42 @@ def test_temporal_attention_on_levels_without_spatial_attention(tmp_path):
     assert loaded.config.temporal_attention_all_levels is True
     with torch.no_grad():
         assert torch.equal(loaded(x, t, ctx).sample, every(x, t, ctx).sample)
+
+
+def test_text_time_embedding_starts_neutral_and_conditions_every_block(tmp_path):
+    """``text_time_embedding`` adds the token-averaged text states, through an MLP whose last
+    layer starts at zero, to the timestep embedding: a new model computes exactly what the
+    plain one does, old weights load into it, and once trained it carries the prompt into the
+    ResBlocks (the text then changes the output even with cross-attention removed)."""
+    torch.manual_seed(0)
+    plain = PixelDanceUNet(**TINY).eval()
+    pooled = PixelDanceUNet(**TINY, text_time_embedding=True).eval()
+    added = set(pooled.state_dict()) - set(plain.state_dict())
+    assert added and all(k.startswith("pooled_text_embedding.") for k in added)
+    randomize(plain)
+    missing, unexpected = pooled.load_state_dict(plain.state_dict(), strict=False)
+    assert set(missing) == added and not unexpected
+    x, t, ctx = inputs(f=3)
+    with torch.no_grad():
+        assert torch.equal(pooled(x, t, ctx).sample, plain(x, t, ctx).sample)
+
+    randomize(pooled)
+    for m in pooled.modules():  # cut every cross-attention: text can only enter via temb
+        if hasattr(m, "attn2"):
+            m.attn2.to_out[0].weight.data.zero_()
+            m.attn2.to_out[0].bias.data.zero_()
+    other = torch.randn(ctx.shape, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        a, b = pooled(x, t, ctx).sample, pooled(x, t, other).sample
+        pooled.pooled_text_embedding[-1].weight.zero_()
+        pooled.pooled_text_embedding[-1].bias.zero_()
+        c = pooled(x, t, other).sample
+        d = pooled(x, t, ctx).sample
+    assert (a - b).abs().max() > 1e-3  # through the pooled embedding, text matters
+    assert torch.allclose(c, d, atol=1e-6)  # and only through it
+
+    pooled.save_pretrained(tmp_path / "unet")
+    loaded = PixelDanceUNet.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.text_time_embedding is True
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, ctx).sample, pooled(x, t, ctx).sample)
