@@ -5,9 +5,10 @@ same guidance and clip frame rate for every folder, 1.0 and 4 fps unless told): 
 frame PSNR at full tau, motion direction accuracy from text alone and from a first frame, and
 the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
 rebuilds frame 0 from its instruction and the other frames from the noisy clip), and how much
-the caption's motion words help it (``motion_word_gain_db``: on single-mover clips given their
-first frame, the x0 estimate's error with the direction words swapped for their opposites over
-its error with the true caption, in dB; 0 when the model ignores them).
+the caption's words help it: on single-mover clips given their first frame, the x0 estimate's
+error with words swapped over its error with the true caption, in dB (0 when the model ignores
+those words). ``motion_word_gain_db`` swaps each direction word for its opposite;
+``colour_word_gain_db`` swaps the colour names, a reference showing the probe can see text use.
 
     python benchmarks/shapes_quick.py runs/a/pipeline runs/b/pipeline [--clips 8]
 
@@ -31,7 +32,7 @@ from pixeldance.shipped import generation_defaults, make_scheduler
 from shapes_bench import COLOURS, direction_of, held_out_clips, psnr, run
 
 NOISE_LEVELS = (999, 600, 200, 50)
-_OPPOSITE = {
+OPPOSITE_DIRECTIONS = {
     "left": "right",
     "right": "left",
     "leftward": "rightward",
@@ -43,23 +44,35 @@ _OPPOSITE = {
     "top": "bottom",
     "bottom": "top",
 }
+OTHER_COLOURS = {
+    "red": "cyan",
+    "cyan": "red",
+    "green": "pink",
+    "pink": "green",
+    "blue": "orange",
+    "orange": "blue",
+    "yellow": "purple",
+    "purple": "yellow",
+}
 
 
-def opposite_directions(caption: str) -> str:
-    """The caption with every direction word swapped for its opposite."""
-    pattern = r"\b(" + "|".join(_OPPOSITE) + r")\b"
-    return re.sub(pattern, lambda m: _OPPOSITE[m.group(1)], caption)
+def swap_words(caption: str, swap: dict[str, str]) -> str:
+    """The caption with every whole word that is a key of ``swap`` replaced by its value."""
+    pattern = r"\b(" + "|".join(swap) + r")\b"
+    return re.sub(pattern, lambda m: swap[m.group(1)], caption)
 
 
 @torch.no_grad()
-def motion_word_gain(pipe, videos: np.ndarray, prompts: list[str], levels=(999, 800, 600)) -> dict:
-    """dB by which the x0 estimate (given frame 0 and the noisy clip) is better with the true
-    caption than with its direction words reversed; 0 if the model ignores motion words."""
+def word_swap_gain(
+    pipe, videos: np.ndarray, prompts: list[str], swap: dict[str, str], levels=(999, 800, 600)
+) -> dict:
+    """dB by which the x0 estimate of frames 1.. (given frame 0 and the noisy clip) is better
+    with the true caption than with the words of ``swap`` swapped; 0 if the model ignores them."""
     x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     z = encode_frames(pipe.vae, x)
     c_image = build_c_image(z.shape[2], z[:, :, 0])
     true = pipe.prompt_encoder.encode(prompts)
-    flipped = pipe.prompt_encoder.encode([opposite_directions(p) for p in prompts])
+    flipped = pipe.prompt_encoder.encode([swap_words(p, swap) for p in prompts])
     out = {}
     for t in levels:
         tt = torch.full((z.shape[0],), t, dtype=torch.long)
@@ -129,7 +142,8 @@ def score(path: str, clips: int, direction_clips: int, guidance: float, fps: flo
     full = run(pipe, prompts, gts[:, 0], gts[:, -1], tau=20, **common)
     movers = held_out_clips(direction_clips, fps, frames, size, single_mover=True)
     mv_prompts = [c.caption for c, _ in movers]
-    mv_first = np.stack([v[0] for _, v in movers])
+    mv_videos = np.stack([v for _, v in movers])
+    mv_first = mv_videos[:, 0]
     truth = [(c.objects[0].direction, COLOURS[c.objects[0].colour]) for c, _ in movers]
 
     def accuracy(vids):
@@ -149,7 +163,8 @@ def score(path: str, clips: int, direction_clips: int, guidance: float, fps: flo
             run(pipe, mv_prompts, mv_first, seed=2, **common)
         ),
         "one_step_x0_psnr": one_step_x0(pipe, gts, prompts),
-        "motion_word_gain_db": motion_word_gain(pipe, np.stack([v for _, v in movers]), mv_prompts),
+        "motion_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OPPOSITE_DIRECTIONS),
+        "colour_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OTHER_COLOURS),
         "copy_first_frame_clip_psnr": float(
             np.mean([psnr(np.repeat(g[:1], frames, 0), g) for g in gts])
         ),

@@ -76,12 +76,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             resolution; a small model that drops the costly spatial attention at its highest
             resolution can keep the cheap temporal one there, so fine detail (a static
             background) travels between frames at full latent resolution. Off by default.
-        text_time_embedding: add the text states, averaged over tokens and passed through a
-            small MLP (last layer zero at initialisation), to the timestep embedding, so every
-            ResBlock, temporal convolutions included, sees the whole prompt. Not in the paper
-            (Stable Diffusion conditions on text only through cross-attention; Imagen and SDXL
-            add a pooled text vector this way). A small model trained briefly used the
-            caption's colours through cross-attention but not its motion words. Off by default.
     """
 
     _supports_gradient_checkpointing = True
@@ -107,7 +101,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         sample_size: int | tuple[int, int] | None = None,
         input_skip: bool = False,
         temporal_attention_all_levels: bool = False,
-        text_time_embedding: bool = False,
     ):
         super().__init__()
         n = len(block_out_channels)
@@ -136,13 +129,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
         self.time_embedding = TimestepEmbedding(block_out_channels[0], temb_dim)
-        self.pooled_text_embedding = None
-        if text_time_embedding:
-            self.pooled_text_embedding = nn.Sequential(
-                nn.Linear(cross_attention_dim, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim)
-            )
-            nn.init.zeros_(self.pooled_text_embedding[-1].weight)
-            nn.init.zeros_(self.pooled_text_embedding[-1].bias)
 
         self.down_blocks = nn.ModuleList()
         cout = block_out_channels[0]
@@ -264,8 +250,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        if self.pooled_text_embedding is not None:
-            temb = temb + self.pooled_text_embedding(encoder_hidden_states.mean(dim=1))
         temb = temb.repeat_interleave(f, dim=0)
         context = encoder_hidden_states.repeat_interleave(f, dim=0)  # (B*F, L, D)
 
