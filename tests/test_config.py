@@ -14,7 +14,46 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 def test_configs_load(path):
     cfg = load_config(path)
     assert parse_buckets(cfg.data.buckets)
-    assert cfg.instructions.last_frame_drop_prob == 0.25 and cfg.instructions.noise_timestep == 100
+    assert cfg.instructions.last_frame_drop_prob == 0.25
+    if path.name != "shapes.yaml":  # the shapes model's step is matched to its latents (below)
+        assert cfg.instructions.noise_timestep == 100
+
+
+def test_shapes_instruction_noise_has_the_papers_signal_to_noise_ratio():
+    """The paper noises instructions to step 100 on unit-variance latents (SNR about 8.5);
+    the shapes config's step must give the same SNR on its codec latents, measured here on
+    rendered Dancing Shapes frames."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pixeldance.data.shapes import render_clip, sample_clip
+    from pixeldance.diffusion import make_training_scheduler
+    from pixeldance.encoders import encode_frames
+    from pixeldance.models.codec import SpaceToDepthCodec
+
+    cfg = load_config(Path(CONFIGS[0]).parent / "shapes.yaml")
+    frames = []
+    for seed in range(6):
+        video = render_clip(sample_clip(seed, aspect="1:1"))[::12]
+        frames += [
+            np.asarray(Image.fromarray(f).resize((48, 48), Image.Resampling.BOX)) for f in video
+        ]
+    x = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    codec = SpaceToDepthCodec(
+        patch_size=cfg.model.codec_patch_size, scaling_factor=cfg.model.codec_scaling_factor
+    )
+    var = float(encode_frames(codec, x).var())  # (1, C, F, h, w) latents, scaled
+    ab = make_training_scheduler(cfg.model.prediction_type).alphas_cumprod
+
+    def snr(step: int, variance: float) -> float:
+        return variance * float(ab[step]) / (1 - float(ab[step]))
+
+    paper = snr(100, 1.0)
+    assert 8.0 < paper < 9.0
+    ours = snr(cfg.instructions.noise_timestep, var)
+    assert 0.8 * paper < ours < 1.25 * paper, (var, ours, paper)
+    assert snr(100, var) < 0.25 * paper  # step 100 itself would drown these latents
 
 
 def test_paper_values_in_gpu_configs():
