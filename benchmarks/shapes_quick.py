@@ -72,14 +72,14 @@ def word_swap_gain(
     z = encode_frames(pipe.vae, x)
     c_image = build_c_image(z.shape[2], z[:, :, 0])
     true = pipe.prompt_encoder.encode(prompts)
-    flipped = pipe.prompt_encoder.encode([swap_words(p, swap) for p in prompts])
+    swapped = pipe.prompt_encoder.encode([swap_words(p, swap) for p in prompts])
     out = {}
     for t in levels:
         tt = torch.full((z.shape[0],), t, dtype=torch.long)
         noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
         zin = torch.cat([pipe.scheduler.add_noise(z, noise, tt), c_image], 1)
         err = {}
-        for name, text in (("true", true), ("flipped", flipped)):
+        for name, text in (("true", true), ("swapped", swapped)):
             pred = pipe.unet(zin, tt, text).sample
             ab = pipe.scheduler.alphas_cumprod[t]
             kind = pipe.scheduler.config.prediction_type
@@ -88,7 +88,7 @@ def word_swap_gain(
             elif kind == "v_prediction":
                 pred = ab.sqrt() * zin[:, : z.shape[1]] - (1 - ab).sqrt() * pred
             err[name] = float(((pred[:, :, 1:] - z[:, :, 1:]) ** 2).mean())
-        out[t] = round(10 * float(np.log10(err["flipped"] / err["true"])), 3)
+        out[t] = round(10 * float(np.log10(err["swapped"] / err["true"])), 3)
     return out
 
 
