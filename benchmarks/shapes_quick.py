@@ -56,6 +56,23 @@ OTHER_COLOURS = {
 }
 
 
+@torch.no_grad()
+def x0_estimate(pipe, z: torch.Tensor, c_image: torch.Tensor, text: torch.Tensor, t: int):
+    """The UNet's one-step x0 estimate of latents ``z`` noised to step t (noise seeded by t)."""
+    sched = pipe.scheduler
+    tt = torch.full((z.shape[0],), t, dtype=torch.long)
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
+    zt = sched.add_noise(z, noise, tt)
+    pred = pipe.unet(torch.cat([zt, c_image], 1), tt, text).sample
+    ab = sched.alphas_cumprod[t]
+    kind = sched.config.prediction_type
+    if kind == "epsilon":
+        return (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
+    if kind == "v_prediction":
+        return ab.sqrt() * zt - (1 - ab).sqrt() * pred
+    return pred
+
+
 def swap_words(caption: str, swap: dict[str, str]) -> str:
     """The caption with every whole word that is a key of ``swap`` replaced by its value."""
     pattern = r"\b(" + "|".join(swap) + r")\b"
@@ -75,19 +92,10 @@ def word_swap_gain(
     swapped = pipe.prompt_encoder.encode([swap_words(p, swap) for p in prompts])
     out = {}
     for t in levels:
-        tt = torch.full((z.shape[0],), t, dtype=torch.long)
-        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
-        zin = torch.cat([pipe.scheduler.add_noise(z, noise, tt), c_image], 1)
-        err = {}
-        for name, text in (("true", true), ("swapped", swapped)):
-            pred = pipe.unet(zin, tt, text).sample
-            ab = pipe.scheduler.alphas_cumprod[t]
-            kind = pipe.scheduler.config.prediction_type
-            if kind == "epsilon":
-                pred = (zin[:, : z.shape[1]] - (1 - ab).sqrt() * pred) / ab.sqrt()
-            elif kind == "v_prediction":
-                pred = ab.sqrt() * zin[:, : z.shape[1]] - (1 - ab).sqrt() * pred
-            err[name] = float(((pred[:, :, 1:] - z[:, :, 1:]) ** 2).mean())
+        err = {
+            name: float(((x0_estimate(pipe, z, c_image, text, t) - z)[:, :, 1:] ** 2).mean())
+            for name, text in (("true", true), ("swapped", swapped))
+        }
         out[t] = round(10 * float(np.log10(err["swapped"] / err["true"])), 3)
     return out
 
@@ -99,21 +107,9 @@ def one_step_x0(pipe, videos: np.ndarray, prompts: list[str]) -> dict:
     z = encode_frames(pipe.vae, x)
     text = pipe.prompt_encoder.encode(prompts)
     c_image = build_c_image(z.shape[2], z[:, :, 0])
-    sched = pipe.scheduler
     out = {}
     for t in NOISE_LEVELS:
-        tt = torch.full((z.shape[0],), t, dtype=torch.long)
-        noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
-        zt = sched.add_noise(z, noise, tt)
-        pred = pipe.unet(torch.cat([zt, c_image], 1), tt, text).sample
-        ab = sched.alphas_cumprod[t]
-        kind = sched.config.prediction_type
-        if kind == "epsilon":
-            x0 = (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
-        elif kind == "v_prediction":
-            x0 = ab.sqrt() * zt - (1 - ab).sqrt() * pred
-        else:
-            x0 = pred
+        x0 = x0_estimate(pipe, z, c_image, text, t)
         rec = decode_latents(pipe.vae, x0).permute(0, 2, 3, 4, 1).numpy()
         rec = ((rec + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
         out[t] = {
