@@ -28,9 +28,9 @@ def test_shapes_instruction_noise_has_the_papers_signal_to_noise_ratio():
     from PIL import Image
 
     from pixeldance.data.shapes import render_clip, sample_clip
-    from pixeldance.diffusion import make_training_scheduler
+    from pixeldance.diffusion import make_training_scheduler, snr
     from pixeldance.encoders import encode_frames
-    from pixeldance.models.codec import SpaceToDepthCodec
+    from pixeldance.train.setup import _load_vae
 
     cfg = load_config(Path(CONFIGS[0]).parent / "shapes.yaml")
     frames = []
@@ -40,20 +40,17 @@ def test_shapes_instruction_noise_has_the_papers_signal_to_noise_ratio():
             np.asarray(Image.fromarray(f).resize((48, 48), Image.Resampling.BOX)) for f in video
         ]
     x = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    codec = SpaceToDepthCodec(
-        patch_size=cfg.model.codec_patch_size, scaling_factor=cfg.model.codec_scaling_factor
-    )
-    var = float(encode_frames(codec, x).var())  # (1, C, F, h, w) latents, scaled
-    ab = make_training_scheduler(cfg.model.prediction_type).alphas_cumprod
+    var = float(encode_frames(_load_vae(cfg), x).var())  # (1, C, F, h, w) latents, scaled
+    scheduler = make_training_scheduler(cfg.model.prediction_type)
 
-    def snr(step: int, variance: float) -> float:
-        return variance * float(ab[step]) / (1 - float(ab[step]))
+    def instruction_snr(step: int, variance: float) -> float:
+        return variance * float(snr(scheduler, torch.tensor(step)))
 
-    paper = snr(100, 1.0)
+    paper = instruction_snr(100, 1.0)
     assert 8.0 < paper < 9.0
-    ours = snr(cfg.instructions.noise_timestep, var)
+    ours = instruction_snr(cfg.instructions.noise_timestep, var)
     assert 0.8 * paper < ours < 1.25 * paper, (var, ours, paper)
-    assert snr(100, var) < 0.25 * paper  # step 100 itself would drown these latents
+    assert instruction_snr(100, var) < 0.25 * paper  # step 100 itself would drown these latents
 
 
 def test_paper_values_in_gpu_configs():
