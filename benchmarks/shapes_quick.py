@@ -123,14 +123,21 @@ def one_step_x0(pipe, videos: np.ndarray, prompts: list[str]) -> dict:
     return out
 
 
-def score(path: str, clips: int, direction_clips: int, guidance: float, fps: float) -> dict:
+def score(
+    path: str,
+    clips: int,
+    direction_clips: int,
+    guidance: float,
+    fps: float,
+    interval: tuple[int, int] | None = None,
+) -> dict:
     t0 = time.time()
     pipe = PixelDancePipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
     d = generation_defaults(pipe)
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
     frames, size = d["frames"], pipe.default_size()
-    common = dict(guidance=guidance, frames=frames, size=size, steps=20)
+    common = dict(guidance=guidance, frames=frames, size=size, steps=20, interval=interval)
     data = held_out_clips(clips, fps, frames, size)
     gts = np.stack([v for _, v in data])
     prompts = [c.caption for c, _ in data]
@@ -174,11 +181,21 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--direction-clips", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=1.0, help="the same for every folder")
+    parser.add_argument(
+        "--guidance-interval",
+        type=int,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="guide only timesteps in [LOW, HIGH] (default: every step)",
+    )
     parser.add_argument("--fps", type=float, default=4.0, help="held-out clips' frame rate")
     args = parser.parse_args()
     for path in args.models:
-        s = score(path, args.clips, args.direction_clips, args.guidance, args.fps)
-        print(json.dumps({**s, "guidance": args.guidance, "fps": args.fps}), flush=True)
+        interval = tuple(args.guidance_interval) if args.guidance_interval else None
+        s = score(path, args.clips, args.direction_clips, args.guidance, args.fps, interval)
+        out = {**s, "guidance": args.guidance, "guidance_interval": args.guidance_interval}
+        print(json.dumps({**out, "fps": args.fps}), flush=True)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,44 @@ def test_tau_out_of_range(pipe, tau):
         pipe("x", first_frame=image(0), last_frame=image(1), tau=tau, **SMALL)
 
 
+def test_guidance_interval_guides_only_the_steps_inside_it(pipe):
+    calls = []  # (timestep, batch) of each UNet call
+    handle = pipe.unet.register_forward_pre_hook(
+        lambda module, args: calls.append((int(args[1]), args[0].shape[0]))
+    )
+
+    def frames(**kwargs):
+        calls.clear()
+        out = pipe(
+            "a red square",
+            first_frame=image(0),
+            generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+            **{**SMALL, **kwargs},
+        ).frames
+        return out, list(calls)
+
+    try:
+        guided, every = frames(guidance_scale=3.0)
+        plain, none = frames(guidance_scale=1.0)
+        _, part = frames(guidance_scale=3.0, guidance_interval=(500, 1000))
+        all_in, _ = frames(guidance_scale=3.0, guidance_interval=(0, 1000))
+        all_out, _ = frames(guidance_scale=3.0, guidance_interval=(1001, 2000))
+    finally:
+        handle.remove()
+    assert [b for _, b in every] == [2] * 4 and [b for _, b in none] == [1] * 4
+    assert part == [(t, 2 if t >= 500 else 1) for t, _ in every]
+    assert 1 in [b for _, b in part] and 2 in [b for _, b in part]
+    assert torch.equal(all_in, guided)  # an interval holding every step: plain guidance
+    assert torch.equal(all_out, plain)  # one holding none: the conditional prediction alone
+
+
+@pytest.mark.parametrize("interval", [(900, 100), (-1, 10), (1.5, 10), (1, 2, 3)])
+def test_bad_guidance_interval(pipe, interval):
+    with pytest.raises(ValueError, match="guidance_interval"):
+        pipe("x", guidance_scale=2.0, guidance_interval=interval, **SMALL)
+
+
 @pytest.mark.parametrize(
     "scheduler_cls", [None, DPMSolverMultistepScheduler, EulerDiscreteScheduler]
 )

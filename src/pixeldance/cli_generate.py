@@ -62,6 +62,15 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance scale on the text"
     )
+    p.add_argument(
+        "--guidance-interval",
+        type=int,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="guide only the steps whose timestep lies in [LOW, HIGH], e.g. 700 1000 "
+        "(default: the model's; without one, every step)",
+    )
     p.add_argument("--aspect", help="1:1, 16:9 or 9:16 (default: the model's training size)")
     p.add_argument("--height", type=int, help="pixels; overrides --aspect")
     p.add_argument("--width", type=int, help="pixels; overrides --aspect")
@@ -91,9 +100,18 @@ def _settings(path: Path, args):
     steps = args.steps if args.steps is not None else d["steps"]
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
+    interval = args.guidance_interval
+    if interval is not None and not 0 <= interval[0] <= interval[1]:
+        raise UsageError(
+            f"--guidance-interval needs 0 <= LOW <= HIGH, got {interval[0]} {interval[1]}"
+        )
     if args.aspect is not None and args.aspect not in ASPECTS:
         raise UsageError(f"unknown aspect {args.aspect!r}; use one of {', '.join(ASPECTS)}")
     return d, steps
+
+
+def _interval(value) -> tuple[int, int] | None:
+    return (int(value[0]), int(value[1])) if value else None
 
 
 def _use_scheduler(pipe, name: str | None) -> None:
@@ -121,6 +139,7 @@ def _prepare(path: Path, args, d: dict, steps: int):
     return pipe, dict(
         num_inference_steps=steps,
         guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
+        guidance_interval=_interval(args.guidance_interval or d["guidance_interval"]),
         height=height,
         width=width,
         generator=torch.Generator().manual_seed(args.seed),

@@ -163,6 +163,7 @@ class PixelDancePipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 5.0,
         negative_prompt: str | list[str] | None = None,
+        guidance_interval: tuple[int, int] | None = None,
         num_frames: int = 16,
         height: int | None = None,
         width: int | None = None,
@@ -186,6 +187,11 @@ class PixelDancePipeline(DiffusionPipeline):
             num_inference_steps: denoising steps of ``scheduler``.
             guidance_scale: classifier-free guidance on the text (1 disables it).
             negative_prompt: replaces the empty prompt in the unconditional branch.
+            guidance_interval: ``(low, high)`` diffusion timesteps: guide only the steps whose
+                timestep t has low <= t <= high and use the conditional prediction alone at the
+                others (guidance in a limited interval, Kynkaenniemi et al. 2024: at high noise
+                it shapes layout and motion, at low noise it mostly oversaturates). None: every
+                step.
             num_frames: F >= 2 (the paper trains 16).
             height, width: pixels; multiples of ``size_multiple``. Default: the model's
                 training size, else 256.
@@ -223,6 +229,18 @@ class PixelDancePipeline(DiffusionPipeline):
             raise ValueError(
                 f"tau must be an integer in [0, num_inference_steps={num_inference_steps}], got {tau!r}"
             )
+        if guidance_interval is not None:
+            interval = tuple(guidance_interval)
+            if (
+                len(interval) != 2
+                or not all(isinstance(x, int) for x in interval)
+                or not (0 <= interval[0] <= interval[1])
+            ):
+                raise ValueError(
+                    "guidance_interval must be two integer timesteps (low, high) with "
+                    f"0 <= low <= high, got {guidance_interval!r}"
+                )
+            guidance_interval = interval
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(
                 f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}"
@@ -273,12 +291,16 @@ class PixelDancePipeline(DiffusionPipeline):
                 c_full if i < tau else c_no_last
             )  # the tau rule: last frame for the first tau steps only
             model_in = torch.cat([self.scheduler.scale_model_input(latents, t), c_image], dim=1)
-            if cfg:
-                model_in = torch.cat([model_in, model_in])
-            pred = self.unet(model_in, t, text_states).sample
-            if cfg:
+            guide = cfg and (
+                guidance_interval is None or guidance_interval[0] <= int(t) <= guidance_interval[1]
+            )
+            if guide:
+                pred = self.unet(torch.cat([model_in, model_in]), t, text_states).sample
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
+            else:  # the conditional half alone
+                states = text_states[batch:] if cfg else text_states
+                pred = self.unet(model_in, t, states).sample
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
                 callback(i, t, latents)

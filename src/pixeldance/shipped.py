@@ -1,8 +1,9 @@
 """The shipped default model (PixelDance-Shapes) and per-model generation defaults.
 
 A pipeline folder may hold ``generation.json`` with the settings it was measured with:
-``{"steps", "guidance", "tau", "frames", "fps", "instruction_noise",
-"sizes": {"1:1": [h, w], "16:9": ..., "9:16": ...}}``.
+``{"steps", "guidance", "guidance_interval", "tau", "frames", "fps", "instruction_noise",
+"sizes": {"1:1": [h, w], "16:9": ..., "9:16": ...}}`` (``guidance_interval``: ``[low, high]``
+timesteps to guide, or null for every step).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ SHIPPED_NAME = "pixeldance-shapes"
 FALLBACK = {
     "steps": 50,
     "guidance": 5.0,
+    "guidance_interval": None,
     "tau": 25,
     "frames": 16,
     "fps": 8.0,
