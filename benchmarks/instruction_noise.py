@@ -1,7 +1,8 @@
-"""Should inference noise the image instructions as training does (to t = 100)?
+"""Should inference noise the image instructions as training does (paper: to t = 100)?
 
 Generates held-out Dancing Shapes clips with clean instructions and with instructions noised
-to ``--noise-timestep`` (the training level) and compares frame 0 against the first-frame
+to ``--noise-timestep`` (default: the training level the model's generation.json records,
+else the paper's 100) and compares frame 0 against the first-frame
 instruction and the last frame against the last-frame instruction. The better setting is the
 pipeline's ``instruction_noise`` default for the model (its generation.json). Last line: JSON.
 
@@ -26,11 +27,18 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--noise-timestep", type=int, default=100)
+    parser.add_argument(
+        "--noise-timestep",
+        type=int,
+        default=None,
+        help="default: the model's training level (generation.json), else 100 (paper)",
+    )
     args = parser.parse_args()
     pipe = PixelDancePipeline.from_pretrained(args.model or shipped_model_path())
     pipe.set_progress_bar_config(disable=True)
     d = generation_defaults(pipe)
+    if args.noise_timestep is None:
+        args.noise_timestep = d.get("training_instruction_noise", 100)
     size = pipe.default_size()
     data = held_out_clips(args.clips, d["fps"], d["frames"], size)
     gts = np.stack([v for _, v in data])

@@ -96,6 +96,7 @@ def test_storyboard_length(tmp_path):
         (["--first-frame", "README.md"], "not a readable image"),
         (["--tau", "99", "--steps", "10"], "--tau"),
         (["--aspect", "4:3"], "unknown aspect"),
+        (["--guidance-interval", "900", "100"], "--guidance-interval"),
     ],
 )
 def test_bad_input_one_line_error_and_no_file(tmp_path, args, message):

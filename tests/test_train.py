@@ -83,6 +83,7 @@ def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
 
     made = generation_defaults(final)
     assert (made["frames"], made["fps"]) == (4, 4.0)
+    assert made["training_instruction_noise"] == cfg.instructions.noise_timestep
     assert size_for_aspect(trained, "16:9") == (24, 40)
     from pixeldance.train.setup import build_components
 

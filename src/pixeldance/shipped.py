@@ -3,7 +3,8 @@
 A pipeline folder may hold ``generation.json`` with the settings it was measured with:
 ``{"steps", "guidance", "guidance_interval", "tau", "frames", "fps", "instruction_noise",
 "sizes": {"1:1": [h, w], "16:9": ..., "9:16": ...}}`` (``guidance_interval``: ``[low, high]``
-timesteps to guide, or null for every step).
+timesteps to guide, or null for every step), and ``training_instruction_noise``, the step the
+model's image instructions were noised to in training (written by export; for reference).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def generation_from_config(config_file: str | Path, **choices) -> dict:
 
 def generation_for(cfg, **choices) -> dict:
     """generation.json values for a model trained with ``cfg`` (a train ``Config``): frames, fps
-    and sizes per aspect from its buckets, plus the measured ``choices`` (steps, guidance, tau,
+    and sizes per aspect from its buckets, its training instruction noise step, plus the measured ``choices`` (steps, guidance, tau,
     instruction_noise) over the fallbacks."""
     buckets = cfg.data.buckets
     sizes = {}
@@ -135,6 +136,7 @@ def generation_for(cfg, **choices) -> dict:
         **FALLBACK,
         "frames": buckets[0].get("frames", 16),
         "fps": cfg.data.fps,
+        "training_instruction_noise": cfg.instructions.noise_timestep,
         "sizes": sizes,
         **choices,
     }
