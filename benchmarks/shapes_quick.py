@@ -1,16 +1,21 @@
 """Quick instruction-following scores for comparing pipeline folders (ablations, training curves).
 
 A cheaper cousin of ``shapes_bench.py`` (same held-out clips and scorers, 20 DDIM steps, the
-same guidance and clip frame rate for every folder, 1.0 and 4 fps unless told): frame 0 PSNR and whole-clip PSNR given first and last frames (tau 10 of 20), last
-frame PSNR at full tau, motion direction accuracy from text alone and from a first frame, and
-the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
-rebuilds frame 0 from its instruction and the other frames from the noisy clip), and how much
-the caption's words help it: on single-mover clips given their first frame, the x0 estimate's
-error with words swapped over its error with the true caption, in dB (0 when the model ignores
-those words). ``motion_word_gain_db`` swaps each direction word for its opposite;
-``colour_word_gain_db`` swaps the colour names, a reference showing the probe can see text use.
+same guidance and clip frame rate for every folder, 1.0 and 4 fps unless told):
+- frame 0 PSNR and whole-clip PSNR given first and last frames (tau 10 of 20), last frame PSNR
+  at full tau;
+- motion direction accuracy from text alone and from a first frame, and how far the mover
+  travels from a first frame (pixels, beside the ground truth's travel);
+- the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
+  rebuilds frame 0 from its instruction and the other frames from the noisy clip);
+- how much the caption's words help it: on single-mover clips given their first frame, the x0
+  estimate's error with words swapped over its error with the true caption, in dB (0 when the
+  model ignores those words). ``motion_word_gain_db`` swaps each direction word for its
+  opposite; ``colour_word_gain_db`` swaps the colour names, a reference showing the probe can
+  see text use.
 
-    python benchmarks/shapes_quick.py runs/a/pipeline runs/b/pipeline [--clips 8]
+    python benchmarks/shapes_quick.py runs/a/pipeline runs/b/pipeline [--clips 8] \
+        [--guidance 5 --guidance-interval 700 1000]
 
 One JSON line per folder.
 """
@@ -29,7 +34,7 @@ from pixeldance import PixelDancePipeline
 from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import generation_defaults, make_scheduler
-from shapes_bench import COLOURS, direction_of, held_out_clips, psnr, run
+from shapes_bench import COLOURS, centroid, direction_of, held_out_clips, psnr, run
 
 NOISE_LEVELS = (999, 600, 200, 50)
 OPPOSITE_DIRECTIONS = {
@@ -154,6 +159,16 @@ def score(
             np.mean([direction_of(v, col) == dr for v, (dr, col) in zip(vids, truth, strict=True)])
         )
 
+    def travel(vids):
+        """Mean distance (pixels) the mover's colour centroid goes from first to last frame."""
+        out = []
+        for v, (_, col) in zip(vids, truth, strict=True):
+            points = [p for p in (centroid(f, col) for f in v) if p is not None]
+            out.append(np.hypot(*np.subtract(points[-1], points[0])) if len(points) > 1 else 0.0)
+        return round(float(np.mean(out)), 2)
+
+    from_first = run(pipe, mv_prompts, mv_first, seed=2, **common)
+
     return {
         "model": str(path),
         "frame0_psnr": float(np.mean([psnr(v[0], g[0]) for v, g in zip(videos, gts, strict=True)])),
@@ -162,9 +177,9 @@ def score(
             np.mean([psnr(v[-1], g[-1]) for v, g in zip(full, gts, strict=True)])
         ),
         "direction_accuracy_text": accuracy(run(pipe, mv_prompts, seed=1, **common)),
-        "direction_accuracy_first_frame": accuracy(
-            run(pipe, mv_prompts, mv_first, seed=2, **common)
-        ),
+        "direction_accuracy_first_frame": accuracy(from_first),
+        "travel_first_frame_px": travel(from_first),
+        "travel_ground_truth_px": travel(mv_videos),
         "one_step_x0_psnr": one_step_x0(pipe, gts, prompts),
         "motion_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OPPOSITE_DIRECTIONS),
         "colour_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OTHER_COLOURS),
