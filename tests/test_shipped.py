@@ -156,3 +156,28 @@ def test_follows_first_and_last_frame(pipe):
         ).frames[0]
         dists.append(mse((o[-1] * 255).round(), target))
     assert dists[2] < dists[0] and dists[1] <= dists[0], dists
+
+
+def test_export_writes_generation_settings_and_refuses_unknown_choices(tmp_path):
+    import json
+
+    out = tmp_path / "exported"
+    choices = '{"guidance": 5.0, "guidance_interval": [700, 1000]}'
+    result = cli(
+        "export", str(shipped_model_path()), "--out", str(out),
+        "--config", "configs/shapes.yaml", "--choices", choices,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    made = json.loads((out / "generation.json").read_text())
+    assert made["guidance"] == 5.0 and made["guidance_interval"] == [700, 1000]
+    assert made["training_instruction_noise"] == 15 and made["sizes"]["16:9"] == [48, 80]
+    assert generation_defaults(out)["guidance_interval"] == [700, 1000]
+    for bad, message in (
+        ('{"guidence": 5.0}', "unknown key(s) guidence"),
+        ("{5", "not valid JSON"),
+    ):
+        result = cli("export", str(shipped_model_path()), "--out", str(tmp_path / "x"),
+                     "--choices", bad)  # fmt: skip
+        assert result.returncode != 0 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not (tmp_path / "x").exists()

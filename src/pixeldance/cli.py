@@ -91,9 +91,19 @@ def _cmd_train(args) -> int:
 def _cmd_export(args) -> int:
     import json as _json
 
-    from .shipped import export_pipeline, generation_from_config
+    from .shipped import GENERATION_KEYS, export_pipeline, generation_from_config
 
-    choices = _json.loads(args.choices) if args.choices else {}
+    try:
+        choices = _json.loads(args.choices) if args.choices else {}
+    except ValueError as err:
+        raise UsageError(f"--choices is not valid JSON ({err}): {args.choices}") from err
+    if not isinstance(choices, dict):
+        raise UsageError(f"--choices must be a JSON object, got {args.choices}")
+    unknown = sorted(set(choices) - set(GENERATION_KEYS))
+    if unknown:
+        raise UsageError(
+            f"--choices: unknown key(s) {', '.join(unknown)}; known: {', '.join(GENERATION_KEYS)}"
+        )
     generation = (
         generation_from_config(args.config, **choices) if args.config else (choices or None)
     )

@@ -22,6 +22,8 @@ FALLBACK = {
     "fps": 8.0,
     "instruction_noise": 0,
 }
+# every key generation.json may hold
+GENERATION_KEYS = (*FALLBACK, "sizes", "training_instruction_noise")
 
 
 def shipped_model_path() -> Path:
