@@ -110,10 +110,6 @@ def _settings(path: Path, args):
     return d, steps
 
 
-def _interval(value) -> tuple[int, int] | None:
-    return (int(value[0]), int(value[1])) if value else None
-
-
 def _use_scheduler(pipe, name: str | None) -> None:
     if name:
         from .shipped import make_scheduler
@@ -139,7 +135,7 @@ def _prepare(path: Path, args, d: dict, steps: int):
     return pipe, dict(
         num_inference_steps=steps,
         guidance_scale=args.guidance if args.guidance is not None else d["guidance"],
-        guidance_interval=_interval(args.guidance_interval or d["guidance_interval"]),
+        guidance_interval=args.guidance_interval or d["guidance_interval"],
         height=height,
         width=width,
         generator=torch.Generator().manual_seed(args.seed),

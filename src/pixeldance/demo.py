@@ -121,7 +121,7 @@ class DemoRunner:
                 tau=req["tau"],
                 num_inference_steps=req["steps"],
                 guidance_scale=d["guidance"],
-                guidance_interval=tuple(d["guidance_interval"]) if d["guidance_interval"] else None,
+                guidance_interval=d["guidance_interval"],
                 num_frames=d["frames"],
                 height=height,
                 width=width,

@@ -126,8 +126,9 @@ def generation_from_config(config_file: str | Path, **choices) -> dict:
 
 def generation_for(cfg, **choices) -> dict:
     """generation.json values for a model trained with ``cfg`` (a train ``Config``): frames, fps
-    and sizes per aspect from its buckets, its training instruction noise step, plus the measured ``choices`` (steps, guidance, tau,
-    instruction_noise) over the fallbacks."""
+    and sizes per aspect from its buckets, its training instruction noise step, and the
+    measured ``choices`` (steps, guidance, guidance_interval, tau, instruction_noise) over the
+    fallbacks."""
     buckets = cfg.data.buckets
     sizes = {}
     for b in buckets:
