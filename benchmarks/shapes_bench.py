@@ -165,6 +165,18 @@ def scores_for(videos, gts, firsts, lasts) -> dict:
     }
 
 
+def add_guidance_interval(parser: argparse.ArgumentParser, default: str) -> None:
+    """The ``--guidance-interval LOW HIGH`` option of this bench and the quick one."""
+    parser.add_argument(
+        "--guidance-interval",
+        type=int,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help=f"guide only timesteps in [LOW, HIGH] (default: {default})",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -173,14 +185,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8, help="held-out clips per score")
     parser.add_argument("--direction-clips", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=None, help="default: the model's")
-    parser.add_argument(
-        "--guidance-interval",
-        type=int,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=None,
-        help="guide only timesteps in [LOW, HIGH] (default: the model's; none: every step)",
-    )
+    add_guidance_interval(parser, "the model's; none: every step")
     parser.add_argument("--out", default="benchmarks/results/shapes")
     args = parser.parse_args()
     t0 = time.time()

@@ -34,7 +34,15 @@ from pixeldance import PixelDancePipeline
 from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import generation_defaults, make_scheduler
-from shapes_bench import COLOURS, centroid, direction_of, held_out_clips, psnr, run
+from shapes_bench import (
+    COLOURS,
+    add_guidance_interval,
+    centroid,
+    direction_of,
+    held_out_clips,
+    psnr,
+    run,
+)
 
 NOISE_LEVELS = (999, 600, 200, 50)
 OPPOSITE_DIRECTIONS = {
@@ -196,14 +204,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--direction-clips", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=1.0, help="the same for every folder")
-    parser.add_argument(
-        "--guidance-interval",
-        type=int,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=None,
-        help="guide only timesteps in [LOW, HIGH] (default: every step)",
-    )
+    add_guidance_interval(parser, "every step")
     parser.add_argument("--fps", type=float, default=4.0, help="held-out clips' frame rate")
     args = parser.parse_args()
     for path in args.models:
