@@ -8,6 +8,8 @@ same guidance and clip frame rate for every folder, 1.0 and 4 fps unless told):
   travels from a first frame (pixels, beside the ground truth's travel);
 - the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
   rebuilds frame 0 from its instruction and the other frames from the noisy clip);
+- the share of single movers whose one-step x0 estimate at t = 999 / 900 / 800, given the first
+  frame and caption, moves the caption's way (``x0_direction_accuracy``);
 - how much the caption's words help it: on single-mover clips given their first frame, the x0
   estimate's error with words swapped over its error with the true caption, in dB (0 when the
   model ignores those words). ``motion_word_gain_db`` swaps each direction word for its
@@ -114,6 +116,27 @@ def word_swap_gain(
 
 
 @torch.no_grad()
+def x0_direction(pipe, videos: np.ndarray, prompts: list[str], truth, levels=(999, 900, 800)):
+    """Share of single-mover clips whose one-step x0 estimate (given frame 0, the caption and
+    the clip noised to step t) moves the mover the caption's way: how much motion the denoiser
+    knows at the high-noise steps where sampling decides it."""
+    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    z = encode_frames(pipe.vae, x)
+    c_image = build_c_image(z.shape[2], z[:, :, 0])
+    text = pipe.prompt_encoder.encode(prompts)
+    out = {}
+    for t in levels:
+        rec = decode_latents(pipe.vae, x0_estimate(pipe, z, c_image, text, t))
+        rec = ((rec.permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255)
+        hits = [
+            direction_of(r.astype(np.uint8), col) == d
+            for r, (d, col) in zip(rec, truth, strict=True)
+        ]
+        out[t] = round(float(np.mean(hits)), 3)
+    return out
+
+
+@torch.no_grad()
 def one_step_x0(pipe, videos: np.ndarray, prompts: list[str]) -> dict:
     """PSNR of the model's x0 estimate (frame 0, other frames) from the clip noised to t."""
     x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
@@ -189,6 +212,7 @@ def score(
         "travel_first_frame_px": travel(from_first),
         "travel_ground_truth_px": travel(mv_videos),
         "one_step_x0_psnr": one_step_x0(pipe, gts, prompts),
+        "x0_direction_accuracy": x0_direction(pipe, mv_videos, mv_prompts, truth),
         "motion_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OPPOSITE_DIRECTIONS),
         "colour_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OTHER_COLOURS),
         "copy_first_frame_clip_psnr": float(
