@@ -9,12 +9,15 @@ same guidance and clip frame rate for every folder, 1.0 and 4 fps unless told):
 - the one-step x0 estimate of a held-out clip at a few noise levels (how well the denoiser
   rebuilds frame 0 from its instruction and the other frames from the noisy clip);
 - the share of single movers whose one-step x0 estimate at t = 999 / 900 / 800, given the first
-  frame and caption, moves the caption's way (``x0_direction_accuracy``);
+  frame and caption, moves the caption's way (``x0_direction_accuracy``), and the same from the
+  caption alone (``x0_direction_accuracy_text``);
 - how much the caption's words help it: on single-mover clips given their first frame, the x0
   estimate's error with words swapped over its error with the true caption, in dB (0 when the
   model ignores those words). ``motion_word_gain_db`` swaps each direction word for its
   opposite; ``colour_word_gain_db`` swaps the colour names, a reference showing the probe can
-  see text use.
+  see text use. ``motion_word_gain_text_only_db`` swaps the direction words with no first frame
+  given, where the caption is the only source of the direction (given a first frame, a mover's
+  start position already tells its direction in this world: it starts on the far side).
 
     python benchmarks/shapes_quick.py runs/a/pipeline runs/b/pipeline [--clips 8] \
         [--guidance 5 --guidance-interval 700 1000]
@@ -96,13 +99,19 @@ def swap_words(caption: str, swap: dict[str, str]) -> str:
 
 @torch.no_grad()
 def word_swap_gain(
-    pipe, videos: np.ndarray, prompts: list[str], swap: dict[str, str], levels=(999, 800, 600)
+    pipe,
+    videos: np.ndarray,
+    prompts: list[str],
+    swap: dict[str, str],
+    levels=(999, 800, 600),
+    first_frame: bool = True,
 ) -> dict:
-    """dB by which the x0 estimate of frames 1.. (given frame 0 and the noisy clip) is better
-    with the true caption than with the words of ``swap`` swapped; 0 if the model ignores them."""
+    """dB by which the x0 estimate of frames 1.. (given frame 0, unless ``first_frame`` is
+    False, and the noisy clip) is better with the true caption than with the words of ``swap``
+    swapped; 0 if the model ignores them."""
     x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     z = encode_frames(pipe.vae, x)
-    c_image = build_c_image(z.shape[2], z[:, :, 0])
+    c_image = instructions_of(z, first_frame)
     true = pipe.prompt_encoder.encode(prompts)
     swapped = pipe.prompt_encoder.encode([swap_words(p, swap) for p in prompts])
     out = {}
@@ -116,13 +125,28 @@ def word_swap_gain(
 
 
 @torch.no_grad()
-def x0_direction(pipe, videos: np.ndarray, prompts: list[str], truth, levels=(999, 900, 800)):
-    """Share of single-mover clips whose one-step x0 estimate (given frame 0, the caption and
-    the clip noised to step t) moves the mover the caption's way: how much motion the denoiser
-    knows at the high-noise steps where sampling decides it."""
+def instructions_of(z: torch.Tensor, first_frame: bool) -> torch.Tensor:
+    """c_image holding frame 0 of latents ``z``, or none (text only)."""
+    keep = torch.full((z.shape[0],), first_frame)
+    return build_c_image(z.shape[2], z[:, :, 0], first_mask=keep)
+
+
+@torch.no_grad()
+def x0_direction(
+    pipe,
+    videos: np.ndarray,
+    prompts: list[str],
+    truth,
+    levels=(999, 900, 800),
+    first_frame: bool = True,
+):
+    """Share of single-mover clips whose one-step x0 estimate (given frame 0 unless
+    ``first_frame`` is False, the caption and the clip noised to step t) moves the mover the
+    caption's way: how much motion the denoiser knows at the high-noise steps where sampling
+    decides it."""
     x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
     z = encode_frames(pipe.vae, x)
-    c_image = build_c_image(z.shape[2], z[:, :, 0])
+    c_image = instructions_of(z, first_frame)
     text = pipe.prompt_encoder.encode(prompts)
     out = {}
     for t in levels:
@@ -213,7 +237,13 @@ def score(
         "travel_ground_truth_px": travel(mv_videos),
         "one_step_x0_psnr": one_step_x0(pipe, gts, prompts),
         "x0_direction_accuracy": x0_direction(pipe, mv_videos, mv_prompts, truth),
+        "x0_direction_accuracy_text": x0_direction(
+            pipe, mv_videos, mv_prompts, truth, first_frame=False
+        ),
         "motion_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OPPOSITE_DIRECTIONS),
+        "motion_word_gain_text_only_db": word_swap_gain(
+            pipe, mv_videos, mv_prompts, OPPOSITE_DIRECTIONS, first_frame=False
+        ),
         "colour_word_gain_db": word_swap_gain(pipe, mv_videos, mv_prompts, OTHER_COLOURS),
         "copy_first_frame_clip_psnr": float(
             np.mean([psnr(np.repeat(g[:1], frames, 0), g) for g in gts])

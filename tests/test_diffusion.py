@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from helpers import tiny_unet
-from pixeldance.diffusion import diffusion_loss, make_training_scheduler, target_for
+from pixeldance.diffusion import (
+    diffusion_loss,
+    make_training_scheduler,
+    motion_weights,
+    target_for,
+)
 from pixeldance.instructions import InstructionConfig, sample_training_instructions
 
 
@@ -55,3 +60,43 @@ def test_min_snr_weighting_changes_the_loss():
     b = diffusion_loss(*args, generator=torch.Generator().manual_seed(3), snr_gamma=5.0)
     assert torch.equal(a.timesteps, b.timesteps)
     assert not torch.allclose(a.loss, b.loss)
+
+
+def test_motion_weights_mark_what_changed_since_frame_0():
+    latents = torch.zeros(2, 4, 3, 8, 8)
+    latents[:, :, :, :, :4] = 1.0  # a two-tone background, the same in every frame
+    latents[0, :, 1, 2, 6] = -1.0  # sample 0: something appears at (2, 6) in frame 1
+    w = motion_weights(latents, 3.0)
+    assert w.shape == (2, 1, 3, 8, 8)
+    assert w[0, 0, 1, 2, 6] == 4.0  # a full change gets 1 + strength
+    assert w[0, 0, 0].eq(1).all() and w[0, 0, 2].eq(1).all()  # unchanged frames: 1
+    assert w[0, 0, 1].sum() == 64 + 3  # only that position is weighted up
+    assert w[1].eq(1).all()  # a static clip: 1 everywhere
+    assert motion_weights(latents[:, :, :1], 3.0).eq(1).all()  # an image batch
+    with pytest.raises(ValueError, match=">= 0"):
+        motion_weights(latents, -1.0)
+
+
+def test_motion_weighting_moves_the_loss_to_the_moving_positions():
+    torch.manual_seed(0)
+    unet = tiny_unet()
+    sched = make_training_scheduler("sample")
+    latents = torch.zeros(1, 4, 2, 8, 8)
+    latents[:, :, 1, :2, :2] = 1.0  # a 2x2 object appears in frame 1
+    text = torch.randn(1, 4, 24)
+    args = (unet, sched, latents, torch.zeros_like(latents), text)
+    plain = diffusion_loss(*args, generator=torch.Generator().manual_seed(3))
+    weighted = diffusion_loss(*args, generator=torch.Generator().manual_seed(3), motion_weight=8.0)
+    off = diffusion_loss(*args, generator=torch.Generator().manual_seed(3), motion_weight=0.0)
+    assert torch.equal(plain.loss, off.loss)
+    # recompute both by hand from the same prediction: the weighted one is the weighted mean
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (1,), generator=g)
+    noise = torch.randn(latents.shape, generator=g)
+    with torch.no_grad():
+        pred = unet(torch.cat([sched.add_noise(latents, noise, t), args[3]], 1), t, text).sample
+    se = (pred - latents) ** 2
+    w = motion_weights(latents, 8.0)
+    torch.testing.assert_close(plain.loss.detach(), se.mean())
+    torch.testing.assert_close(weighted.loss.detach(), (se * w).mean() / w.mean())
+    assert not torch.allclose(plain.loss, weighted.loss)

@@ -3,7 +3,8 @@
 DDPM with T = 1000 steps (paper, sec. 3.2), noise and timesteps from a diffusers
 ``DDPMScheduler``. The prediction target is the scheduler's ``prediction_type``, so training
 and sampling cannot disagree about it: ``"epsilon"`` (the paper's), ``"v_prediction"``
-(Salimans & Ho 2022) or ``"sample"`` (x0). Optional min-SNR-gamma weighting (Hang et al. 2023).
+(Salimans & Ho 2022) or ``"sample"`` (x0). Optional min-SNR-gamma weighting (Hang et al. 2023)
+and an optional motion weighting (not in the paper; see ``motion_weights``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ def loss_weight(scheduler, t: torch.Tensor, snr_gamma: float | None) -> torch.Te
     return clipped  # x0 target: the weight on x0 error equals min(SNR, gamma)
 
 
+def motion_weights(latents: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-position loss weights ``(B, 1, F, h, w)``: ``1 + strength * m``, where m in [0, 1]
+    says how much each position of each frame has changed since frame 0 (the channel-mean
+    absolute change over half the clip's latent std, capped at 1).
+
+    Not in the paper. In a clip of a few small moving objects most positions never change, so
+    a plain mean squared error spends almost all of a small model's capacity on copying the
+    first frame and learns the motion last; this weighting moves the loss towards the
+    positions where something moved (where an object is now, and where it was). Measured
+    relative to the clip's own latent std so it means the same for any autoencoder; image
+    batches (one frame) and static clips get weight 1 nearly everywhere.
+    """
+    if strength < 0:
+        raise ValueError(f"motion weighting strength must be >= 0, got {strength}")
+    change = (latents - latents[:, :, :1]).abs().mean(dim=1, keepdim=True)
+    scale = 0.5 * latents.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-6)
+    return 1 + strength * (change / scale).clamp(max=1.0)
+
+
 @dataclass
 class LossOutput:
     loss: torch.Tensor  # scalar
@@ -85,10 +105,12 @@ def diffusion_loss(
     text_states: torch.Tensor,
     generator: torch.Generator | None = None,
     snr_gamma: float | None = None,
+    motion_weight: float = 0.0,
 ) -> LossOutput:
     """Loss for clip latents ``(B, C, F, h, w)`` given c_image (same shape) and text states.
 
-    The UNet sees ``cat([z_t, c_image], dim=1)`` (paper, eq. 2).
+    The UNet sees ``cat([z_t, c_image], dim=1)`` (paper, eq. 2). ``motion_weight`` > 0 weights
+    each position by ``motion_weights`` (a weighted mean, so the loss keeps its scale).
     """
     b = latents.shape[0]
     device = latents.device
@@ -99,6 +121,11 @@ def diffusion_loss(
     xt = scheduler.add_noise(latents, noise, t)
     pred = unet(torch.cat([xt, c_image], dim=1), t, text_states).sample
     target = target_for(scheduler, latents, noise, t)
-    mse = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
+    se = F.mse_loss(pred.float(), target.float(), reduction="none")
+    if motion_weight:
+        w = motion_weights(latents.float(), motion_weight)
+        mse = (se * w).mean(dim=(1, 2, 3, 4)) / w.mean(dim=(1, 2, 3, 4))
+    else:
+        mse = se.mean(dim=(1, 2, 3, 4))
     per_sample = mse * loss_weight(scheduler, t, snr_gamma)
     return LossOutput(per_sample.mean(), per_sample, t)

@@ -55,6 +55,9 @@ class ModelConfig:
     # faster at small budgets (see the model card)
     prediction_type: str = "epsilon"
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting; None disables
+    # not in the paper: weight the loss up to 1 + this where a frame has changed since frame 0
+    # (diffusion.motion_weights), so a small model spends its capacity on the motion; 0 disables
+    motion_loss_weight: float = 0.0
 
 
 @dataclass

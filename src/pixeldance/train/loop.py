@@ -200,7 +200,13 @@ def train(cfg: Config, resume: bool = False) -> Path:
                         inputs = batch_inputs(batch, vae, pe, empty_cached, device, weight_dtype)
                         with accelerator.autocast():
                             loss = compute_loss(
-                                unet, scheduler, inputs, cfg.instructions, g, cfg.model.snr_gamma
+                                unet,
+                                scheduler,
+                                inputs,
+                                cfg.instructions,
+                                g,
+                                cfg.model.snr_gamma,
+                                cfg.model.motion_loss_weight,
                             )
                         samples_since += inputs.latents.shape[0]
                     if step in cfg.run.inject_nan_steps:

@@ -41,6 +41,10 @@ def _load_vae(cfg: Config):
 def build_components(cfg: Config) -> Components:
     """UNet (new, inflated from Stable Diffusion, or continued), frozen VAE and text encoder."""
     m = cfg.model
+    if m.motion_loss_weight < 0:
+        raise ValueError(
+            f"model.motion_loss_weight must be >= 0 (0 disables it), got {m.motion_loss_weight}"
+        )
     scheduler = make_training_scheduler(m.prediction_type)
     if m.init == "pixeldance":
         from ..pipeline import PixelDancePipeline

@@ -52,6 +52,7 @@ def compute_loss(
     instructions: InstructionConfig,
     generator: torch.Generator,
     snr_gamma: float | None = None,
+    motion_weight: float = 0.0,
 ) -> torch.Tensor:
     """The paper's recipe: perturbed instructions, text dropout, diffusion loss."""
     drawn = sample_training_instructions(inputs.latents, instructions, scheduler, generator)
@@ -61,5 +62,5 @@ def compute_loss(
         text = text.clone()
         text[drop] = inputs.empty_text.expand(int(drop.sum()), -1, -1)
     return diffusion_loss(
-        unet, scheduler, inputs.latents, drawn.c_image, text, generator, snr_gamma
+        unet, scheduler, inputs.latents, drawn.c_image, text, generator, snr_gamma, motion_weight
     ).loss
