@@ -264,3 +264,33 @@ def test_temporal_attention_on_levels_without_spatial_attention(tmp_path):
     assert loaded.config.temporal_attention_all_levels is True
     with torch.no_grad():
         assert torch.equal(loaded(x, t, ctx).sample, every(x, t, ctx).sample)
+
+
+def test_frame_embedding_tells_frames_apart_and_can_be_added_to_a_trained_unet(tmp_path):
+    """``frame_embedding`` adds each frame's index to the timestep embedding. At init it is
+    zero; ``with_frame_embedding`` adds it to a trained UNet without changing its outputs; once
+    trained, identical frames give different outputs even with the temporal layers still at
+    their identity initialisation (so the frame index reaches the spatial layers)."""
+    torch.manual_seed(0)
+    plain = PixelDanceUNet(**TINY).eval()
+    for name, p in plain.named_parameters():  # "trained" spatial weights, identity temporal ones
+        if "temp_" not in name:
+            randomize_param = torch.randn(p.shape, generator=torch.Generator().manual_seed(2))
+            p.data.copy_(randomize_param * 0.2)
+    x, t, ctx = inputs(f=4)
+    x = x[:, :, :1].expand(-1, -1, 4, -1, -1).contiguous()  # four identical frames
+    gained = plain.with_frame_embedding().eval()
+    assert gained.config.frame_embedding is True and plain.config.frame_embedding is False
+    assert gained.with_frame_embedding() is gained
+    with torch.no_grad():
+        base = plain(x, t, ctx).sample
+        assert torch.equal(gained(x, t, ctx).sample, base)
+        assert torch.allclose(base[:, :, 0], base[:, :, 3])  # no way to tell the frames apart
+        randomize(gained.frame_embed)
+        out = gained(x, t, ctx).sample
+    assert not torch.allclose(out[:, :, 0], out[:, :, 3], atol=1e-3)
+    gained.save_pretrained(tmp_path / "unet")
+    loaded = PixelDanceUNet.from_pretrained(tmp_path / "unet").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, ctx).sample, out)
+        loaded(x[:, :, 0], t, ctx)  # image batches still work (frame index 0)

@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from .blocks import MidBlock, UNetBlock
-from .layers import TemporalAttention, TemporalConv
+from .layers import TemporalAttention, TemporalConv, frame_position_embedding
 
 DOWN_BLOCK_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
 UP_BLOCK_TYPES = ("UpBlock2D", "CrossAttnUpBlock2D")
@@ -76,6 +76,14 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             resolution; a small model that drops the costly spatial attention at its highest
             resolution can keep the cheap temporal one there, so fine detail (a static
             background) travels between frames at full latent resolution. Off by default.
+        frame_embedding: add a learned embedding of each frame's index (a linear map of the
+            sinusoidal frame position, zero at initialisation) to the timestep embedding, so
+            every ResBlock knows which frame it is drawing. Not in the paper, where the frame
+            position reaches only the temporal attention; motion from text alone ("moves
+            left") needs each frame to combine the caption with its own index, which spatial
+            layers cannot do from a timestep embedding shared by all frames. Zero at
+            initialisation, so adding it to a trained UNet (``with_frame_embedding``) changes
+            nothing until it trains. Off by default.
     """
 
     _supports_gradient_checkpointing = True
@@ -101,6 +109,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         sample_size: int | tuple[int, int] | None = None,
         input_skip: bool = False,
         temporal_attention_all_levels: bool = False,
+        frame_embedding: bool = False,
     ):
         super().__init__()
         n = len(block_out_channels)
@@ -129,6 +138,11 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
         self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
         self.time_embedding = TimestepEmbedding(block_out_channels[0], temb_dim)
+        self.frame_embed = None
+        if frame_embedding:
+            self.frame_embed = nn.Linear(block_out_channels[0], temb_dim)
+            nn.init.zeros_(self.frame_embed.weight)
+            nn.init.zeros_(self.frame_embed.bias)
 
         self.down_blocks = nn.ModuleList()
         cout = block_out_channels[0]
@@ -205,6 +219,17 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             for c in range(c_out):
                 self.conv_skip.weight[c, c_out + c] = 1.0
 
+    def with_frame_embedding(self) -> PixelDanceUNet:
+        """A copy of this UNet with a (zero) frame embedding added: the same outputs until it
+        trains. Returns ``self`` if it has one already."""
+        if self.frame_embed is not None:
+            return self
+        new = PixelDanceUNet.from_config(self.config, frame_embedding=True)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("frame_embed.") for k in missing):
+            raise RuntimeError(f"weights did not carry over: {missing=} {unexpected=}")
+        return new.to(device=self.device, dtype=self.dtype)
+
     @property
     def downsample_factor(self) -> int:
         """H and W of ``sample`` must be multiples of this."""
@@ -246,11 +271,17 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         if encoder_hidden_states.shape[0] != b:
             raise ValueError("encoder_hidden_states batch size must match sample")
 
-        # 1. time embedding, one per clip, repeated for its frames: (B*F, T)
+        # 1. time embedding, one per clip, repeated for its frames (plus each frame's own
+        # position embedding if the UNet has one): (B*F, T)
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
         temb = temb.repeat_interleave(f, dim=0)
+        if self.frame_embed is not None:
+            pos = frame_position_embedding(
+                f, self.frame_embed.in_features, sample.device, sample.dtype
+            )
+            temb = temb + self.frame_embed(pos).repeat(b, 1)
         context = encoder_hidden_states.repeat_interleave(f, dim=0)  # (B*F, L, D)
 
         # 2. frames as a batch of images

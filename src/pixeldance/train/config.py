@@ -38,7 +38,9 @@ class ModelConfig:
     # continue from a pixeldance pipeline folder `pretrained`.
     init: str = "scratch"
     pretrained: str | None = None
-    unet: dict = field(default_factory=_default_unet)  # PixelDanceUNet arguments (scratch)
+    # PixelDanceUNet arguments (scratch); when continuing (init "pixeldance") only
+    # `frame_embedding: true` is read: it adds a frame embedding the model lacks
+    unet: dict = field(default_factory=_default_unet)
     # "codec": lossless space-to-depth with `codec_patch_size`; or a folder/hub id holding an
     # AutoencoderKL (with `vae_subfolder`). Ignored for the pretrained inits.
     vae: str = "codec"
