@@ -374,3 +374,22 @@ def test_input_skip_starts_as_instruction_copy_only_for_x0(target):
     if target == "sample":
         expected[torch.arange(c), c + torch.arange(c)] = 1.0
     assert torch.equal(skip.weight, expected) and not skip.bias.any()
+
+
+def test_continue_with_a_frame_embedding_and_motion_weighted_loss(shapes, tmp_path):
+    """A continued run can gain a frame embedding (``model.unet.frame_embedding``) and train
+    with the motion-weighted loss; a negative weight is refused before anything runs."""
+    first = train(tiny_config(shapes, tmp_path / "a", "optim.max_steps=1"))
+    more = [
+        "model.init=pixeldance",
+        f"model.pretrained={first}",
+        "model.unet.frame_embedding=true",
+        "optim.max_steps=2",
+    ]
+    with pytest.raises(ValueError, match="motion_loss_weight must be >= 0"):
+        train(tiny_config(shapes, tmp_path / "bad", *more, "model.motion_loss_weight=-1"))
+    assert not (tmp_path / "bad" / "pipeline").exists()
+    final = train(tiny_config(shapes, tmp_path / "b", *more, "model.motion_loss_weight=4.0"))
+    unet = PixelDancePipeline.from_pretrained(final).unet
+    assert unet.config.frame_embedding is True
+    assert unet.frame_embed.weight.abs().sum() > 0  # zero at the start, trained since
