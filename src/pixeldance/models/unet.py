@@ -79,11 +79,12 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         frame_embedding: add a learned embedding of each frame's index (a linear map of the
             sinusoidal frame position, zero at initialisation) to the timestep embedding, so
             every ResBlock knows which frame it is drawing. Not in the paper, where the frame
-            position reaches only the temporal attention; motion from text alone ("moves
-            left") needs each frame to combine the caption with its own index, which spatial
-            layers cannot do from a timestep embedding shared by all frames. Zero at
-            initialisation, so adding it to a trained UNet (``with_frame_embedding``) changes
-            nothing until it trains. Off by default.
+            position reaches the spatial layers only through the temporal attention's output;
+            motion from text alone ("moves left") needs each frame to combine the caption with
+            its own index. Zero at initialisation, so adding it to a trained UNet
+            (``with_frame_embedding``) changes nothing until it trains. Off by default; 3,000
+            fine-tuning steps with it did not change the shipped model's text-only motion
+            (benchmarks/results/ablations/motion_finetune_3000_steps.md).
     """
 
     _supports_gradient_checkpointing = True
