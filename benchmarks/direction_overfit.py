@@ -28,25 +28,19 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from PIL import Image
 
 from pixeldance import PixelDancePipeline
 from pixeldance.data.captions import _DIR_WORDS
-from pixeldance.data.shapes import COLOURS, DIRECTIONS, _unit, render_clip, sample_clip
+from pixeldance.data.shapes import COLOURS, DIRECTIONS, _unit
 from pixeldance.diffusion import diffusion_loss
 from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.shipped import shipped_model_path
-from shapes_bench import HELD_OUT_BASE, direction_of
+from shapes_bench import direction_of, held_out_clips, render_at
 
 
 def eight_directions(frames: int, size: int, fps: float = 4.0):
     """(clips, uint8 videos (8, F, H, W, 3)): one held-out single mover in all 8 directions."""
-    seed = HELD_OUT_BASE
-    while True:
-        base = sample_clip(seed, aspect="1:1")
-        seed += 1
-        if len(base.objects) == 1 and base.objects[0].motion == "move" and base.camera == "static":
-            break
+    base = held_out_clips(1, fps, frames, (size, size), single_mover=True)[0][0]
     clips, videos = [], []
     for name in DIRECTIONS:
         obj = base.objects[0]
@@ -54,16 +48,8 @@ def eight_directions(frames: int, size: int, fps: float = 4.0):
         start = (0.5 - dx * obj.travel / 2, 0.5 - dy * obj.travel / 2)
         clip = replace(base, objects=[replace(obj, direction=name, start=start)])
         clip.caption = f"A {obj.colour} {obj.shape} moves {_DIR_WORDS[name][0]}"
-        stride = int(round(clip.fps / fps))
-        video = render_clip(clip)[::stride][:frames]
-        video = np.stack(
-            [
-                np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BOX))
-                for f in video
-            ]
-        )
         clips.append(clip)
-        videos.append(video)
+        videos.append(render_at(clip, fps, frames, (size, size)))
     return clips, np.stack(videos)
 
 

@@ -60,14 +60,18 @@ def held_out_clips(
             len(clip.objects) == 1 and clip.objects[0].motion == "move" and clip.camera == "static"
         ):
             continue
-        stride = int(round(clip.fps / fps))
-        video = render_clip(clip)[::stride][:frames]
-        h, w = size
-        video = np.stack(
-            [np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.BOX)) for f in video]
-        )
-        out.append((clip, video))
+        out.append((clip, render_at(clip, fps, frames, size)))
     return out
+
+
+def render_at(clip, fps: float, frames: int, size: tuple[int, int]) -> np.ndarray:
+    """A clip's first ``frames`` frames at ``fps`` and (H, W) ``size``, uint8 (F, H, W, 3)."""
+    stride = int(round(clip.fps / fps))
+    video = render_clip(clip)[::stride][:frames]
+    h, w = size
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.BOX)) for f in video]
+    )
 
 
 def to_uint8(frames) -> np.ndarray:
