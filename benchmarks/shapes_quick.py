@@ -40,13 +40,14 @@ from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import generation_defaults, make_scheduler
 from shapes_bench import (
-    COLOURS,
     add_guidance_interval,
-    centroid,
+    direction_accuracy,
     direction_of,
     held_out_clips,
+    mover_truth,
     psnr,
     run,
+    travel_px,
 )
 
 NOISE_LEVELS = (999, 600, 200, 50)
@@ -207,20 +208,13 @@ def score(
     mv_prompts = [c.caption for c, _ in movers]
     mv_videos = np.stack([v for _, v in movers])
     mv_first = mv_videos[:, 0]
-    truth = [(c.objects[0].direction, COLOURS[c.objects[0].colour]) for c, _ in movers]
+    truth = mover_truth(movers)
 
     def accuracy(vids):
-        return float(
-            np.mean([direction_of(v, col) == dr for v, (dr, col) in zip(vids, truth, strict=True)])
-        )
+        return direction_accuracy(vids, truth)
 
     def travel(vids):
-        """Mean distance (pixels) the mover's colour centroid goes from first to last frame."""
-        out = []
-        for v, (_, col) in zip(vids, truth, strict=True):
-            points = [p for p in (centroid(f, col) for f in v) if p is not None]
-            out.append(np.hypot(*np.subtract(points[-1], points[0])) if len(points) > 1 else 0.0)
-        return round(float(np.mean(out)), 2)
+        return travel_px(vids, truth)
 
     from_first = run(pipe, mv_prompts, mv_first, seed=2, **common)
 
