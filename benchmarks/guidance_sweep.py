@@ -30,6 +30,7 @@ import numpy as np
 from pixeldance import PixelDancePipeline
 from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
 from shapes_bench import (
+    HELD_OUT_BASE,
     VALIDATION_BASE,
     add_guidance_interval,
     direction_accuracy,
@@ -85,7 +86,10 @@ def write_table(path: Path, rows: list[dict], reference: dict) -> None:
     ]
     for r in rows:
         low_high = r["guidance_interval"]
-        iv = "every step" if low_high is None else f"t in [{low_high[0]}, {low_high[1]}]"
+        if r["guidance"] == 1:
+            iv = "none (no guidance)"
+        else:
+            iv = "every step" if low_high is None else f"t in [{low_high[0]}, {low_high[1]}]"
         line = (
             f"| {r['guidance']:g} | {iv} | {r['direction_accuracy_first_frame']:.0%} | "
             f"{r['travel_first_frame_px']:.1f} | {r['frame0_psnr']:.2f} | {r['clip_psnr']:.2f} |"
@@ -115,8 +119,17 @@ def main() -> None:
     parser.add_argument("--direction-clips", type=int, default=32)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3], help="noise seeds")
     parser.add_argument("--text", action="store_true", help="also score text-only direction")
+    parser.add_argument(
+        "--clip-set",
+        choices=("validation", "held-out"),
+        default="validation",
+        help="validation seeds (choose here) or the held-out ones shapes_bench scores (to check "
+        "how far a small sample's scores spread)",
+    )
     parser.add_argument("--out", help="markdown table to write")
     args = parser.parse_args()
+    if args.clips < 1 or args.direction_clips < 1:
+        parser.error("--clips and --direction-clips must be at least 1")
     if any(g < 1 for g in args.guidance):
         parser.error("--guidance scales must be >= 1 (1 disables guidance)")
 
@@ -125,10 +138,9 @@ def main() -> None:
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
     d = generation_defaults(pipe)
     frames, size, fps = d["frames"], pipe.default_size(), d["fps"]
-    clips = held_out_clips(args.clips, fps, frames, size, base=VALIDATION_BASE)
-    movers = held_out_clips(
-        args.direction_clips, fps, frames, size, single_mover=True, base=VALIDATION_BASE
-    )
+    base = VALIDATION_BASE if args.clip_set == "validation" else HELD_OUT_BASE
+    clips = held_out_clips(args.clips, fps, frames, size, base=base)
+    movers = held_out_clips(args.direction_clips, fps, frames, size, single_mover=True, base=base)
     mv_gt = np.stack([v for _, v in movers])
     gts = np.stack([v for _, v in clips])
     reference = {
