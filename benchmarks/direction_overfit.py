@@ -43,14 +43,8 @@ from pixeldance.diffusion import diffusion_loss
 from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import make_scheduler, shipped_model_path
-from shapes_bench import (
-    direction_accuracy,
-    direction_of,
-    held_out_clips,
-    mover_truth,
-    render_at,
-    run,
-)
+from shapes_bench import run
+from shapes_scores import direction_accuracy, direction_of, held_out_clips, mover_truth, render_at
 
 # Seeds of the --broad training movers: neither the shipped model's training (base 1), the
 # held-out clips (99) nor the validation clips (77).

@@ -29,15 +29,14 @@ import numpy as np
 
 from pixeldance import PixelDancePipeline
 from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
-from shapes_bench import (
+from shapes_bench import add_guidance_interval, run
+from shapes_scores import (
     HELD_OUT_BASE,
     VALIDATION_BASE,
-    add_guidance_interval,
     direction_accuracy,
     held_out_clips,
     mover_truth,
     psnr,
-    run,
     travel_px,
 )
 

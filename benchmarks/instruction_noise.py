@@ -19,7 +19,7 @@ import torch
 
 from pixeldance import PixelDancePipeline
 from pixeldance.shipped import generation_defaults, shipped_model_path
-from shapes_bench import held_out_clips, psnr, to_uint8
+from shapes_scores import held_out_clips, psnr, to_uint8
 
 
 def main() -> None:

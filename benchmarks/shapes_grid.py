@@ -18,7 +18,8 @@ from PIL import Image
 from pixeldance import PixelDancePipeline
 from pixeldance.io import atomic_path
 from pixeldance.shipped import generation_defaults, make_scheduler
-from shapes_bench import held_out_clips, run
+from shapes_bench import run
+from shapes_scores import held_out_clips
 
 
 def main() -> None:

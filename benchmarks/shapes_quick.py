@@ -39,14 +39,13 @@ from pixeldance import PixelDancePipeline
 from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import generation_defaults, make_scheduler
-from shapes_bench import (
-    add_guidance_interval,
+from shapes_bench import add_guidance_interval, run
+from shapes_scores import (
     direction_accuracy,
     direction_of,
     held_out_clips,
     mover_truth,
     psnr,
-    run,
     travel_px,
 )
 
