@@ -40,11 +40,17 @@ from pixeldance import PixelDancePipeline
 from pixeldance.data.captions import _DIR_WORDS
 from pixeldance.data.shapes import DIRECTIONS, _unit
 from pixeldance.diffusion import diffusion_loss
-from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import make_scheduler, shipped_model_path
 from shapes_bench import run
-from shapes_scores import direction_accuracy, direction_of, held_out_clips, mover_truth, render_at
+from shapes_scores import (
+    decode_videos,
+    direction_accuracy,
+    encode_videos,
+    held_out_clips,
+    mover_truth,
+    render_at,
+)
 
 # Seeds of the --broad training movers: neither the shipped model's training (base 1), the
 # held-out clips (99) nor the validation clips (77).
@@ -114,15 +120,7 @@ def train_copy(
 def accuracy(recs: list[np.ndarray], truth: list[tuple[str, tuple]]) -> float:
     """Share of (seed, clip) estimates whose mover goes the caption's way; ``truth`` holds
     (direction, colour) per clip."""
-    return float(
-        np.mean(
-            [
-                direction_of(v.astype(np.uint8), colour) == d
-                for r in recs
-                for v, (d, colour) in zip(r, truth, strict=True)
-            ]
-        )
-    )
+    return float(np.mean([direction_accuracy(r, truth) for r in recs]))
 
 
 @torch.no_grad()
@@ -133,14 +131,8 @@ def x0_from_noise(pipe, unet, latents, text, seeds) -> list[np.ndarray]:
     for s in seeds:
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(s))
         x = torch.cat([noise, torch.zeros_like(latents)], 1)
-        rec = decode_latents(pipe.vae, unet(x, t, text).sample)
-        out.append(((rec.permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255))
+        out.append(decode_videos(pipe.vae, unet(x, t, text).sample))
     return out
-
-
-def latents_of(pipe, videos: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-    return encode_frames(pipe.vae, x)
 
 
 def broad(pipe, args) -> dict:
@@ -152,8 +144,8 @@ def broad(pipe, args) -> dict:
     size = pipe.default_size()
     train = held_out_clips(args.broad, 4.0, 16, size, single_mover=True, base=BROAD_BASE)
     test = held_out_clips(args.test_clips, 4.0, 16, size, single_mover=True)
-    z_train = latents_of(pipe, np.stack([v for _, v in train]))
-    z_test = latents_of(pipe, np.stack([v for _, v in test]))
+    z_train = encode_videos(pipe.vae, np.stack([v for _, v in train]))
+    z_test = encode_videos(pipe.vae, np.stack([v for _, v in test]))
     text_train = pipe.prompt_encoder.encode([c.caption for c, _ in train])
     prompts = [c.caption for c, _ in test]
     text_test = pipe.prompt_encoder.encode(prompts)
@@ -221,7 +213,7 @@ def main() -> None:
         return
     size = pipe.default_size()[0]
     clips, videos = eight_directions(16, size)
-    latents = latents_of(pipe, videos)
+    latents = encode_videos(pipe.vae, videos)
     truth = mover_truth([(c, None) for c in clips])
     captions = [c.caption for c in clips]
     plain = [f"A {clips[0].objects[0].colour} {clips[0].objects[0].shape} moves"] * len(clips)

@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline, Shot
-from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
 from shapes_scores import (
     background_psnr,
+    decode_videos,
     direction_accuracy,
+    encode_videos,
     flicker,
     held_out_clips,
     mover_truth,
@@ -85,9 +86,7 @@ def run(
 
 
 def reconstruct(pipe, videos: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1  # (B, 3, F, H, W)
-    rec = decode_latents(pipe.vae, encode_frames(pipe.vae, x))
-    return ((rec.permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    return decode_videos(pipe.vae, encode_videos(pipe.vae, videos))
 
 
 def scores_for(videos, gts, firsts, lasts) -> dict:

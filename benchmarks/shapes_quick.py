@@ -36,13 +36,13 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline
-from pixeldance.encoders import decode_latents, encode_frames
 from pixeldance.instructions import build_c_image
 from pixeldance.shipped import generation_defaults, make_scheduler
 from shapes_bench import add_guidance_interval, run
 from shapes_scores import (
+    decode_videos,
     direction_accuracy,
-    direction_of,
+    encode_videos,
     held_out_clips,
     mover_truth,
     psnr,
@@ -109,8 +109,7 @@ def word_swap_gain(
     """dB by which the x0 estimate of frames 1.. (given frame 0, unless ``first_frame`` is
     False, and the noisy clip) is better with the true caption than with the words of ``swap``
     swapped; 0 if the model ignores them."""
-    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-    z = encode_frames(pipe.vae, x)
+    z = encode_videos(pipe.vae, videos)
     c_image = instructions_of(z, first_frame)
     true = pipe.prompt_encoder.encode(prompts)
     swapped = pipe.prompt_encoder.encode([swap_words(p, swap) for p in prompts])
@@ -144,34 +143,25 @@ def x0_direction(
     ``first_frame`` is False, the caption and the clip noised to step t) moves the mover the
     caption's way: how much motion the denoiser knows at the high-noise steps where sampling
     decides it."""
-    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-    z = encode_frames(pipe.vae, x)
+    z = encode_videos(pipe.vae, videos)
     c_image = instructions_of(z, first_frame)
     text = pipe.prompt_encoder.encode(prompts)
     out = {}
     for t in levels:
-        rec = decode_latents(pipe.vae, x0_estimate(pipe, z, c_image, text, t))
-        rec = ((rec.permute(0, 2, 3, 4, 1).numpy() + 1) * 127.5).round().clip(0, 255)
-        hits = [
-            direction_of(r.astype(np.uint8), col) == d
-            for r, (d, col) in zip(rec, truth, strict=True)
-        ]
-        out[t] = round(float(np.mean(hits)), 3)
+        rec = decode_videos(pipe.vae, x0_estimate(pipe, z, c_image, text, t))
+        out[t] = round(direction_accuracy(rec, truth), 3)
     return out
 
 
 @torch.no_grad()
 def one_step_x0(pipe, videos: np.ndarray, prompts: list[str]) -> dict:
     """PSNR of the model's x0 estimate (frame 0, other frames) from the clip noised to t."""
-    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-    z = encode_frames(pipe.vae, x)
+    z = encode_videos(pipe.vae, videos)
     text = pipe.prompt_encoder.encode(prompts)
     c_image = build_c_image(z.shape[2], z[:, :, 0])
     out = {}
     for t in NOISE_LEVELS:
-        x0 = x0_estimate(pipe, z, c_image, text, t)
-        rec = decode_latents(pipe.vae, x0).permute(0, 2, 3, 4, 1).numpy()
-        rec = ((rec + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        rec = decode_videos(pipe.vae, x0_estimate(pipe, z, c_image, text, t))
         out[t] = {
             "frame0": round(
                 float(np.mean([psnr(r[0], v[0]) for r, v in zip(rec, videos, strict=True)])), 2

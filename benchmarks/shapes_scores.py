@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from PIL import Image
 
 from pixeldance.data.shapes import COLOURS, DIRECTIONS, render_clip, sample_clip
+from pixeldance.encoders import decode_latents, encode_frames
 
 HELD_OUT_BASE = 99 * 1_000_003
 # Seeds for choosing generation settings (guidance_sweep.py), so that the choice is not made
@@ -61,6 +63,20 @@ def render_at(clip, fps: float, frames: int, size: tuple[int, int]) -> np.ndarra
 def to_uint8(frames) -> np.ndarray:
     """Pipeline np output (B, F, H, W, 3) in [0, 1] -> uint8."""
     return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def encode_videos(vae, videos: np.ndarray) -> torch.Tensor:
+    """uint8 videos (B, F, H, W, 3) -> latents (B, C, F, h, w)."""
+    x = torch.from_numpy(videos).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    return encode_frames(vae, x)
+
+
+@torch.no_grad()
+def decode_videos(vae, latents: torch.Tensor) -> np.ndarray:
+    """Latents (B, C, F, h, w) -> uint8 videos (B, F, H, W, 3)."""
+    rec = decode_latents(vae, latents).permute(0, 2, 3, 4, 1).numpy()
+    return ((rec + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
 def track(video: np.ndarray, colour: tuple[int, int, int], tol: float = 90.0) -> list:
