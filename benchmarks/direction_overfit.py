@@ -32,6 +32,7 @@ import copy
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from pixeldance.data.captions import _DIR_WORDS
 from pixeldance.data.shapes import DIRECTIONS, _unit
 from pixeldance.diffusion import diffusion_loss
 from pixeldance.instructions import build_c_image
-from pixeldance.shipped import make_scheduler, shipped_model_path
+from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
 from shapes_bench import run
 from shapes_scores import (
     decode_videos,
@@ -171,13 +172,17 @@ def broad(pipe, args) -> dict:
             print(f"  step {step}: text-only x0 direction {curve[step]:.0%}", flush=True)
 
     unet, loss = train_copy(
-        pipe, z_train, text_train, args.steps, args.lr, 0, args.batch, 0.5, on_log=log
+        pipe, z_train, text_train, args.steps, args.lr, args.seed, args.batch, 0.5, on_log=log
     )
     pipe.unet = unet
     result["final_loss"] = round(loss, 5)
     result["x0_direction_accuracy_by_step"] = curve
     if args.save:
+        settings = generation_defaults(pipe)  # read before saving: the source folder's settings
         pipe.save_pretrained(args.save, text_encoder_from_package=True)
+        # keep the source's generation settings (frame rate, sizes, guidance) with the weights,
+        # or benchmarks would score the copy at the fallback frame rate
+        (Path(args.save) / "generation.json").write_text(json.dumps(settings, indent=1))
     result["text_only_generated_after"] = direction_accuracy(
         run(pipe, prompts, seed=1, **gen), truth
     )
@@ -198,6 +203,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250, help="steps (--broad)")
     parser.add_argument("--guidance", type=float, default=15.0, help="generation (--broad)")
     parser.add_argument("--save", help="pipeline folder for the fine-tuned model (--broad)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="batch and noise stream (--broad; another seed to continue a run)",
+    )
     args = parser.parse_args()
     if args.eval_every % 50:
         parser.error("--eval-every must be a multiple of 50")
