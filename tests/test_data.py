@@ -20,7 +20,15 @@ from pixeldance.data.datasets import (
     read_manifest,
     record_buckets,
 )
-from pixeldance.data.shapes import _DIR_WORDS, _OTHER, render_clip, sample_clip, write_dataset
+from pixeldance.data.shapes import (
+    _DIR_WORDS,
+    _OTHER,
+    clip_from_json,
+    is_single_mover,
+    render_clip,
+    sample_clip,
+    write_dataset,
+)
 from pixeldance.data.video import ClipTooShort, decode_clip, effective_fps, frame_indices
 from pixeldance.io import write_mp4
 
@@ -251,6 +259,26 @@ def test_make_shapes_is_deterministic(tmp_path):
     assert digest(a)["manifest.csv"] != digest(c)["manifest.csv"]
     clip = sample_clip(7)
     assert np.array_equal(render_clip(clip), render_clip(sample_clip(7)))
+
+
+def test_make_shapes_mover_share(tmp_path):
+    root = write_dataset(tmp_path / "m", 4, seed=7, num_images=0, progress=False, mover_share=0.5)
+    clips = [
+        clip_from_json(json.loads(p.read_text())) for p in sorted((root / "params").glob("*.json"))
+    ]
+    movers = [c for c in clips if is_single_mover(c)]
+    assert len(clips) == 4 and len(movers) >= 2
+    # the other clips are the dataset's own first two, unchanged by the option
+    plain = {sample_clip(7 * 1_000_003 + i).videoid for i in range(2)}
+    assert plain <= {c.videoid for c in clips}
+    with pytest.raises(ValueError, match="mover_share"):
+        write_dataset(tmp_path / "bad", 4, seed=7, progress=False, mover_share=1.5)
+    assert not (tmp_path / "bad").exists()
+    from pixeldance.cli import main
+
+    args = ["make-shapes", "--out", str(tmp_path / "bad"), "--num", "2", "--mover-share", "2"]
+    assert main(args) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_shapes_captions_match_parameters():

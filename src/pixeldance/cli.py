@@ -18,7 +18,16 @@ from .cli_generate import UsageError, _cmd_generate, _cmd_story, _common_generat
 def _cmd_make_shapes(args) -> int:
     from .data.shapes import write_dataset
 
-    write_dataset(args.out, args.num, args.seed, num_images=args.images, workers=args.workers)
+    if not 0.0 <= args.mover_share <= 1.0:
+        raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
+    write_dataset(
+        args.out,
+        args.num,
+        args.seed,
+        num_images=args.images,
+        workers=args.workers,
+        mover_share=args.mover_share,
+    )
     print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
     return 0
 
@@ -181,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--images", type=int, help="number of captioned stills (default: num / 2)")
     m.add_argument("--workers", type=int, default=1)
+    m.add_argument(
+        "--mover-share",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of the clips (0-1) drawn as single movers under a still camera "
+        "(the world's own mix has about 8%%); default 0: the world as it is",
+    )
     m.set_defaults(func=_cmd_make_shapes)
 
     c = sub.add_parser("check-data", help="scan a manifest and report bad files without training")

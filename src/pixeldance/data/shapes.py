@@ -266,6 +266,30 @@ def clip_from_json(data: dict) -> ShapesClip:
 
 
 # ---------------------------------------------------------------------- writing a dataset
+# offsets within a dataset seed's stream (seed * 1_000_003 + offset): clips from 0, stills
+# from 500_000, candidates for the extra single movers of ``mover_share`` from 700_000
+_STILLS_OFFSET = 500_000
+_MOVERS_OFFSET = 700_000
+
+
+def is_single_mover(clip: ShapesClip) -> bool:
+    """One object that moves in a direction, under a still camera."""
+    return len(clip.objects) == 1 and clip.objects[0].motion == "move" and clip.camera == "static"
+
+
+def mover_seeds(seed: int, count: int) -> list[int]:
+    """Seeds of ``count`` single-mover clips from the dataset seed's mover stream, in order:
+    the world's own single movers (every colour, shape, direction, wording and background)."""
+    out, s = [], seed * 1_000_003 + _MOVERS_OFFSET
+    while len(out) < count:
+        if is_single_mover(sample_clip(s)):
+            out.append(s)
+        s += 1
+        if s >= (seed + 1) * 1_000_003:  # pragma: no cover - about 8% of clips qualify
+            raise ValueError(f"too many single movers asked of seed {seed}: {count}")
+    return out
+
+
 def write_dataset(
     out: str | Path,
     num: int,
@@ -273,18 +297,26 @@ def write_dataset(
     num_images: int | None = None,
     workers: int = 1,
     progress: bool = True,
+    mover_share: float = 0.0,
 ) -> Path:
     """Write ``num`` clips and ``num_images`` captioned stills under ``out``.
 
     Layout: ``videos/{page_dir}/{videoid}.mp4``, ``params/{videoid}.json``,
     ``manifest.csv`` (videoid, name, page_dir, duration, path, height, width), ``images/*.png`` + ``.txt`` and
     ``images.csv`` (path, caption). Clip i uses seed ``seed * 1_000_003 + i``.
+
+    ``mover_share`` (0-1) replaces that share of the clips, the last ones, by single movers
+    under a still camera drawn from the world (:func:`mover_seeds`): in the world's own mix
+    they are about 8% of clips, too few for a small model to learn the direction words.
     """
     from tqdm import tqdm
 
+    if not 0.0 <= mover_share <= 1.0:
+        raise ValueError(f"mover_share must be between 0 and 1, got {mover_share}")
     out = Path(out)
     (out / "params").mkdir(parents=True, exist_ok=True)
-    seeds = [seed * 1_000_003 + i for i in range(num)]
+    movers = round(mover_share * num)
+    seeds = [seed * 1_000_003 + i for i in range(num - movers)] + mover_seeds(seed, movers)
     jobs = [(out, s) for s in seeds]
     if workers > 1:
         from multiprocessing import Pool
@@ -310,7 +342,7 @@ def write_dataset(
     (out / "images").mkdir(exist_ok=True)
     image_rows = []
     for i in tqdm(range(num_images), disable=not progress, desc="images"):
-        clip = sample_clip(seed * 1_000_003 + 500_000 + i)
+        clip = sample_clip(seed * 1_000_003 + _STILLS_OFFSET + i)
         for o in clip.objects:  # stills: objects are where they are, captions say what they are
             o.motion, o.direction = "still", None
         clip.camera = "static"
