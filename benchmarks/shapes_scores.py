@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixeldance.data.shapes import COLOURS, DIRECTIONS, render_clip, sample_clip
+from pixeldance.data.shapes import COLOURS, DIRECTIONS, is_single_mover, render_clip, sample_clip
 from pixeldance.encoders import decode_latents, encode_frames
 
 HELD_OUT_BASE = 99 * 1_000_003
@@ -42,9 +42,7 @@ def held_out_clips(
     while len(out) < n:
         clip = sample_clip(seed, aspect="1:1")
         seed += 1
-        if single_mover and not (
-            len(clip.objects) == 1 and clip.objects[0].motion == "move" and clip.camera == "static"
-        ):
+        if single_mover and not is_single_mover(clip):
             continue
         out.append((clip, render_at(clip, fps, frames, size)))
     return out

@@ -307,7 +307,8 @@ def write_dataset(
 
     ``mover_share`` (0-1) replaces that share of the clips, the last ones, by single movers
     under a still camera drawn from the world (:func:`mover_seeds`): in the world's own mix
-    they are about 8% of clips, too few for a small model to learn the direction words.
+    they are about 8% of clips, a mix from which the shipped model did not learn the direction
+    words.
     """
     from tqdm import tqdm
 
