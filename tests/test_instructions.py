@@ -78,3 +78,20 @@ def test_first_frame_drop_and_single_frame_batches():
     assert torch.count_nonzero(out.c_image[~out.keep_first, :, 0]) == 0
     img = sample_training_instructions(torch.randn(4, 2, 1, 2, 2), cfg, SCHED)
     assert torch.count_nonzero(img.c_image) == 0
+
+
+def test_drop_last_with_first_makes_text_only_clips():
+    latents = torch.randn(2000, 2, 4, 2, 2)
+    gen = torch.Generator().manual_seed(3)
+    cfg = InstructionConfig(first_frame_drop_prob=0.5, drop_last_with_first=True)
+    out = sample_training_instructions(latents, cfg, SCHED, gen)
+    dropped = ~out.keep_first
+    assert not out.keep_last[dropped].any()  # no first frame -> no last frame either
+    assert torch.count_nonzero(out.c_image[dropped]) == 0  # the text-only mode: c_image all zero
+    # where the first frame is kept, the last is still dropped at the paper's 0.25
+    assert 0.2 < 1 - out.keep_last[~dropped].float().mean().item() < 0.3
+    # independent by default: some clips keep the last frame without the first
+    plain = sample_training_instructions(
+        latents, InstructionConfig(first_frame_drop_prob=0.5), SCHED, gen
+    )
+    assert plain.keep_last[~plain.keep_first].any()

@@ -34,6 +34,11 @@ class InstructionConfig:
     text_drop_prob: float = 0.1
     # Not in the paper: drop the first frame too, so a model can start from text alone.
     first_frame_drop_prob: float = 0.0
+    # Not in the paper: when the first frame is dropped, drop the last frame too, so that
+    # share of the clips trains the text-only mode alone. With only the last frame kept, a
+    # mover's end position gives its direction away and the caption's direction words are
+    # redundant; text alone is where a model has to read them.
+    drop_last_with_first: bool = False
 
     def __post_init__(self):
         for name in ("last_frame_drop_prob", "text_drop_prob", "first_frame_drop_prob"):
@@ -148,6 +153,8 @@ def sample_training_instructions(
         zero = torch.zeros(b, dtype=torch.long, device=device)
         return TrainingInstructions(empty_c_image(latents), zero, false, false.clone(), keep_text)
     keep_first, keep_last = coin(config.first_frame_drop_prob), coin(config.last_frame_drop_prob)
+    if config.drop_last_with_first:
+        keep_last = keep_last & keep_first
     candidates = min(config.last_frame_candidates, f - 1)
     offset = torch.randint(0, candidates, (b,), generator=generator, device=device)
     last_index = f - 1 - offset
