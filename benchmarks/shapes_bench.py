@@ -20,7 +20,11 @@ Two baselines give each number its floor and ceiling: copying the first frame to
 and the autoencoder's reconstruction of the ground truth. Writes a markdown table and a plot of
 the tau curve to --out; the last line printed is one JSON object with every score.
 
-    python benchmarks/shapes_bench.py [--model PATH] [--clips 8] [--out benchmarks/results/shapes]
+    python benchmarks/shapes_bench.py [--model PATH] [--clips 8] [--aspect 1:1|16:9|9:16]
+        [--out benchmarks/results/shapes]
+
+The headline scores are square (1:1); ``--aspect`` draws the held-out clips at 16:9 or 9:16
+instead and generates at the model's size for that aspect.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline, Shot
-from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
+from pixeldance.shipped import (
+    ASPECTS,
+    generation_defaults,
+    make_scheduler,
+    shipped_model_path,
+    size_for_aspect,
+)
 from shapes_scores import (
     background_psnr,
     decode_videos,
@@ -119,6 +129,12 @@ def main() -> None:
     )
     parser.add_argument("--clips", type=int, default=8, help="held-out clips per score")
     parser.add_argument("--direction-clips", type=int, default=16)
+    parser.add_argument(
+        "--aspect",
+        choices=ASPECTS,
+        default="1:1",
+        help="aspect (width:height) of the held-out clips and the generated ones",
+    )
     parser.add_argument("--guidance", type=float, default=None, help="default: the model's")
     add_guidance_interval(parser, "the model's; none: every step")
     parser.add_argument("--out", default="benchmarks/results/shapes")
@@ -131,11 +147,11 @@ def main() -> None:
     guidance = args.guidance if args.guidance is not None else d["guidance"]
     interval = args.guidance_interval or d["guidance_interval"]
     interval = tuple(interval) if interval else None
-    frames, size, fps = d["frames"], pipe.default_size(), d["fps"]
+    frames, size, fps = d["frames"], size_for_aspect(pipe, args.aspect), d["fps"]
     ddim = make_scheduler("ddim", pipe.scheduler.config)
     pipe.scheduler = ddim
 
-    data = held_out_clips(args.clips, fps, frames, size)
+    data = held_out_clips(args.clips, fps, frames, size, aspect=args.aspect)
     gts = np.stack([v for _, v in data])
     prompts = [c.caption for c, _ in data]
     firsts, lasts = gts[:, 0], gts[:, -1]
@@ -156,7 +172,9 @@ def main() -> None:
     results["reconstruction"] = scores_for(recon, gts, firsts, lasts)
 
     # 2. motion direction, text only and first frame + text
-    movers = held_out_clips(args.direction_clips, fps, frames, size, single_mover=True)
+    movers = held_out_clips(
+        args.direction_clips, fps, frames, size, single_mover=True, aspect=args.aspect
+    )
     mv_prompts = [c.caption for c, _ in movers]
     mv_gt = np.stack([v for _, v in movers])
     truth = mover_truth(movers)
@@ -173,7 +191,9 @@ def main() -> None:
 
     # 3. drift of a static background over 4 chained clips
     static = [
-        (c, v) for c, v in held_out_clips(4 * args.clips, fps, frames, size) if c.camera == "static"
+        (c, v)
+        for c, v in held_out_clips(4 * args.clips, fps, frames, size, aspect=args.aspect)
+        if c.camera == "static"
     ][:4]
     drifts = []
     for clip, video in static:
@@ -227,6 +247,7 @@ def main() -> None:
         "direction_clips": args.direction_clips,
         "guidance": guidance,
         "guidance_interval": list(interval) if interval else None,
+        "aspect": args.aspect,
         "size": list(size),
         "frames": frames,
         "seconds": round(time.time() - t0, 1),
@@ -275,6 +296,7 @@ def write_report(out: Path, s: dict) -> None:
         f"DPM-Solver++ 20 steps / DDIM 100 steps, clip PSNR: {s['dpm20_clip_psnr']:.2f} / {s['ddim100_clip_psnr']:.2f} dB"
         f" = {s['dpm20_vs_ddim100']:.3f}",
         "",
+        f"Aspect {s.get('aspect', '1:1')}, {s['size'][0]}x{s['size'][1]} (height x width). "
         f"Guidance {s['guidance']}"
         + (
             f" on timesteps {s['guidance_interval'][0]}-{s['guidance_interval'][1]} only"

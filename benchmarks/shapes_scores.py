@@ -35,12 +35,13 @@ def held_out_clips(
     size: tuple[int, int],
     single_mover: bool = False,
     base: int = HELD_OUT_BASE,
+    aspect: str = "1:1",
 ):
     """(clip params, uint8 frames (F, H, W, 3) at the model's size and frame rate), from the
-    seeds from ``base`` on (the held-out clips unless told)."""
+    seeds from ``base`` on (the held-out clips unless told), drawn at ``aspect`` (width:height)."""
     out, seed = [], base
     while len(out) < n:
-        clip = sample_clip(seed, aspect="1:1")
+        clip = sample_clip(seed, aspect=aspect)
         seed += 1
         if single_mover and not is_single_mover(clip):
             continue
