@@ -143,6 +143,8 @@ def broad(pipe, args) -> dict:
     ``--eval-every`` steps, and generated clips (guidance ``--guidance`` on t >= 700) before
     and after."""
     size = pipe.default_size()
+    if args.text_time_embedding:
+        pipe.unet = pipe.unet.with_text_time_embedding()
     train = held_out_clips(args.broad, 4.0, 16, size, single_mover=True, base=BROAD_BASE)
     test = held_out_clips(args.test_clips, 4.0, 16, size, single_mover=True)
     z_train = encode_videos(pipe.vae, np.stack([v for _, v in train]))
@@ -202,6 +204,11 @@ def main() -> None:
     parser.add_argument("--test-clips", type=int, default=24, help="held-out movers (--broad)")
     parser.add_argument("--eval-every", type=int, default=250, help="steps (--broad)")
     parser.add_argument("--guidance", type=float, default=15.0, help="generation (--broad)")
+    parser.add_argument(
+        "--text-time-embedding",
+        action="store_true",
+        help="add a (zero-started) pooled-text time embedding before fine-tuning (--broad)",
+    )
     parser.add_argument("--save", help="pipeline folder for the fine-tuned model (--broad)")
     parser.add_argument(
         "--seed",

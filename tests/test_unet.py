@@ -294,3 +294,51 @@ def test_frame_embedding_tells_frames_apart_and_can_be_added_to_a_trained_unet(t
     with torch.no_grad():
         assert torch.equal(loaded(x, t, ctx).sample, out)
         loaded(x[:, :, 0], t, ctx)  # image batches still work (frame index 0)
+
+
+def test_text_time_embedding_brings_the_caption_to_the_full_resolution_blocks(tmp_path):
+    """``text_time_embedding`` (not in the paper) adds the mean-pooled caption to the time
+    embedding. Without it, the first level (no cross-attention) cannot see the caption; with
+    it, it can. ``with_text_time_embedding`` adds it to a trained UNet without changing its
+    outputs, and it survives a save and load."""
+    torch.manual_seed(0)
+    cfg = {
+        **TINY,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+    }
+    plain = PixelDanceUNet(**cfg).eval()
+    randomize(plain)
+    x, t, ctx = inputs(f=2)
+    other = torch.randn(ctx.shape, generator=torch.Generator().manual_seed(5))
+
+    def level0(unet, context):
+        seen = []
+        hook = (
+            unet.down_blocks[0]
+            .resnets[0]
+            .register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+        )
+        try:
+            with torch.no_grad():
+                out = unet(x, t, context).sample
+        finally:
+            hook.remove()
+        return seen[0], out
+
+    a, base = level0(plain, ctx)
+    b, _ = level0(plain, other)
+    assert torch.equal(a, b)  # the caption does not reach the first level
+    gained = plain.with_text_time_embedding().eval()
+    assert gained.config.text_time_embedding is True and plain.config.text_time_embedding is False
+    assert gained.with_text_time_embedding() is gained
+    a, out = level0(gained, ctx)
+    assert torch.equal(out, base)  # zero-started: the same outputs until it trains
+    randomize(gained.text_time_embed)
+    a, out = level0(gained, ctx)
+    b, _ = level0(gained, other)
+    assert (a - b).abs().max() > 1e-3  # now it does
+    gained.save_pretrained(tmp_path / "unet")
+    loaded = PixelDanceUNet.from_pretrained(tmp_path / "unet").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, ctx).sample, out)
