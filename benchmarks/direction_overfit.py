@@ -143,8 +143,8 @@ def broad(pipe, args) -> dict:
     ``--eval-every`` steps, and generated clips (guidance ``--guidance`` on t >= 700) before
     and after."""
     size = pipe.default_size()
-    if args.text_time_embedding:
-        pipe.unet = pipe.unet.with_text_time_embedding()
+    if args.text_layer is not None:
+        pipe.prompt_encoder.hidden_layer = args.text_layer
     train = held_out_clips(args.broad, 4.0, 16, size, single_mover=True, base=BROAD_BASE)
     test = held_out_clips(args.test_clips, 4.0, 16, size, single_mover=True)
     z_train = encode_videos(pipe.vae, np.stack([v for _, v in train]))
@@ -205,9 +205,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250, help="steps (--broad)")
     parser.add_argument("--guidance", type=float, default=15.0, help="generation (--broad)")
     parser.add_argument(
-        "--text-time-embedding",
-        action="store_true",
-        help="add a (zero-started) pooled-text time embedding before fine-tuning (--broad)",
+        "--text-layer",
+        type=int,
+        default=None,
+        help="text encoder layer whose states condition the UNet (--broad; default: the last)",
     )
     parser.add_argument("--save", help="pipeline folder for the fine-tuned model (--broad)")
     parser.add_argument(

@@ -28,6 +28,27 @@ def test_default_text_encoder_offline():
     assert empty.shape == (3, 16, 384) and pe.empty(1).data_ptr() == empty.data_ptr()  # cached once
 
 
+def test_prompt_states_from_an_earlier_layer():
+    """``hidden_layer`` picks the states of one encoder layer; the last one is the default.
+    In MiniLM's early layers "left" and "right" stay further apart than in its last."""
+    model, tokenizer = load_text_encoder()
+    pe = PromptEncoder(model, tokenizer, max_length=16)
+    pair = ["a red circle glides to the left", "a red circle glides to the right"]
+    last = pe.encode(pair)
+    empty_last = pe.empty(1)
+    pe.hidden_layer = model.config.num_hidden_layers
+    assert torch.equal(pe.encode(pair), last)
+    pe.hidden_layer = 2
+    early = pe.encode(pair)
+    assert early.shape == last.shape and not torch.allclose(early, last)
+    assert not torch.allclose(pe.empty(1), empty_last)  # the empty prompt is cached per layer
+
+    def apart(states):  # largest per-token distance, relative to the mean token norm
+        return ((states[0] - states[1]).norm(dim=-1).max() / states[0].norm(dim=-1).mean()).item()
+
+    assert apart(early) > 1.2 * apart(last)
+
+
 def test_vae_chunks_do_not_change_results():
     vae = tiny_vae()
     frames = torch.rand(2, 3, 5, 16, 16) * 2 - 1

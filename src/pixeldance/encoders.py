@@ -78,6 +78,8 @@ class PromptEncoder:
             or DEFAULT_MAX_TEXT_TOKENS
         )
         self.max_length = max_length or min(limit, DEFAULT_MAX_TEXT_TOKENS)
+        # None: the last layer's states; k: the output of layer k (0: the token embeddings)
+        self.hidden_layer: int | None = None
         self._empty: dict[tuple, torch.Tensor] = {}
 
     @property
@@ -101,11 +103,15 @@ class PromptEncoder:
         kwargs = {"input_ids": tokens.input_ids.to(self.device)}
         if "attention_mask" in tokens and not _is_clip(self.text_encoder):
             kwargs["attention_mask"] = tokens.attention_mask.to(self.device)
-        return self.text_encoder(**kwargs).last_hidden_state
+        if self.hidden_layer is None:
+            return self.text_encoder(**kwargs).last_hidden_state
+        return self.text_encoder(**kwargs, output_hidden_states=True).hidden_states[
+            self.hidden_layer
+        ]
 
     def empty(self, batch_size: int) -> torch.Tensor:
         """States of the empty prompt, ``(batch_size, L, D)``, cached per device and dtype."""
-        key = (self.device, next(self.text_encoder.parameters()).dtype)
+        key = (self.device, next(self.text_encoder.parameters()).dtype, self.hidden_layer)
         if key not in self._empty:
             self._empty[key] = self.encode([""])
         return self._empty[key].expand(batch_size, -1, -1)

@@ -111,7 +111,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         input_skip: bool = False,
         temporal_attention_all_levels: bool = False,
         frame_embedding: bool = False,
-        text_time_embedding: bool = False,
     ):
         super().__init__()
         n = len(block_out_channels)
@@ -145,16 +144,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             self.frame_embed = nn.Linear(block_out_channels[0], temb_dim)
             nn.init.zeros_(self.frame_embed.weight)
             nn.init.zeros_(self.frame_embed.bias)
-        # not in the paper: the caption, mean-pooled over its tokens, added to the time
-        # embedding, so it reaches every ResNet block (cross-attention sits only at the low
-        # resolutions). Zero at the start: the same outputs until it trains.
-        self.text_time_embed = None
-        if text_time_embedding:
-            self.text_time_embed = nn.Sequential(
-                nn.Linear(cross_attention_dim, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim)
-            )
-            nn.init.zeros_(self.text_time_embed[2].weight)
-            nn.init.zeros_(self.text_time_embed[2].bias)
 
         self.down_blocks = nn.ModuleList()
         cout = block_out_channels[0]
@@ -242,17 +231,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             raise RuntimeError(f"weights did not carry over: {missing=} {unexpected=}")
         return new.to(device=self.device, dtype=self.dtype)
 
-    def with_text_time_embedding(self) -> PixelDanceUNet:
-        """A copy of this UNet with a (zero) pooled-text time embedding added: the same
-        outputs until it trains. Returns ``self`` if it has one already."""
-        if self.text_time_embed is not None:
-            return self
-        new = PixelDanceUNet.from_config(self.config, text_time_embedding=True)
-        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("text_time_embed.") for k in missing):
-            raise RuntimeError(f"weights did not carry over: {missing=} {unexpected=}")
-        return new.to(device=self.device, dtype=self.dtype)
-
     @property
     def downsample_factor(self) -> int:
         """H and W of ``sample`` must be multiples of this."""
@@ -299,8 +277,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         t = torch.as_tensor(timestep, device=sample.device)
         t = t.expand(b) if t.ndim == 0 else t
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        if self.text_time_embed is not None:
-            temb = temb + self.text_time_embed(encoder_hidden_states.mean(dim=1))
         temb = temb.repeat_interleave(f, dim=0)
         if self.frame_embed is not None:
             pos = frame_position_embedding(

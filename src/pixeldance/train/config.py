@@ -39,8 +39,7 @@ class ModelConfig:
     init: str = "scratch"
     pretrained: str | None = None
     # PixelDanceUNet arguments (scratch); when continuing (init "pixeldance") only
-    # `frame_embedding: true` and `text_time_embedding: true` are read: they add the module
-    # the model lacks
+    # `frame_embedding: true` is read: it adds a frame embedding the model lacks
     unet: dict = field(default_factory=_default_unet)
     # "codec": lossless space-to-depth with `codec_patch_size`; or a folder/hub id holding an
     # AutoencoderKL (with `vae_subfolder`). Ignored for the pretrained inits.

@@ -53,11 +53,8 @@ def build_components(cfg: Config) -> Components:
             raise ValueError("model.init=pixeldance needs model.pretrained (a pipeline folder)")
         pipe = PixelDancePipeline.from_pretrained(m.pretrained)
         unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-        # the modules a continued UNet can gain (both start at zero)
-        if m.unet.get("frame_embedding"):
+        if m.unet.get("frame_embedding"):  # the one module a continued UNet can gain
             unet = unet.with_frame_embedding()
-        if m.unet.get("text_time_embedding"):
-            unet = unet.with_text_time_embedding()
         scheduler = make_training_scheduler(m.prediction_type, **_schedule_of(pipe.scheduler))
     elif m.init == "stable-diffusion":
         from diffusers import AutoencoderKL, UNet2DConditionModel
