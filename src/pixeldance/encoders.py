@@ -110,7 +110,7 @@ class PromptEncoder:
         ]
 
     def empty(self, batch_size: int) -> torch.Tensor:
-        """States of the empty prompt, ``(batch_size, L, D)``, cached per device and dtype."""
+        """States of the empty prompt, ``(batch_size, L, D)``, cached per device, dtype and layer."""
         key = (self.device, next(self.text_encoder.parameters()).dtype, self.hidden_layer)
         if key not in self._empty:
             self._empty[key] = self.encode([""])
