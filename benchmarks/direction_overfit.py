@@ -32,17 +32,17 @@ import copy
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline
-from pixeldance.data.captions import _DIR_WORDS
-from pixeldance.data.shapes import DIRECTIONS, _unit
-from pixeldance.diffusion import diffusion_loss
+from pixeldance.data.captions import DIRECTION_WORDS
+from pixeldance.data.shapes import DIRECTIONS, unit_vector
+from pixeldance.diffusion import diffusion_loss, predict_x0
+from pixeldance.folders import shipped_model_path
+from pixeldance.generation import make_scheduler
 from pixeldance.instructions import build_c_image
-from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
 from shapes_bench import run
 from shapes_scores import (
     decode_videos,
@@ -64,10 +64,10 @@ def eight_directions(frames: int, size: int, fps: float = 4.0):
     clips, videos = [], []
     for name in DIRECTIONS:
         obj = base.objects[0]
-        dx, dy = _unit(name)
+        dx, dy = unit_vector(name)
         start = (0.5 - dx * obj.travel / 2, 0.5 - dy * obj.travel / 2)
         clip = replace(base, objects=[replace(obj, direction=name, start=start)])
-        clip.caption = f"A {obj.colour} {obj.shape} moves {_DIR_WORDS[name][0]}"
+        clip.caption = f"A {obj.colour} {obj.shape} moves {DIRECTION_WORDS[name][0]}"
         clips.append(clip)
         videos.append(render_at(clip, fps, frames, (size, size)))
     return clips, np.stack(videos)
@@ -132,7 +132,9 @@ def x0_from_noise(pipe, unet, latents, text, seeds) -> list[np.ndarray]:
     for s in seeds:
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(s))
         x = torch.cat([noise, torch.zeros_like(latents)], 1)
-        out.append(decode_videos(pipe.vae, unet(x, t, text).sample))
+        out.append(
+            decode_videos(pipe.vae, predict_x0(unet(x, t, text).sample, noise, t, pipe.scheduler))
+        )
     return out
 
 
@@ -179,12 +181,8 @@ def broad(pipe, args) -> dict:
     pipe.unet = unet
     result["final_loss"] = round(loss, 5)
     result["x0_direction_accuracy_by_step"] = curve
-    if args.save:
-        settings = generation_defaults(pipe)  # read before saving: the source folder's settings
+    if args.save:  # with the source's generation settings (frame rate, sizes, guidance)
         pipe.save_pretrained(args.save, text_encoder_from_package=True)
-        # keep the source's generation settings (frame rate, sizes, guidance) with the weights,
-        # or benchmarks would score the copy at the fallback frame rate
-        (Path(args.save) / "generation.json").write_text(json.dumps(settings, indent=1))
     result["text_only_generated_after"] = direction_accuracy(
         run(pipe, prompts, seed=1, **gen), truth
     )

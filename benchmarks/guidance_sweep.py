@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from pixeldance import PixelDancePipeline
-from pixeldance.shipped import generation_defaults, make_scheduler, shipped_model_path
+from pixeldance.folders import shipped_model_path
+from pixeldance.generation import make_scheduler
 from shapes_bench import add_guidance_interval, run
 from shapes_scores import (
     HELD_OUT_BASE,
@@ -42,8 +43,8 @@ from shapes_scores import (
 
 
 def sweep_one(pipe, guidance: float, interval, clips, movers, seeds, text: bool) -> dict:
-    d = generation_defaults(pipe)
-    frames, size = d["frames"], pipe.default_size()
+    d = pipe.generation_config
+    frames, size = d.frames, pipe.default_size()
     common = dict(guidance=guidance, frames=frames, size=size, steps=20, interval=interval)
     t0 = time.time()
     truth = mover_truth(movers)
@@ -135,8 +136,8 @@ def main() -> None:
     pipe = PixelDancePipeline.from_pretrained(args.model or shipped_model_path())
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-    d = generation_defaults(pipe)
-    frames, size, fps = d["frames"], pipe.default_size(), d["fps"]
+    d = pipe.generation_config
+    frames, size, fps = d.frames, pipe.default_size(), d.fps
     base = VALIDATION_BASE if args.clip_set == "validation" else HELD_OUT_BASE
     clips = held_out_clips(args.clips, fps, frames, size, base=base)
     movers = held_out_clips(args.direction_clips, fps, frames, size, single_mover=True, base=base)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline
-from pixeldance.shipped import generation_defaults, shipped_model_path
+from pixeldance.folders import shipped_model_path
 from shapes_scores import held_out_clips, psnr, to_uint8
 
 
@@ -36,11 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     pipe = PixelDancePipeline.from_pretrained(args.model or shipped_model_path())
     pipe.set_progress_bar_config(disable=True)
-    d = generation_defaults(pipe)
+    d = pipe.generation_config
     if args.noise_timestep is None:
-        args.noise_timestep = d.get("training_instruction_noise", 100)
+        args.noise_timestep = d.training_instruction_noise or 100
     size = pipe.default_size()
-    data = held_out_clips(args.clips, d["fps"], d["frames"], size)
+    data = held_out_clips(args.clips, d.fps, d.frames, size)
     gts = np.stack([v for _, v in data])
     prompts = [c.caption for c, _ in data]
     result = {}
@@ -52,8 +52,8 @@ def main() -> None:
                 last_frame=list(gts[:, -1]),
                 tau=args.steps // 2,
                 num_inference_steps=args.steps,
-                guidance_scale=d["guidance"],
-                num_frames=d["frames"],
+                guidance_scale=d.guidance,
+                num_frames=d.frames,
                 height=size[0],
                 width=size[1],
                 instruction_noise=noise,

@@ -38,13 +38,8 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline, Shot
-from pixeldance.shipped import (
-    ASPECTS,
-    generation_defaults,
-    make_scheduler,
-    shipped_model_path,
-    size_for_aspect,
-)
+from pixeldance.folders import shipped_model_path
+from pixeldance.generation import ASPECTS, make_scheduler
 from shapes_scores import (
     background_psnr,
     decode_videos,
@@ -143,11 +138,11 @@ def main() -> None:
     path = Path(args.model) if args.model else shipped_model_path()
     pipe = PixelDancePipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
-    d = generation_defaults(pipe)
-    guidance = args.guidance if args.guidance is not None else d["guidance"]
-    interval = args.guidance_interval or d["guidance_interval"]
+    d = pipe.generation_config
+    guidance = args.guidance if args.guidance is not None else d.guidance
+    interval = args.guidance_interval or d.guidance_interval
     interval = tuple(interval) if interval else None
-    frames, size, fps = d["frames"], size_for_aspect(pipe, args.aspect), d["fps"]
+    frames, size, fps = d.frames, d.size_for(args.aspect, pipe.geometry), d.fps
     ddim = make_scheduler("ddim", pipe.scheduler.config)
     pipe.scheduler = ddim
 

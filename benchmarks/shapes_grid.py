@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from pixeldance import PixelDancePipeline
-from pixeldance.io import atomic_path
-from pixeldance.shipped import generation_defaults, make_scheduler
+from pixeldance.files import atomic_path
+from pixeldance.generation import make_scheduler
 from shapes_bench import run
 from shapes_scores import held_out_clips
 
@@ -37,9 +37,9 @@ def main() -> None:
     for k, path in enumerate(args.models):
         pipe = PixelDancePipeline.from_pretrained(path)
         pipe.set_progress_bar_config(disable=True)
-        d = generation_defaults(pipe)
+        d = pipe.generation_config
         pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-        frames, size = d["frames"], pipe.default_size()
+        frames, size = d.frames, pipe.default_size()
         data = held_out_clips(args.clips, 4.0, frames, size)
         gts = np.stack([v for _, v in data])
         videos = run(

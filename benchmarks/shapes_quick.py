@@ -36,8 +36,9 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline
+from pixeldance.diffusion import predict_x0
+from pixeldance.generation import make_scheduler
 from pixeldance.instructions import build_c_image
-from pixeldance.shipped import generation_defaults, make_scheduler
 from shapes_bench import add_guidance_interval, run
 from shapes_scores import (
     decode_videos,
@@ -82,13 +83,7 @@ def x0_estimate(pipe, z: torch.Tensor, c_image: torch.Tensor, text: torch.Tensor
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
     zt = sched.add_noise(z, noise, tt)
     pred = pipe.unet(torch.cat([zt, c_image], 1), tt, text).sample
-    ab = sched.alphas_cumprod[t]
-    kind = sched.config.prediction_type
-    if kind == "epsilon":
-        return (zt - (1 - ab).sqrt() * pred) / ab.sqrt()
-    if kind == "v_prediction":
-        return ab.sqrt() * zt - (1 - ab).sqrt() * pred
-    return pred
+    return predict_x0(pred, zt, tt, sched)
 
 
 def swap_words(caption: str, swap: dict[str, str]) -> str:
@@ -184,9 +179,9 @@ def score(
     t0 = time.time()
     pipe = PixelDancePipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
-    d = generation_defaults(pipe)
+    d = pipe.generation_config
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-    frames, size = d["frames"], pipe.default_size()
+    frames, size = d.frames, pipe.default_size()
     common = dict(guidance=guidance, frames=frames, size=size, steps=20, interval=interval)
     data = held_out_clips(clips, fps, frames, size)
     gts = np.stack([v for _, v in data])

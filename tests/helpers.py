@@ -1,6 +1,12 @@
-"""Tiny random components for tests (built in the test, nothing downloaded)."""
+"""Shared test helpers: tiny random components (built in the test, nothing downloaded) and
+the ``pixeldance`` command run as a user runs it."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler
@@ -10,6 +16,43 @@ from pixeldance import PixelDancePipeline, PixelDanceUNet
 from pixeldance.encoders import default_text_encoder_path, latent_channels
 
 TEXT_DIM = 24
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli_env() -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m pixeldance.cli ARGS`` from the repository root; stdout and stderr apart."""
+    return subprocess.run(
+        [sys.executable, "-m", "pixeldance.cli", *args],
+        env=_cli_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def cli_ok(*args: str, timeout: float = 600) -> str:
+    """Run the command, assert it succeeded, return what it printed (stdout then stderr)."""
+    result = cli(*args, timeout=timeout)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    return out
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    """Start the command in the background (stderr into stdout), e.g. to kill it mid-run."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pixeldance.cli", *args],
+        env=_cli_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def tiny_text_encoder():

@@ -1,4 +1,5 @@
-"""Configs: every YAML in configs/ loads into the typed config; overrides and errors."""
+"""Configs: every YAML in configs/ (and configs/experiments/) loads into the typed config;
+overrides and errors."""
 
 from pathlib import Path
 
@@ -7,10 +8,11 @@ import pytest
 from pixeldance.data.buckets import parse_buckets
 from pixeldance.train.config import load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(CONFIG_DIR)) for p in CONFIGS])
 def test_configs_load(path):
     cfg = load_config(path)
     assert parse_buckets(cfg.data.buckets)
@@ -18,7 +20,7 @@ def test_configs_load(path):
     if path.name.startswith("shapes"):  # the shapes model's step is matched to its latents
         assert (
             cfg.instructions.noise_timestep
-            == load_config(path.parent / "shapes.yaml").instructions.noise_timestep
+            == load_config(CONFIG_DIR / "shapes.yaml").instructions.noise_timestep
         )
     else:
         assert cfg.instructions.noise_timestep == 100
@@ -35,16 +37,17 @@ def test_shapes_instruction_noise_has_the_papers_signal_to_noise_ratio():
     from pixeldance.data.shapes import render_clip, sample_clip
     from pixeldance.diffusion import make_training_scheduler, snr
     from pixeldance.encoders import encode_frames
+    from pixeldance.images import to_model_range
     from pixeldance.train.setup import _load_vae
 
-    cfg = load_config(Path(CONFIGS[0]).parent / "shapes.yaml")
+    cfg = load_config(CONFIG_DIR / "shapes.yaml")
     frames = []
     for seed in range(6):
         video = render_clip(sample_clip(seed, aspect="1:1"))[::12]
         frames += [
             np.asarray(Image.fromarray(f).resize((48, 48), Image.Resampling.BOX)) for f in video
         ]
-    x = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    x = to_model_range(torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None])
     var = float(encode_frames(_load_vae(cfg), x).var())  # (1, C, F, h, w) latents, scaled
     scheduler = make_training_scheduler(cfg.model.prediction_type)
 
@@ -59,7 +62,7 @@ def test_shapes_instruction_noise_has_the_papers_signal_to_noise_ratio():
 
 
 def test_paper_values_in_gpu_configs():
-    cfg = load_config(Path(CONFIGS[0]).parent / "sd15_webvid.yaml")
+    cfg = load_config(CONFIG_DIR / "sd15_webvid.yaml")
     assert cfg.data.fps == 4.0 and cfg.data.image_every == 8 and cfg.optim.max_steps == 200_000
     (bucket,) = parse_buckets(cfg.data.buckets)
     assert (bucket.height, bucket.width, bucket.frames) == (256, 256, 16)

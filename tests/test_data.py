@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pixeldance.data.buckets import Bucket, nearest_bucket, resize_crop_frames
+from pixeldance.data.captions import DIRECTION_WORDS, MOTION_WORDS
 from pixeldance.data.datasets import (
     BucketBatchSampler,
     Mixer,
@@ -21,8 +22,6 @@ from pixeldance.data.datasets import (
     record_buckets,
 )
 from pixeldance.data.shapes import (
-    _DIR_WORDS,
-    _OTHER,
     clip_from_json,
     is_single_mover,
     render_clip,
@@ -30,7 +29,7 @@ from pixeldance.data.shapes import (
     write_dataset,
 )
 from pixeldance.data.video import ClipTooShort, decode_clip, effective_fps, frame_indices
-from pixeldance.io import write_mp4
+from pixeldance.files import write_mp4
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "videos"
 
@@ -288,9 +287,9 @@ def test_shapes_captions_match_parameters():
         for obj in clip.objects:
             assert f"{obj.colour} {obj.shape}" in text
             if obj.motion == "move":
-                assert any(w in text for w in _DIR_WORDS[obj.direction])
+                assert any(w in text for w in DIRECTION_WORDS[obj.direction])
             else:
-                assert any(w in text for w in _OTHER[obj.motion])
+                assert any(w in text for w in MOTION_WORDS[obj.motion])
         if clip.camera.startswith("zoom"):
             assert (
                 clip.camera.replace("-", "ing ") in text or clip.camera.replace("-", "s ") in text

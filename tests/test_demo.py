@@ -29,7 +29,7 @@ def test_runner_writes_a_video_of_the_requested_aspect(runner):
     first = Image.new("RGB", (300, 200), (200, 40, 40))
     path = runner("a red circle moves to the right", first, None, 0, 3, "16:9", 1)
     frames = frames_of(path)
-    assert len(frames) == runner.defaults["frames"]
+    assert len(frames) == runner.defaults.frames
     h, w, _ = frames[0].shape
     assert w > h
     # text only works too, and each request gets its own file

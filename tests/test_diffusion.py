@@ -8,6 +8,7 @@ from pixeldance.diffusion import (
     diffusion_loss,
     make_training_scheduler,
     motion_weights,
+    predict_x0,
     target_for,
 )
 from pixeldance.instructions import InstructionConfig, sample_training_instructions
@@ -24,6 +25,19 @@ def test_targets_per_prediction_type():
     )
     with pytest.raises(ValueError, match="prediction_type"):
         make_training_scheduler("flow")
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_predict_x0_inverts_the_target(kind):
+    """A perfect prediction of the target at x_t gives x0 back, for batched and scalar t."""
+    sched = make_training_scheduler(kind)
+    x0, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    t = torch.tensor([10, 900])
+    xt = sched.add_noise(x0, noise, t)
+    torch.testing.assert_close(predict_x0(target_for(sched, x0, noise, t), xt, t, sched), x0)
+    one = torch.tensor([500, 500])
+    xt = sched.add_noise(x0, noise, one)
+    torch.testing.assert_close(predict_x0(target_for(sched, x0, noise, one), xt, 500, sched), x0)
 
 
 @pytest.mark.parametrize("kind", ["epsilon", "sample"])

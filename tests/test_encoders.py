@@ -13,8 +13,8 @@ from pixeldance.encoders import (
     load_text_encoder,
     text_embed_dim,
 )
+from pixeldance.files import read_image
 from pixeldance.images import prepare_images
-from pixeldance.io import read_image
 
 
 def test_default_text_encoder_offline():

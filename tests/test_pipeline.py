@@ -9,7 +9,7 @@ from PIL import Image
 
 from helpers import tiny_pipeline
 from pixeldance import PixelDancePipeline, Shot, SpaceToDepthCodec
-from pixeldance.io import write_video
+from pixeldance.files import write_video
 from pixeldance.pipeline import frames_to_uint8
 
 SMALL = dict(num_frames=3, height=16, width=24, num_inference_steps=4)

@@ -1,8 +1,6 @@
 """The shipped PixelDance-Shapes model through the command line, as a new user runs it."""
 
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -10,25 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import ROOT, cli
 from pixeldance import PixelDancePipeline
 from pixeldance.data.shapes import render_clip, sample_clip
-from pixeldance.shipped import generation_defaults, shipped_model_path
+from pixeldance.folders import shipped_model_path
+from pixeldance.generation import GenerationConfig
+from pixeldance.shipped import generation_defaults
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
     not (shipped_model_path() / "model_index.json").exists(),
     reason="the shipped model is not in this checkout",
 )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pixeldance.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def video_info(path: Path) -> tuple[int, int, int]:
@@ -52,9 +42,9 @@ def test_readme_main_command_writes_the_expected_video(tmp_path):
     cmd[out_index] = str(tmp_path / Path(cmd[out_index]).name)
     result = cli(*cmd[1:])
     assert result.returncode == 0, result.stderr[-2000:]
-    d = generation_defaults(PixelDancePipeline.from_pretrained(shipped_model_path()))
+    d = GenerationConfig.load(shipped_model_path())
     n, h, w = video_info(Path(cmd[out_index]))
-    assert n == d["frames"] and (h, w) == tuple(d["sizes"]["1:1"])
+    assert n == d.frames and (h, w) == d.sizes["1:1"]
 
 
 @pytest.mark.parametrize("aspect,landscape", [("16:9", True), ("9:16", False)])
@@ -85,7 +75,7 @@ def test_storyboard_length(tmp_path):
     out = tmp_path / "story.mp4"
     result = cli("story", str(board), "--steps", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    frames = generation_defaults(PixelDancePipeline.from_pretrained(shipped_model_path()))["frames"]
+    frames = GenerationConfig.load(shipped_model_path()).frames
     assert video_info(out)[0] == 3 * frames - 2
 
 
@@ -171,6 +161,8 @@ def test_export_writes_generation_settings_and_refuses_unknown_choices(tmp_path)
     made = json.loads((out / "generation.json").read_text())
     assert made["guidance"] == 5.0 and made["guidance_interval"] == [700, 1000]
     assert made["training_instruction_noise"] == 15 and made["sizes"]["16:9"] == [48, 80]
+    assert GenerationConfig.load(out).guidance_interval == (700, 1000)
+    # the earlier name still answers, as a dict
     assert generation_defaults(out)["guidance_interval"] == [700, 1000]
     for bad, message in (
         ('{"guidence": 5.0}', "unknown key(s) guidence"),
@@ -181,3 +173,15 @@ def test_export_writes_generation_settings_and_refuses_unknown_choices(tmp_path)
         assert result.returncode != 0 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_readme_python_example_runs(monkeypatch):
+    """The README's Python example, as written, with the shipped model."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("In Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    d = GenerationConfig.load(shipped_model_path())
+    assert len(scope["frames"]) == d.frames and scope["frames"][0].size == (48, 48)
+    assert len(scope["story"].frames[0]) == 2 * d.frames - 1

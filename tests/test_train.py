@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,14 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import ROOT, cli_ok, start_cli
 from pixeldance import PixelDancePipeline
 from pixeldance.data.shapes import write_dataset
 from pixeldance.train.checkpoint import latest_checkpoint, list_checkpoints
 from pixeldance.train.config import load_config
 from pixeldance.train.loop import TrainingStopped, train
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
+pytestmark = pytest.mark.slow  # training runs; the multi-process ones start several processes
 
 
 @pytest.fixture(scope="module")
@@ -43,26 +43,6 @@ def tiny_config(shapes: Path, out: Path, *extra: str):
     )
 
 
-def cli(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pixeldance.cli", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
-
-
-def run_cli(*args: str, timeout: float = 300) -> str:
-    proc = cli(*args)
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return out
-
-
 def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
     cfg = tiny_config(
         shapes,
@@ -79,12 +59,11 @@ def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
     assert list(Path(final, "unet").glob("*.safetensors"))
     assert not (final / "text_encoder").exists()  # the default text encoder comes from its package
     # it knows the clips it was trained on: 4 frames at 4 fps, one size per aspect
-    from pixeldance.shipped import generation_defaults, size_for_aspect
-
-    made = generation_defaults(final)
-    assert (made["frames"], made["fps"]) == (4, 4.0)
-    assert made["training_instruction_noise"] == cfg.instructions.noise_timestep
-    assert size_for_aspect(trained, "16:9") == (24, 40)
+    made = trained.generation_config
+    assert (made.frames, made.fps) == (4, 4.0)
+    assert made.training_instruction_noise == cfg.instructions.noise_timestep
+    wide = trained.generation_settings(aspect="16:9")
+    assert (wide.height, wide.width) == (24, 40)
     from pixeldance.train.setup import build_components
 
     torch.manual_seed(cfg.run.seed)
@@ -117,16 +96,16 @@ def test_resume_after_sigkill_is_bit_identical(shapes, tmp_path):
         "--max-steps",
         str(2 * n),
     ]
-    run_cli(*common, "--output-dir", str(tmp_path / "a"))
+    cli_ok(*common, "--output-dir", str(tmp_path / "a"))
 
-    proc = cli(*common, "--output-dir", str(tmp_path / "b"))
+    proc = start_cli(*common, "--output-dir", str(tmp_path / "b"))
     deadline = time.time() + 240
     while not (tmp_path / "b" / f"checkpoint-{n:08d}" / "COMPLETE").exists():
         assert proc.poll() is None and time.time() < deadline, (
             "run B ended before its first checkpoint"
         )
         time.sleep(0.05)
-    time.sleep(random.uniform(0, 1.0))
+    time.sleep(0.5)  # a fixed delay, so a failure can be reproduced
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     if (
@@ -136,7 +115,7 @@ def test_resume_after_sigkill_is_bit_identical(shapes, tmp_path):
 
         shutil.rmtree(tmp_path / "b" / "pipeline")
         shutil.rmtree(tmp_path / "b" / f"checkpoint-{2 * n:08d}", ignore_errors=True)
-    run_cli(*common, "--output-dir", str(tmp_path / "b"), "--resume")
+    cli_ok(*common, "--output-dir", str(tmp_path / "b"), "--resume")
 
     for name in ("unet.safetensors", "ema.safetensors", "optimizer.safetensors"):
         a = load_file(tmp_path / "a" / f"checkpoint-{2 * n:08d}" / name)
@@ -297,7 +276,7 @@ def test_start_from_a_stable_diffusion_folder(shapes, tmp_path):
 
 
 def test_latent_cache_preprocess_then_train(shapes, tmp_path):
-    run_cli(
+    cli_ok(
         "preprocess",
         "--config",
         str(TINY),

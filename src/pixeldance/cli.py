@@ -100,7 +100,8 @@ def _cmd_train(args) -> int:
 def _cmd_export(args) -> int:
     import json as _json
 
-    from .shipped import GENERATION_KEYS, export_pipeline, generation_from_config
+    from .export import export_pipeline
+    from .generation import GenerationConfig, SettingError
 
     try:
         choices = _json.loads(args.choices) if args.choices else {}
@@ -108,14 +109,15 @@ def _cmd_export(args) -> int:
         raise UsageError(f"--choices is not valid JSON ({err}): {args.choices}") from err
     if not isinstance(choices, dict):
         raise UsageError(f"--choices must be a JSON object, got {args.choices}")
-    unknown = sorted(set(choices) - set(GENERATION_KEYS))
-    if unknown:
-        raise UsageError(
-            f"--choices: unknown key(s) {', '.join(unknown)}; known: {', '.join(GENERATION_KEYS)}"
-        )
-    generation = (
-        generation_from_config(args.config, **choices) if args.config else (choices or None)
-    )
+    try:
+        if args.config:
+            from .train.config import load_config
+
+            generation = GenerationConfig.from_training(load_config(args.config), **choices)
+        else:
+            generation = GenerationConfig.from_dict(choices, "--choices") if choices else None
+    except SettingError as err:
+        raise UsageError(str(err).replace("generation settings", "--choices")) from err
     path = export_pipeline(
         args.pipeline, args.out, half=not args.full_precision, generation=generation
     )

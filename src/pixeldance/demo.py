@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .shipped import ASPECTS
+from .generation import ASPECTS, GenerationConfig, GenerationSettings, Geometry, SettingError
 
 MAX_PROMPT_CHARS = 300
 MAX_STEPS = 100
@@ -36,14 +36,11 @@ class DemoRunner:
     """
 
     def __init__(self, model: str | Path | None = None, out_dir: str | Path | None = None):
-        from .shipped import generation_defaults, shipped_model_path
+        from .folders import pipeline_folder
 
-        self.model = Path(model) if model else shipped_model_path()
-        if not (self.model / "model_index.json").exists():
-            raise FileNotFoundError(
-                f"not a pixeldance pipeline folder (no model_index.json): {self.model}"
-            )
-        self.defaults = generation_defaults(self.model)
+        self.model = pipeline_folder(model)
+        self.defaults = GenerationConfig.load(self.model)
+        self.geometry = Geometry.of_folder(self.model)
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="pixeldance-demo-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._pipe = None
@@ -59,21 +56,18 @@ class DemoRunner:
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
 
-    def check(self, prompt, first_frame, last_frame, tau, steps, aspect, seed) -> dict:
-        """The call arguments for a request, or :class:`DemoInputError` naming the problem."""
+    def check(
+        self, prompt, first_frame, last_frame, tau, steps, aspect, seed
+    ) -> tuple[dict, GenerationSettings]:
+        """The request and its resolved settings, or :class:`DemoInputError` naming the problem."""
         prompt = (prompt or "").strip()
         if len(prompt) > MAX_PROMPT_CHARS:
             raise DemoInputError(
                 f"the prompt is {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS}"
             )
-        steps = int(steps)
+        steps = self.defaults.steps if steps is None else int(steps)
         if not 1 <= steps <= MAX_STEPS:
             raise DemoInputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-        tau = int(tau)
-        if not 0 <= tau <= steps:
-            raise DemoInputError(f"tau must be between 0 and the steps ({steps}), got {tau}")
-        if aspect not in ASPECTS:
-            raise DemoInputError(f"unknown aspect {aspect!r}; use one of {', '.join(ASPECTS)}")
         for name, image in (("first frame", first_frame), ("last frame", last_frame)):
             if image is None:
                 continue
@@ -84,54 +78,48 @@ class DemoRunner:
                     f"the {name} is {image.width}x{image.height}; keep it under "
                     f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
                 )
-        if last_frame is not None and tau == 0:
+        try:
+            settings = self.settings(
+                steps=steps, tau=None if tau is None else int(tau), aspect=aspect
+            )
+        except SettingError as err:
+            raise DemoInputError(str(err)) from err
+        if last_frame is not None and settings.tau == 0:
             raise DemoInputError("a last frame needs tau > 0 to guide anything")
         if not prompt and first_frame is None:
             raise DemoInputError("give a prompt, a first frame, or both")
-        return dict(
-            prompt=prompt,
-            first_frame=first_frame,
-            last_frame=last_frame,
-            tau=tau,
-            steps=steps,
-            aspect=aspect,
-            seed=int(seed),
+        request = dict(
+            prompt=prompt, first_frame=first_frame, last_frame=last_frame, seed=int(seed)
         )
+        return request, settings
+
+    def settings(self, **choices) -> GenerationSettings:
+        """The model's generation defaults merged with ``choices`` (see ``resolve``)."""
+        from .generation import resolve
+
+        return resolve(self.defaults, self.geometry, **choices)
 
     def __call__(
         self, prompt, first_frame=None, last_frame=None, tau=None, steps=None, aspect="1:1", seed=0
     ) -> str:
         import torch
 
-        from .io import write_video
+        from .files import write_video
         from .pipeline import frames_to_uint8
-        from .shipped import size_for_aspect
 
-        d = self.defaults
-        steps = d["steps"] if steps is None else steps
-        tau = min(d["tau"], int(steps)) if tau is None else tau
-        req = self.check(prompt, first_frame, last_frame, tau, steps, aspect, seed)
+        request, settings = self.check(prompt, first_frame, last_frame, tau, steps, aspect, seed)
         with self._lock:
-            pipe = self.pipe
-            height, width = size_for_aspect(pipe, req["aspect"])
-            result = pipe(
-                req["prompt"],
-                first_frame=req["first_frame"],
-                last_frame=req["last_frame"],
-                tau=req["tau"],
-                num_inference_steps=req["steps"],
-                guidance_scale=d["guidance"],
-                guidance_interval=d["guidance_interval"],
-                num_frames=d["frames"],
-                height=height,
-                width=width,
-                instruction_noise=d["instruction_noise"],
-                generator=torch.Generator().manual_seed(req["seed"]),
+            result = self.pipe(
+                request["prompt"],
+                first_frame=request["first_frame"],
+                last_frame=request["last_frame"],
+                generator=torch.Generator().manual_seed(request["seed"]),
                 output_type="np",
+                **settings.pipeline_kwargs(),
             )
             self._count += 1
             out = self.out_dir / f"video-{self._count:05d}.mp4"
-            write_video(frames_to_uint8(result.frames), out, fps=d["fps"])
+            write_video(frames_to_uint8(result.frames), out, fps=settings.fps)
         return str(out)
 
 
@@ -165,11 +153,11 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                 with gr.Row():
                     first = gr.Image(label="first frame (optional)", type="pil")
                     last = gr.Image(label="last frame (optional)", type="pil")
-                steps = gr.Slider(1, MAX_STEPS, value=d["steps"], step=1, label="denoising steps")
+                steps = gr.Slider(1, MAX_STEPS, value=d.steps, step=1, label="denoising steps")
                 tau = gr.Slider(
                     0,
                     MAX_STEPS,
-                    value=d["tau"],
+                    value=d.tau,
                     step=1,
                     label="tau: steps guided by the last frame (at most the steps)",
                 )

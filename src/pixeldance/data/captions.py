@@ -1,14 +1,13 @@
-"""Captions for Dancing Shapes clips, made from their parameters in varied wording."""
+"""Captions for Dancing Shapes clips, made from their parameters in varied wording.
+
+The functions take a clip's parameters (:class:`pixeldance.data.shapes.ShapesClip` and its
+``objects``) and a numpy generator for the wording; this module imports nothing from the world.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .shapes import ShapeObject, ShapesClip
-
 _MOVE_VERBS = ("moves", "slides", "glides", "travels", "drifts")
-_DIR_WORDS = {
+DIRECTION_WORDS = {
     "right": ("to the right", "right", "rightward"),
     "left": ("to the left", "left", "leftward"),
     "up": ("up", "upward", "towards the top"),
@@ -18,7 +17,7 @@ _DIR_WORDS = {
     "down-right": ("down and to the right", "diagonally down-right", "towards the bottom right"),
     "down-left": ("down and to the left", "diagonally down-left", "towards the bottom left"),
 }
-_OTHER = {
+MOTION_WORDS = {
     "bounce": ("bounces up and down", "is bouncing", "hops in place"),
     "grow": ("grows bigger", "expands", "gets larger"),
     "shrink": ("shrinks", "gets smaller", "contracts"),
@@ -40,15 +39,17 @@ _BG_WORDS = {
 }
 
 
-def describe_object(obj: ShapeObject, rng) -> str:
+def describe_object(obj, rng) -> str:
+    """One object's words: its colour, shape and motion."""
     article = "an" if obj.colour[0] in "aeiou" else "a"
     noun = f"{article} {obj.colour} {obj.shape}"
     if obj.motion == "move":
-        return f"{noun} {rng.choice(_MOVE_VERBS)} {rng.choice(_DIR_WORDS[obj.direction])}"
-    return f"{noun} {rng.choice(_OTHER[obj.motion])}"
+        return f"{noun} {rng.choice(_MOVE_VERBS)} {rng.choice(DIRECTION_WORDS[obj.direction])}"
+    return f"{noun} {rng.choice(MOTION_WORDS[obj.motion])}"
 
 
-def caption_for(clip: ShapesClip, rng) -> str:
+def caption_for(clip, rng) -> str:
+    """A clip's caption: its objects, sometimes its background, its camera move."""
     parts = [describe_object(o, rng) for o in clip.objects]
     text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     if rng.random() < 0.5:
@@ -61,7 +62,8 @@ def caption_for(clip: ShapesClip, rng) -> str:
     return text[0].upper() + text[1:]
 
 
-def still_caption(clip: ShapesClip, rng) -> str:
+def still_caption(clip, rng) -> str:
+    """A still image's caption: what its objects are and the background."""
     nouns = [
         f"{'an' if o.colour[0] in 'aeiou' else 'a'} {o.colour} {o.shape}" for o in clip.objects
     ]

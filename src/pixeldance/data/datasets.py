@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..images import to_model_range
 from .buckets import Bucket, nearest_bucket, resize_crop_frames
 from .video import DEFAULT_FPS, VideoError, decode_clip, probe
 
@@ -162,9 +163,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 logger.warning("skipping %s: %s", record.path, err)
                 bad.append((record.path, type(err).__name__))
                 continue
-            pixels = (
-                torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
-            )  # (3, F, H, W)
+            pixels = to_model_range(torch.from_numpy(frames).permute(3, 0, 1, 2))  # (3, F, H, W)
             return {"pixels": pixels, "caption": record.caption, "bad": bad}
         return {"pixels": None, "caption": None, "bad": bad}
 
@@ -173,7 +172,7 @@ class ImageDataset(VideoClipDataset):
     """Captioned still images as one-frame clips (the paper's image batches)."""
 
     def load(self, record: Record, bucket: Bucket, rng: np.random.Generator) -> np.ndarray:
-        from ..io import read_image
+        from ..files import read_image
 
         frame = np.asarray(read_image(record.path))[None]
         return resize_crop_frames(frame, bucket.height, bucket.width)

@@ -32,7 +32,7 @@ class CacheEntry:
 
 
 def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions: list[str]) -> None:
-    from ..io import atomic_path
+    from ..files import atomic_path
 
     with atomic_path(path) as tmp:
         save_file(
@@ -79,7 +79,7 @@ class LatentCacheWriter:
 
 
 def write_index(out: Path, shards: list[dict], buckets: list[Bucket], info: dict) -> None:
-    from ..io import atomic_path
+    from ..files import atomic_path
 
     index = {"shards": shards, "buckets": [vars(b) for b in buckets], **info}
     with atomic_path(Path(out) / "index.json") as tmp:

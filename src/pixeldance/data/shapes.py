@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .captions import _DIR_WORDS, _OTHER, caption_for, still_caption  # noqa: F401 (re-exported)
+from .captions import caption_for, still_caption
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -59,7 +59,7 @@ CAMERAS = (
 )
 BACKGROUNDS = ("stripes", "checker", "gradient", "blobs")
 # (height, width) of written videos: square, 16:9 landscape, 9:16 portrait
-ASPECTS = {"1:1": (128, 128), "16:9": (112, 192), "9:16": (192, 112)}
+FRAME_SIZES = {"1:1": (128, 128), "16:9": (112, 192), "9:16": (192, 112)}
 
 
 @dataclass
@@ -95,8 +95,8 @@ def sample_clip(
 ) -> ShapesClip:
     """Draw a clip's parameters from ``seed`` (deterministic)."""
     rng = np.random.default_rng(seed)
-    aspect = aspect or str(rng.choice(list(ASPECTS)))
-    h, w = ASPECTS[aspect]
+    aspect = aspect or str(rng.choice(list(FRAME_SIZES)))
+    h, w = FRAME_SIZES[aspect]
     n_obj = int(rng.choice([1, 1, 1, 2, 2, 3]))
     colours = rng.choice(list(COLOURS), size=n_obj, replace=False)
     objects = []
@@ -107,7 +107,7 @@ def sample_clip(
         size = float(rng.uniform(0.09, 0.14))
         travel = float(rng.uniform(0.35, 0.5))
         if direction:
-            dx, dy = _unit(direction)
+            dx, dy = unit_vector(direction)
             m = min(h, w)
             cx = 0.5 - dx * travel * m / w / 2 + rng.uniform(-0.05, 0.05)
             cy = 0.5 - dy * travel * m / h / 2 + rng.uniform(-0.05, 0.05)
@@ -141,7 +141,8 @@ def sample_clip(
     return clip
 
 
-def _unit(direction: str) -> tuple[float, float]:
+def unit_vector(direction: str) -> tuple[float, float]:
+    """The direction's unit vector in image coordinates (x right, y down)."""
     dx, dy = DIRECTIONS[direction]
     n = math.hypot(dx, dy)
     return dx / n, dy / n
@@ -201,7 +202,7 @@ def object_state(obj: ShapeObject, p: float, h: int, w: int) -> tuple[float, flo
     m = min(h, w)
     x, y, r, rot = obj.start[0] * w, obj.start[1] * h, obj.size * m, 0.0
     if obj.motion == "move":
-        dx, dy = _unit(obj.direction)
+        dx, dy = unit_vector(obj.direction)
         x += dx * obj.travel * m * p
         y += dy * obj.travel * m * p
     elif obj.motion == "bounce":
@@ -306,9 +307,8 @@ def write_dataset(
     ``images.csv`` (path, caption). Clip i uses seed ``seed * 1_000_003 + i``.
 
     ``mover_share`` (0-1) replaces that share of the clips, the last ones, by single movers
-    under a still camera drawn from the world (:func:`mover_seeds`): in the world's own mix
-    they are about 8% of clips, a mix from which the shipped model did not learn the direction
-    words.
+    under a still camera drawn from the world (:func:`mover_seeds`); in the world's own mix
+    they are about 8% of clips.
     """
     from tqdm import tqdm
 
@@ -358,7 +358,7 @@ def write_dataset(
 
 
 def _write_one(job) -> dict:
-    from ..io import write_mp4
+    from ..files import write_mp4
 
     out, seed = job
     clip = sample_clip(seed)
@@ -379,7 +379,7 @@ def _write_one(job) -> dict:
 
 
 def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    from ..io import atomic_path
+    from ..files import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -16,6 +16,7 @@ import logging
 import numpy as np
 import torch
 
+from ..images import to_model_range
 from .buckets import Bucket, nearest_bucket, resize_crop_frames
 from .video import VideoError, decode_clip
 
@@ -120,7 +121,7 @@ class ShardClipStream(torch.utils.data.IterableDataset):
                 bad.append((key, type(err).__name__))
                 continue
             frames = resize_crop_frames(clip.frames, bucket.height, bucket.width)
-            pixels = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
+            pixels = to_model_range(torch.from_numpy(frames).permute(3, 0, 1, 2))  # (3, F, H, W)
             pending.setdefault(b, []).append((pixels, _caption(sample), key))
             if len(pending[b]) == bucket.batch_size:
                 items = pending.pop(b)

@@ -82,9 +82,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             position reaches the spatial layers only through the temporal attention's output;
             motion from text alone ("moves left") needs each frame to combine the caption with
             its own index. Zero at initialisation, so adding it to a trained UNet
-            (``with_frame_embedding``) changes nothing until it trains. Off by default; 3,000
-            fine-tuning steps with it did not change the shipped model's text-only motion
-            (benchmarks/results/ablations/motion_finetune_3000_steps.md).
+            (``with_frame_embedding``) changes nothing until it trains. Off by default.
     """
 
     _supports_gradient_checkpointing = True

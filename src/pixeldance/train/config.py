@@ -53,8 +53,7 @@ class ModelConfig:
     # text encoder folder or hub id; None: the offline default (all-MiniLM-L6-v2)
     text_encoder: str | None = None
     max_text_tokens: int = 77
-    # the paper predicts epsilon; "v_prediction" or "sample" (x0) learn instruction following
-    # faster at small budgets (see the model card)
+    # the paper predicts epsilon (sec. 3.2); "v_prediction" and "sample" (x0) are the others
     prediction_type: str = "epsilon"
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting; None disables
     # not in the paper: weight the loss up to 1 + this where a frame has changed since frame 0
@@ -187,7 +186,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    from ..io import atomic_path
+    from ..files import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

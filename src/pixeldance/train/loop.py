@@ -23,9 +23,9 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import Config, save_config
-from .data import make_stream
 from .setup import build_components, data_buckets, prompt_encoder
 from .step import batch_inputs, compute_loss, step_generator
+from .stream import make_stream
 
 logger = logging.getLogger("pixeldance.train")
 
@@ -136,7 +136,6 @@ def train(cfg: Config, resume: bool = False) -> Path:
     comps.text_encoder.to(device)
     if ema is not None:
         ema.to(device)
-    weight_dtype = torch.float32
 
     buckets = data_buckets(cfg)
     stream, empty_cached = make_stream(
@@ -197,7 +196,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
                         counters["empty_batches"] += 1
                         loss = torch.tensor(float("nan"), device=device)
                     else:
-                        inputs = batch_inputs(batch, vae, pe, empty_cached, device, weight_dtype)
+                        inputs = batch_inputs(batch, vae, pe, empty_cached, device, torch.float32)
                         with accelerator.autocast():
                             loss = compute_loss(
                                 unet,
@@ -292,8 +291,6 @@ def train(cfg: Config, resume: bool = False) -> Path:
 
 
 def _log_batch(out: Path, rank: int, step: int, kind: str, batch: dict) -> None:
-    import json
-
     with open(out / f"batches-rank{rank}.jsonl", "a") as f:
         f.write(json.dumps({"step": step, "kind": kind, "captions": batch["captions"]}) + "\n")
 
@@ -326,7 +323,8 @@ def _ema_unet(unet, ema):
     return copied
 
 
-def build_pipeline(cfg: Config, comps, unet, ema):
+def build_pipeline(comps, unet, ema):
+    """A pipeline around the trained UNet (its EMA weights if any), sampling with DDIM."""
     from diffusers import DDIMScheduler
 
     from ..pipeline import PixelDancePipeline
@@ -342,24 +340,23 @@ def build_pipeline(cfg: Config, comps, unet, ema):
 
 
 def save_pipeline(cfg: Config, comps, unet, ema, folder: Path) -> None:
-    pipe = build_pipeline(cfg, comps, unet, ema)
+    """Write the final pipeline folder, with the frame count, frame rate and sizes it was
+    trained at as its generation settings (so generate and the benchmarks use them)."""
+    from ..generation import GenerationConfig
+
+    pipe = build_pipeline(comps, unet, ema)
+    pipe.generation_config = GenerationConfig.from_training(cfg)
     pipe.save_pretrained(
         folder,
         text_encoder_from_package=cfg.model.text_encoder is None and cfg.model.init == "scratch",
     )
-    # the frame count, rate and sizes it was trained at, so generate and the benchmarks use them
-    from ..io import atomic_path
-    from ..shipped import generation_for
-
-    with atomic_path(Path(folder) / "generation.json") as tmp:
-        tmp.write_text(json.dumps(generation_for(cfg), indent=1))
 
 
 def _write_sample(cfg, comps, unet, ema, buckets, out: Path, step: int) -> None:
-    from ..io import write_video
+    from ..files import write_video
     from ..pipeline import frames_to_uint8
 
-    pipe = build_pipeline(cfg, comps, unet, ema)
+    pipe = build_pipeline(comps, unet, ema)
     pipe.set_progress_bar_config(disable=True)
     b = buckets[0]
     steps = cfg.run.sample_steps

@@ -47,11 +47,12 @@ def build_components(cfg: Config) -> Components:
         )
     scheduler = make_training_scheduler(m.prediction_type)
     if m.init == "pixeldance":
+        from ..folders import pipeline_folder
         from ..pipeline import PixelDancePipeline
 
         if not m.pretrained:
             raise ValueError("model.init=pixeldance needs model.pretrained (a pipeline folder)")
-        pipe = PixelDancePipeline.from_pretrained(m.pretrained)
+        pipe = PixelDancePipeline.from_pretrained(pipeline_folder(m.pretrained))
         unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         if m.unet.get("frame_embedding"):  # the one module a continued UNet can gain
             unet = unet.with_frame_embedding()

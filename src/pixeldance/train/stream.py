@@ -24,10 +24,6 @@ from .config import Config
 logger = logging.getLogger(__name__)
 
 
-def _identity(batch):
-    return batch
-
-
 def _loader(dataset, record_bucket, buckets, seed, start, rank, world, workers, collate_fn):
     sampler = BucketBatchSampler(
         record_bucket, buckets, seed=seed, start=start, rank=rank, world_size=world

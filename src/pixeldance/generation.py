@@ -1,0 +1,390 @@
+"""A model's generation settings: the defaults it ships with, merged with a user's choices once.
+
+A pipeline folder may hold ``generation.json``, the settings the model was measured best with.
+:class:`GenerationConfig` holds them (load, save, validate, :meth:`~GenerationConfig.from_training`);
+:func:`resolve` merges what a user asked for with them and checks tau, steps, frames, size and
+guidance in one place. Every entry point (``pixeldance generate`` and ``story``, the web demo,
+Python code) goes through it, so a default or a check cannot differ between them.
+
+This module reads JSON only; it imports neither torch nor diffusers, so a command can check its
+settings before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GENERATION_FILE = "generation.json"
+# the aspect ratios (width : height) that generate, story and the demo offer
+ASPECTS = ("1:1", "16:9", "9:16")
+# sampler names the command line offers -> diffusers scheduler classes
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+}
+
+
+class SettingError(ValueError):
+    """A generation setting out of range. ``name`` is the setting (``"tau"``, ``"steps"``...),
+    so each entry point can name it its own way (``--tau`` on the command line)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+@dataclass
+class GenerationConfig:
+    """The generation defaults of one model (its ``generation.json``).
+
+    Fields absent from the file keep these generic defaults, which are also what a folder
+    without the file gets.
+    """
+
+    steps: int = 50  # denoising steps
+    guidance: float = 5.0  # classifier-free guidance scale on the text (1: none)
+    # guide only steps whose timestep lies in [low, high]; None: every step
+    guidance_interval: tuple[int, int] | None = None
+    # the last frame guides the first tau denoising steps (paper, sec. 3.3; its figures use 25)
+    tau: int = 25
+    frames: int = 16  # paper, sec. 4.1: 16-frame clips
+    fps: float = 8.0  # frame rate of written videos
+    instruction_noise: int = 0  # noise image instructions to this diffusion step (0: none)
+    # (height, width) per aspect ("1:1", "16:9", "9:16") the model was trained at
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # the step training noised the instructions to (for reference; written by training)
+    training_instruction_noise: int | None = None
+
+    def __post_init__(self):
+        if self.guidance_interval is not None:
+            self.guidance_interval = tuple(self.guidance_interval)
+        self.sizes = {k: tuple(v) for k, v in (self.sizes or {}).items()}
+
+    # ------------------------------------------------------------ checking
+    def validate(self, where: str = "generation settings") -> GenerationConfig:
+        """Raise :class:`SettingError` naming ``where`` and the field if a value is out of range."""
+
+        def bad(name, message):
+            raise SettingError(name, f"{where}: {name} {message}")
+
+        if not _is_int(self.steps) or self.steps < 1:
+            bad("steps", f"must be an integer >= 1, got {self.steps!r}")
+        if not _is_number(self.guidance) or self.guidance < 0:
+            bad("guidance", f"must be a number >= 0, got {self.guidance!r}")
+        problem = _interval_problem(self.guidance_interval)
+        if problem:
+            bad("guidance_interval", problem)
+        if not _is_int(self.tau) or self.tau < 0:
+            bad("tau", f"must be an integer >= 0, got {self.tau!r}")
+        if not _is_int(self.frames) or self.frames < 2:
+            bad("frames", f"must be an integer >= 2, got {self.frames!r}")
+        if not _is_number(self.fps) or self.fps <= 0:
+            bad("fps", f"must be a number > 0, got {self.fps!r}")
+        if not _is_int(self.instruction_noise) or self.instruction_noise < 0:
+            bad("instruction_noise", f"must be an integer >= 0, got {self.instruction_noise!r}")
+        for aspect, size in self.sizes.items():
+            if aspect not in ASPECTS:
+                bad("sizes", f"has an unknown aspect {aspect!r}; use {', '.join(ASPECTS)}")
+            if len(size) != 2 or not all(_is_int(x) and x > 0 for x in size):
+                bad("sizes", f"[{aspect!r}] must be [height, width] in pixels, got {list(size)}")
+        return self
+
+    # ------------------------------------------------------------ files
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "generation settings") -> GenerationConfig:
+        if not isinstance(values, dict):
+            raise SettingError("file", f"{where}: expected a JSON object, got {values!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SettingError(
+                unknown[0],
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            )
+        try:
+            config = cls(**values)
+        except (TypeError, ValueError) as err:
+            raise SettingError("file", f"{where}: {err}") from err
+        return config.validate(where)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["guidance_interval"] = (
+            list(self.guidance_interval) if self.guidance_interval is not None else None
+        )
+        out["sizes"] = {k: list(v) for k, v in self.sizes.items()}
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path | object) -> GenerationConfig:
+        """The settings in ``folder/generation.json`` (a folder path, or a loaded pipeline whose
+        folder is known); the generic defaults if there is no such file."""
+        path = _generation_file(folder)
+        if path is None:
+            return cls()
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise SettingError("file", f"{path} is not valid JSON: {err}") from err
+        return cls.from_dict(values, str(path))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/generation.json`` (complete, then renamed into place)."""
+        from .files import atomic_path
+
+        path = Path(folder) / GENERATION_FILE
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def from_training(cls, config, **choices) -> GenerationConfig:
+        """Settings for a model trained with ``config`` (a training ``Config``): its frame count,
+        frame rate and one size per aspect from its buckets, its training instruction noise,
+        then the measured ``choices`` (e.g. ``guidance=15.0``) over the generic defaults."""
+        sizes: dict[str, tuple[int, int]] = {}
+        for b in config.data.buckets:
+            h, w = b["height"], b["width"]
+            sizes.setdefault("1:1" if h == w else ("16:9" if w > h else "9:16"), (h, w))
+        values = dict(
+            frames=config.data.buckets[0].get("frames", 16),
+            fps=config.data.fps,
+            training_instruction_noise=config.instructions.noise_timestep,
+            sizes=sizes,
+        )
+        return cls.from_dict({**values, **choices}, "generation settings")
+
+    # ------------------------------------------------------------ sizes
+    def size_for(self, aspect: str, geometry: Geometry) -> tuple[int, int]:
+        """(height, width) for an aspect: the model's own size for it if it lists one, else its
+        default area at that aspect rounded to valid sizes."""
+        if aspect not in ASPECTS:
+            raise SettingError(
+                "aspect", f"unknown aspect {aspect!r}; use one of {', '.join(ASPECTS)}"
+            )
+        if aspect in self.sizes:
+            return self.sizes[aspect]
+        h0, w0 = geometry.default_size
+        a, b = (int(x) for x in aspect.split(":"))  # width : height
+        m = geometry.multiple
+        h = max(m, round(math.sqrt(h0 * w0 * b / a) / m) * m)
+        w = max(m, round(math.sqrt(h0 * w0 * a / b) / m) * m)
+        return h, w
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The sizes a model makes: its default (height, width) in pixels and the multiple every
+    height and width must be (autoencoder and UNet down-sampling together)."""
+
+    default_size: tuple[int, int]
+    multiple: int
+
+    @classmethod
+    def of(cls, unet_config: dict, vae_config: dict) -> Geometry:
+        """From the UNet's and the autoencoder's configs (no weights needed)."""
+        if "patch_size" in vae_config:  # the space-to-depth codec
+            scale = int(vae_config["patch_size"])
+        else:
+            scale = 2 ** (len(vae_config["block_out_channels"]) - 1)
+        multiple = scale * 2 ** (len(unet_config["block_out_channels"]) - 1)
+        size = unet_config.get("sample_size")
+        if size is None:
+            default = (256, 256)  # the paper's base resolution
+        else:
+            h, w = (size, size) if isinstance(size, int) else size
+            default = (h * scale, w * scale)
+        return cls(default, multiple)
+
+    @classmethod
+    def of_folder(cls, folder: str | Path) -> Geometry:
+        """From a pipeline folder's ``unet/config.json`` and ``vae/config.json``."""
+        folder = Path(folder)
+        configs = []
+        for sub in ("unet", "vae"):
+            path = folder / sub / "config.json"
+            try:
+                configs.append(json.loads(path.read_text()))
+            except FileNotFoundError as err:
+                raise FileNotFoundError(
+                    f"pipeline folder {folder} has no {sub}/config.json"
+                ) from err
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"{path} is not valid JSON: {err}") from err
+        try:
+            return cls.of(*configs)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{folder}: unet/ or vae/config.json lacks sizes ({err})") from err
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Resolved, checked settings for one generation: pass ``pipeline_kwargs()`` to the
+    pipeline. ``scheduler`` is a name from :data:`SCHEDULERS` or None (the model's own)."""
+
+    steps: int
+    guidance: float
+    guidance_interval: tuple[int, int] | None
+    tau: int
+    frames: int
+    fps: float
+    height: int
+    width: int
+    instruction_noise: int
+    scheduler: str | None = None
+
+    def pipeline_kwargs(self) -> dict:
+        """Keyword arguments for ``PixelDancePipeline.__call__`` (and ``generate_story``)."""
+        return dict(
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance,
+            guidance_interval=self.guidance_interval,
+            tau=self.tau,
+            num_frames=self.frames,
+            height=self.height,
+            width=self.width,
+            instruction_noise=self.instruction_noise,
+        )
+
+    def tau_for(self, tau: int | None, where: str = "tau") -> int:
+        """A shot's own tau, checked against the steps (None: the resolved default)."""
+        if tau is None:
+            return self.tau
+        _check_tau(tau, self.steps, where)
+        return tau
+
+
+def resolve(
+    config: GenerationConfig,
+    geometry: Geometry,
+    *,
+    steps: int | None = None,
+    guidance: float | None = None,
+    guidance_interval: tuple[int, int] | None = None,
+    tau: int | None = None,
+    frames: int | None = None,
+    fps: float | None = None,
+    aspect: str | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    scheduler: str | None = None,
+) -> GenerationSettings:
+    """Merge a user's choices (None: the model's default) with a model's settings and check them.
+
+    Tau: a tau the user gives must lie in [0, steps]; the model's default tau is capped at the
+    steps (fewer steps than the default tau guide every step with the last frame). Size: an
+    explicit height or width wins over ``aspect``, which wins over the model's default size
+    (its training size);
+    both must be positive multiples of ``geometry.multiple``. Raises :class:`SettingError`.
+    """
+    steps = config.steps if steps is None else steps
+    if not _is_int(steps) or steps < 1:
+        raise SettingError("steps", f"steps must be an integer >= 1, got {steps!r}")
+    guidance = config.guidance if guidance is None else guidance
+    if not _is_number(guidance) or guidance < 0:
+        raise SettingError("guidance", f"guidance must be a number >= 0, got {guidance!r}")
+    interval = config.guidance_interval if guidance_interval is None else guidance_interval
+    if interval is not None:
+        interval = tuple(interval)
+        problem = _interval_problem(interval)
+        if problem:
+            raise SettingError("guidance_interval", f"guidance_interval {problem}")
+    if tau is None:
+        tau = min(config.tau, steps)
+    else:
+        _check_tau(tau, steps, "tau")
+    frames = config.frames if frames is None else frames
+    if not _is_int(frames) or frames < 2:
+        raise SettingError("frames", f"frames must be an integer >= 2, got {frames!r}")
+    fps = config.fps if fps is None else fps
+    if not _is_number(fps) or fps <= 0:
+        raise SettingError("fps", f"fps must be a number > 0, got {fps!r}")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise SettingError(
+            "scheduler", f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}"
+        )
+    if aspect is not None:
+        base_h, base_w = config.size_for(aspect, geometry)
+    else:
+        base_h, base_w = geometry.default_size
+    height = base_h if height is None else height
+    width = base_w if width is None else width
+    for name, value in (("height", height), ("width", width)):
+        check_size(name, value, geometry.multiple)
+    return GenerationSettings(
+        steps=steps,
+        guidance=float(guidance),
+        guidance_interval=interval,
+        tau=tau,
+        frames=frames,
+        fps=float(fps),
+        height=height,
+        width=width,
+        instruction_noise=config.instruction_noise,
+        scheduler=scheduler,
+    )
+
+
+def check_size(name: str, value, multiple: int) -> None:
+    """A height or width must be a positive multiple of ``multiple``; the error names the
+    nearest valid sizes."""
+    if not _is_int(value) or value <= 0:
+        raise SettingError(name, f"{name} must be a positive integer, got {value!r}")
+    if value % multiple:
+        lo = max(multiple, value // multiple * multiple)
+        hi = (value // multiple + 1) * multiple
+        raise SettingError(
+            name,
+            f"{name}={value} is not a multiple of {multiple}; nearest valid sizes: {lo} or {hi}",
+        )
+
+
+def make_scheduler(name: str, config):
+    """A diffusers scheduler by its command-line name, built from another's ``config``."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise SettingError(
+            "scheduler", f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}"
+        )
+    return getattr(diffusers, SCHEDULERS[name]).from_config(config)
+
+
+# ---------------------------------------------------------------- helpers
+def _generation_file(source) -> Path | None:
+    name = source if isinstance(source, (str, Path)) else getattr(source, "name_or_path", None)
+    if not name:
+        return None
+    path = Path(str(name)) / GENERATION_FILE
+    return path if path.is_file() else None
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _interval_problem(interval) -> str | None:
+    """What is wrong with a guidance interval, or None if nothing (None is no interval)."""
+    if interval is None:
+        return None
+    if (
+        len(interval) != 2
+        or not all(_is_int(x) for x in interval)
+        or not 0 <= interval[0] <= interval[1]
+    ):
+        return f"must be two integer timesteps LOW HIGH with 0 <= LOW <= HIGH, got {list(interval)}"
+    return None
+
+
+def _check_tau(tau, steps: int, where: str) -> None:
+    if not _is_int(tau) or not 0 <= tau <= steps:
+        raise SettingError("tau", f"{where} must be between 0 and the steps ({steps}), got {tau!r}")
