@@ -41,12 +41,26 @@ def read_image(
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """RGB copy of any PIL image; alpha (RGBA, LA, P with transparency) is composited."""
+    """RGB copy of any PIL image; alpha (RGBA, LA, P with transparency) is composited, and
+    16-bit, 32-bit and float greyscale are scaled to 8 bits (not clipped)."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit(image)
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, background + (255,))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A high-bit-depth greyscale image as 8-bit "L": 16-bit values (and 32-bit integers holding
+    them) are divided by 257, floats in [0, 1] multiplied by 255."""
+    arr = np.asarray(image, dtype=np.float64)
+    if image.mode == "F" and arr.size and arr.max() <= 1.0:
+        arr = arr * 255.0
+    elif image.mode != "F" or (arr.size and arr.max() > 255.0):
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
 
 
 @contextlib.contextmanager
@@ -168,13 +182,37 @@ def write_png_frames(frames, folder: str | os.PathLike) -> Path:
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """Validate an output path before any work: a known suffix (.mp4, .gif) or a folder for PNGs."""
+    """Check an output path before any work: ``.mp4`` or ``.gif`` (an existing file is replaced
+    when the new one is complete), or a name with no suffix for a new folder of PNG frames; and
+    a place this process can write. Raises ValueError saying what to change."""
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_SUFFIXES and path.suffix:
+    suffix = path.suffix.lower()
+    if suffix and suffix not in VIDEO_SUFFIXES:
         raise ValueError(
             f"unknown output type {path.suffix!r}: use .mp4, .gif, or a folder name for PNG frames"
         )
+    if suffix and path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name ending in {suffix}")
+    if not suffix and path.exists():
+        raise ValueError(f"{path} exists; PNG frames go to a new folder: give a name not yet taken")
+    check_writable_place(path)
     return path
+
+
+def check_writable_place(path: str | os.PathLike) -> None:
+    """Raise ValueError unless ``path`` could be created: its nearest existing parent is a
+    folder this process can write in (tried with a temporary file, which is removed)."""
+    path = Path(path).absolute()
+    place = path.parent
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise ValueError(f"cannot write {path}: {place} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {place} is not writable ({err.strerror})") from err
 
 
 def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> Path:

@@ -1,0 +1,73 @@
+"""Bad input is refused before any work, in one line, and leaves nothing behind; odd but valid
+input (16-bit images, palettes) is read correctly."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixeldance.files import check_output_path, read_image
+
+
+def test_16_bit_and_palette_images_keep_their_brightness(tmp_path):
+    grey = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I;16")
+    rgb = np.asarray(read_image(tmp_path / "deep.png"), dtype=np.float64)
+    expected = grey.mean() / 65535 * 255
+    assert abs(rgb.mean() - expected) < 0.01 * expected
+    colours = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(colours).quantize(16).save(tmp_path / "palette.png")
+    palette = np.asarray(read_image(tmp_path / "palette.png"), dtype=np.float64)
+    assert abs(palette.mean() - colours.mean()) < 0.05 * colours.mean()
+
+
+@pytest.mark.parametrize(
+    "make, name, message",
+    [
+        (lambda d: (d / "clip.mp4").mkdir(), "clip.mp4", "is a folder"),
+        (lambda d: (d / "frames").mkdir(), "frames", "exists; PNG frames go to a new folder"),
+        (lambda d: (d / "file").write_text("x"), "file/clip.mp4", "is a file, not a folder"),
+        (lambda d: None, "clip.avi", "unknown output type"),
+    ],
+)
+def test_output_path_problems_are_found_before_work(tmp_path, make, name, message):
+    make(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=message):
+        check_output_path(tmp_path / name)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_output_in_a_new_folder_is_fine_and_nothing_is_made_early(tmp_path):
+    assert check_output_path(tmp_path / "a" / "b" / "clip.mp4") == tmp_path / "a" / "b" / "clip.mp4"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["generate", "--help"],
+        ["generate", "--prompt", "x", "--steps", "many", "--out", "x.mp4"],
+        ["generate", "--prompt", "x", "--first-frame", "missing.png", "--out", "x.mp4"],
+    ],
+)
+def test_answers_without_loading_torch(args, tmp_path):
+    code = (
+        "import sys\n"
+        "from pixeldance.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'diffusers' not in sys.modules, 'diffusers was imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (tmp_path / "x.mp4").exists()
