@@ -23,7 +23,17 @@ _EXPORTS = {
     "build_c_image": "instructions",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "GenerationConfig",
+    "InstructionConfig",
+    "PixelDancePipeline",
+    "PixelDancePipelineOutput",
+    "PixelDanceUNet",
+    "Shot",
+    "SpaceToDepthCodec",
+    "build_c_image",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

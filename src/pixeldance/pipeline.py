@@ -30,6 +30,12 @@ from .generation import GenerationConfig, GenerationSettings, Geometry, check_si
 from .images import ImageInput, prepare_images, to_output
 from .instructions import build_c_image, noise_instruction, without_last_frame
 
+# from_pretrained finds a folder's component classes by module name (model_index.json says
+# "pixeldance.models.unet", "pixeldance.models.codec"); diffusers loads only modules already
+# imported, so importing the pipeline imports them
+from .models import codec as _codec  # noqa: F401
+from .models import unet as _unet  # noqa: F401
+
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
 
 
