@@ -60,24 +60,33 @@ def caption_pool(size: int, seed: int) -> list[str]:
     return out
 
 
-def write_webvid_csv(path: Path, rows: int, seed: int = 0, chunk: int = 100_000) -> float:
-    """A WebVid-format manifest of ``rows`` rows; returns its size in MB."""
+SIZES = (",336,596", ",596,336", ",480,480")  # landscape, portrait, square
+
+
+def write_webvid_csv(
+    path: Path, rows: int, sizes: bool = False, seed: int = 0, chunk: int = 100_000
+) -> float:
+    """A WebVid-format manifest of ``rows`` rows (with ``height, width`` columns appended if
+    ``sizes``); returns its size in MB."""
     rng = np.random.default_rng(seed)
     pool = caption_pool(20_000, seed)
     slugs = ["-".join(re.findall(r"\w+", c.lower()))[:60] for c in pool]
     with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("videoid,contentUrl,duration,page_dir,name\n")
+        f.write(
+            "videoid,contentUrl,duration,page_dir,name" + (",height,width\n" if sizes else "\n")
+        )
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
             ids = 1_000_000 + start + np.arange(n)
-            caps = rng.integers(0, len(pool), n)
-            secs = rng.integers(5, 60, n)
+            caps = rng.integers(0, len(pool), n).tolist()
+            secs = rng.integers(5, 60, n).tolist()
+            shape = rng.integers(0, len(SIZES), n).tolist() if sizes else [None] * n
             f.write(
                 "".join(
                     f"{v},https://ak.picdn.net/shutterstock/videos/{v}/preview/stock-footage-"
                     f"{slugs[c]}.mp4,PT00H00M{s:02d}S,{v // 50 * 50:09d}_{v // 50 * 50 + 50:09d},"
-                    f"{pool[c]}\n"
-                    for v, c, s in zip(ids.tolist(), caps.tolist(), secs.tolist(), strict=True)
+                    f"{pool[c]}{'' if z is None else SIZES[z]}\n"
+                    for v, c, s, z in zip(ids.tolist(), caps, secs, shape, strict=True)
                 )
             )
     return path.stat().st_size / 2**20
@@ -92,7 +101,14 @@ def rss_now_mb() -> dict:
     return fields
 
 
-def measure(manifest: str, start_step: int, world: int) -> dict:
+THREE_BUCKETS = (
+    "data.buckets=[{name: square, height: 256, width: 256, frames: 16, batch_size: 6},"
+    " {name: landscape, height: 192, width: 320, frames: 16, batch_size: 6},"
+    " {name: portrait, height: 320, width: 192, frames: 16, batch_size: 6}]"
+)
+
+
+def measure(manifest: str, start_step: int, world: int, three_buckets: bool) -> dict:
     """One rank's start-up, in this (fresh) process."""
     t0 = time.perf_counter()
     from pixeldance.train.config import load_config
@@ -101,9 +117,8 @@ def measure(manifest: str, start_step: int, world: int) -> dict:
 
     import_s = time.perf_counter() - t0
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cfg = load_config(
-        CONFIG, [f"data.manifest={manifest}", "data.images=null", "data.num_workers=0"]
-    )
+    overrides = [f"data.manifest={manifest}", "data.images=null", "data.num_workers=0"]
+    cfg = load_config(CONFIG, overrides + ([THREE_BUCKETS] if three_buckets else []))
     t1 = time.perf_counter()
     stream, _ = make_stream(cfg, data_buckets(cfg), start_step, rank=0, world=world)
     built_s = time.perf_counter() - t1
@@ -120,10 +135,10 @@ def measure(manifest: str, start_step: int, world: int) -> dict:
     }
 
 
-def run_child(manifest: Path, start_step: int, world: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+def run_child(manifest: Path, start_step: int, args) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": args.src or str(ROOT / "src")}
     cmd = [sys.executable, __file__, "--measure", str(manifest), "--resume-step", str(start_step)]
-    cmd += ["--world", str(world)]
+    cmd += ["--world", str(args.world)] + (["--sizes"] if args.sizes else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"measuring process failed:\n{out.stderr[-3000:]}")
@@ -137,28 +152,36 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the manifest and its index")
     ap.add_argument("--world", type=int, default=32, help="processes the rank belongs to")
     ap.add_argument("--resume-step", type=int, default=150_000)
+    ap.add_argument(
+        "--sizes",
+        action="store_true",
+        help="write height/width columns and train on three aspect-ratio buckets",
+    )
+    ap.add_argument("--src", help="the pixeldance source folder to measure (default: this one's)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.resume_step, args.world)))
+        print(json.dumps(measure(args.measure, args.resume_step, args.world, args.sizes)))
         return
     folder = Path(args.out or tempfile.mkdtemp(prefix="manifest_scale-"))
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "results_10M_train.csv"
     try:
         t = time.perf_counter()
-        csv_mb = write_webvid_csv(manifest, args.rows)
+        csv_mb = write_webvid_csv(manifest, args.rows, args.sizes)
         write_s = time.perf_counter() - t
         print(f"wrote {args.rows} rows ({csv_mb:.0f} MB) in {write_s:.1f} s", file=sys.stderr)
         shutil.rmtree(folder / f".{manifest.name}.index", ignore_errors=True)
-        cold = run_child(manifest, 0, args.world)
-        warm = run_child(manifest, 0, args.world)
-        resume = run_child(manifest, args.resume_step, args.world)
+        cold = run_child(manifest, 0, args)
+        warm = run_child(manifest, 0, args)
+        resume = run_child(manifest, args.resume_step, args)
         for name, r in (("cold", cold), ("warm", warm), ("resume", resume)):
             print(name, json.dumps(r), file=sys.stderr)
-        index_mb = sum(p.stat().st_size for p in (folder / f".{manifest.name}.index").iterdir())
+        index = folder / f".{manifest.name}.index"
+        index_mb = sum(p.stat().st_size for p in index.iterdir()) if index.is_dir() else 0
         result = {
             "rows": args.rows,
+            "buckets": 3 if args.sizes else 1,
             "csv_mb": round(csv_mb),
             "index_mb": round(index_mb / 2**20),
             "startup_s": cold["startup_s"],

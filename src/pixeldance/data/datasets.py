@@ -150,46 +150,43 @@ class BucketBatchSampler:
                 f"global batch per bucket {self.global_sizes} (batch_size x processes x "
                 "grad_accum); lower the batch size or add data"
             )
-        self._epoch: tuple[int, list, np.ndarray, np.ndarray] | None = None
+        self._epoch: tuple | None = None
 
-    def _plan(self, epoch: int) -> tuple[list, np.ndarray, np.ndarray]:
-        """The epoch's global batches: per bucket a ``(batches, global size)`` array of record
-        indices, and the bucket and row of each batch in the order they fill."""
+    def _plan(self, epoch: int) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+        """The epoch's shuffle; per bucket the positions in it of that bucket's records (None
+        with one bucket: all of them); the bucket and row of each global batch, in the order
+        the batches fill."""
         if self._epoch is not None and self._epoch[0] == epoch:
             return self._epoch[1:]
+        self._epoch = None  # free the last epoch's arrays before making this one's
         n = len(self.record_bucket)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        np.random.default_rng([self.seed, epoch]).shuffle(order)
         single = len(self.buckets) == 1
         dealt = None if single else self.record_bucket[order]  # bucket of each shuffled record
-        members, done, bucket_of, row_of = [], [], [], []
+        positions, done, bucket_of, row_of = [], [], [], []
         for b, g in enumerate(self.global_sizes):
-            if single:  # the shuffle itself, cut in rows (a view, no copy)
-                m = n // g
-                members.append(order[: m * g].reshape(m, g))
-                done.append(np.arange(g - 1, m * g, g))
-            else:
-                pos = np.flatnonzero(dealt == b)  # where this bucket's records fall
-                m = len(pos) // g
-                members.append(order[pos[: m * g]].reshape(m, g))
-                done.append(pos[g - 1 : m * g : g])  # a batch is emitted when it fills
+            pos = None if single else np.flatnonzero(dealt == b).astype(order.dtype)
+            m = (n if single else len(pos)) // g
+            positions.append(pos)
+            # a batch is emitted when its last record is dealt
+            done.append(np.arange(g - 1, m * g, g) if single else pos[g - 1 : m * g : g])
             bucket_of.append(np.full(m, b, np.int16))
             row_of.append(np.arange(m))
         fill = np.argsort(np.concatenate(done), kind="stable")
-        self._epoch = (
-            epoch,
-            members,
-            np.concatenate(bucket_of)[fill],
-            np.concatenate(row_of)[fill],
-        )
+        bucket_of, row_of = np.concatenate(bucket_of)[fill], np.concatenate(row_of)[fill]
+        self._epoch = (epoch, order, positions, bucket_of, row_of)
         return self._epoch[1:]
 
     def global_batch(self, j: int) -> list[tuple[int, int]]:
         """The keys of global batch ``j``."""
         epoch, i = divmod(j, self.per_epoch)
-        members, bucket_of, row_of = self._plan(epoch)
-        b = int(bucket_of[i])
+        order, positions, bucket_of, row_of = self._plan(epoch)
+        b, g = int(bucket_of[i]), self.global_sizes[bucket_of[i]]
+        rows = slice(row_of[i] * g, (row_of[i] + 1) * g)
+        records = order[rows] if positions[b] is None else order[positions[b][rows]]
         base = epoch * len(self.record_bucket)
-        return [(base + int(r), b) for r in members[b][row_of[i]]]
+        return [(base + int(r), b) for r in records]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         j = self.start

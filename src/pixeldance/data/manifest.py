@@ -144,8 +144,10 @@ class Manifest(Sequence[Record]):
 
 
 def _stamp(manifest: Path) -> dict:
+    """What the index was built from. Not the path: a folder moved with its index keeps it
+    (paths in the index are relative; the base is applied when read)."""
     st = manifest.stat()
-    return {"path": str(manifest.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _valid(index: Path, manifest: Path) -> bool:
@@ -366,9 +368,11 @@ def build_index(manifest: Path, index: Path) -> None:
             ) from err
         finally:
             writer.close()
+        pa.default_memory_pool().release_unused()  # give the parser's blocks back
         if writer.rows == 0:
             raise ValueError(f"manifest has no rows: {manifest}")
         meta = {"format": INDEX_FORMAT, "source": _stamp(manifest), "rows": writer.rows, **cols}
+        meta["built_from"] = str(manifest.resolve())
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.chmod(tmp, 0o755)
         if index.exists():  # stale: the manifest changed since it was built

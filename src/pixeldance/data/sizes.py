@@ -94,9 +94,10 @@ def manifest_sizes(
     if manifest.sizes is None:
         sizes, missing = np.zeros((n, 2), np.int32), np.arange(n)
     else:
-        sizes = np.array(manifest.sizes, np.int32)
-        missing = np.flatnonzero((sizes <= 0).any(1))
+        sizes = manifest.sizes  # mapped; copied only if some rows must be filled in
+        missing = np.flatnonzero((sizes[:, 0] <= 0) | (sizes[:, 1] <= 0))
     if missing.size:
+        sizes = np.array(sizes, np.int32)
         if manifest.index is None:
             sizes[missing] = probe_sizes(manifest, missing, image, workers, progress)
         else:
