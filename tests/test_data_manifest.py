@@ -226,3 +226,16 @@ def test_vectorised_assignment_matches_nearest_bucket():
         for a, b in zip(h, w, strict=True)
     ]
     assert got.tolist() == want
+
+
+def test_probing_in_worker_processes_reads_real_files(tmp_path):
+    from pixeldance.files import write_mp4
+
+    for name, (h, w) in {"wide": (16, 32), "tall": (32, 16)}.items():
+        write_mp4(np.zeros((4, h, w, 3), np.uint8), tmp_path / f"{name}.mp4", fps=8)
+    rows = [["wide.mp4", "a"], ["tall.mp4", "b"], ["gone.mp4", "c"]] * 3
+    m = read_manifest(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
+    got = record_buckets(m, THREE, workers=2, progress=False)
+    assert got.tolist() == [1, 2, 0] * 3
+    probed = np.fromfile(tmp_path / ".m.csv.index" / "probed-video.bin", np.int32)
+    assert probed.reshape(-1, 2).tolist() == [[16, 32], [32, 16], [0, 0]] * 3
