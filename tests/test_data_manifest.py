@@ -239,3 +239,10 @@ def test_probing_in_worker_processes_reads_real_files(tmp_path):
     assert got.tolist() == [1, 2, 0] * 3
     probed = np.fromfile(tmp_path / ".m.csv.index" / "probed-video.bin", np.int32)
     assert probed.reshape(-1, 2).tolist() == [[16, 32], [32, 16], [0, 0]] * 3
+
+
+def test_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfpath,caption\na.mp4,hello\n")
+    (tmp_path / "m.jsonl").write_bytes(b'\xef\xbb\xbf{"path": "b.mp4", "caption": "x"}\n')
+    assert read_manifest(tmp_path / "m.csv")[0].caption == "hello"
+    assert read_manifest(tmp_path / "m.jsonl")[0].path == str(tmp_path / "b.mp4")

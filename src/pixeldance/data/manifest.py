@@ -323,7 +323,7 @@ def _jsonl_chunks(manifest: Path, cols: dict, header: list[str]):
         return pa.RecordBatch.from_pydict(data)
 
     rows = []
-    with open(manifest, encoding="utf-8") as f:
+    with open(manifest, encoding="utf-8-sig") as f:
         for line in f:
             if line.strip():
                 rows.append(json.loads(line))
@@ -337,10 +337,10 @@ def _jsonl_chunks(manifest: Path, cols: dict, header: list[str]):
 def _header(manifest: Path) -> tuple[list[str], bool]:
     """Column names and whether the manifest is JSONL."""
     if manifest.suffix.lower() in (".jsonl", ".json"):
-        with open(manifest, encoding="utf-8") as f:
+        with open(manifest, encoding="utf-8-sig") as f:
             first = next((line for line in f if line.strip()), None)
         return (list(json.loads(first)) if first else []), True
-    with open(manifest, newline="", encoding="utf-8") as f:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
         return next(csv.reader(f), []), False
 
 
