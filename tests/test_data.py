@@ -18,9 +18,8 @@ from pixeldance.data.datasets import (
     VideoClipDataset,
     batches_before,
     collate,
-    read_manifest,
-    record_buckets,
 )
+from pixeldance.data.manifest import Record, read_manifest
 from pixeldance.data.shapes import (
     clip_from_json,
     is_single_mover,
@@ -28,6 +27,7 @@ from pixeldance.data.shapes import (
     sample_clip,
     write_dataset,
 )
+from pixeldance.data.sizes import record_buckets
 from pixeldance.data.video import ClipTooShort, decode_clip, effective_fps, frame_indices
 from pixeldance.files import write_mp4
 
@@ -235,14 +235,9 @@ def test_bucket_assignment():
     assert nearest_bucket(500, 520, buckets).name == "square"
     frames = np.random.default_rng(0).integers(0, 255, (2, 480, 720, 3), dtype=np.uint8)
     assert resize_crop_frames(frames, 48, 80).shape == (2, 48, 80, 3)
-    records = read_manifest_stub([(480, 720), (720, 480), (300, 300)])
-    assert record_buckets(records, buckets) == [1, 2, 0]
-
-
-def read_manifest_stub(sizes):
-    from pixeldance.data.datasets import Record
-
-    return [Record(f"v{i}.mp4", "c", h, w) for i, (h, w) in enumerate(sizes)]
+    sizes = [(480, 720), (720, 480), (300, 300)]
+    records = [Record(f"v{i}.mp4", "c", h, w) for i, (h, w) in enumerate(sizes)]
+    assert record_buckets(records, buckets).tolist() == [1, 2, 0]
 
 
 def test_make_shapes_is_deterministic(tmp_path):

@@ -66,3 +66,20 @@ def resize_crop_frames(frames: np.ndarray, height: int, width: int) -> np.ndarra
     for i, frame in enumerate(frames):
         out[i] = np.asarray(resize_cover_crop(Image.fromarray(frame), height, width, method))
     return out
+
+
+def assign_buckets(heights, widths, buckets: list[Bucket], chunk: int = 1 << 20) -> np.ndarray:
+    """Index of the :func:`nearest_bucket` of each ``height x width``, for arrays of sizes; an
+    unknown or unreadable size (0 or less) goes to bucket 0. int16, as long as the inputs."""
+    out = np.zeros(len(heights), np.int16)
+    if len(buckets) == 1:
+        return out
+    aspects = np.log(np.array([b.aspect for b in buckets]))  # (nb,)
+    for s in range(0, len(heights), chunk):  # bounded memory for tens of millions of rows
+        h = np.asarray(heights[s : s + chunk], np.float64)
+        w = np.asarray(widths[s : s + chunk], np.float64)
+        known = (h > 0) & (w > 0)
+        target = np.log(np.where(known, w, 1.0) / np.where(known, h, 1.0))  # (n,)
+        best = np.abs(aspects[None, :] - target[:, None]).argmin(1)  # first of equals, as min()
+        out[s : s + chunk] = np.where(known, best, 0)
+    return out

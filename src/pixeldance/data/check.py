@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .datasets import read_manifest
+from .manifest import read_manifest
 from .video import VideoError, decode_clip
 
 
@@ -43,7 +43,7 @@ def check_manifest(
     from tqdm import tqdm
 
     records = read_manifest(manifest)
-    jobs = [(r.path, num_frames, fps) for r in records]
+    jobs = [(records.path(i), num_frames, fps) for i in range(len(records))]
     if workers > 1:
         from multiprocessing import Pool
 

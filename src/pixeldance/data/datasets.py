@@ -1,103 +1,28 @@
-"""Datasets: manifests of videos, captioned images, bucketed batches and image/video mixing.
+"""Datasets: clips and images by position, bucketed global batches, image/video mixing.
 
 Map-style datasets are indexed by ``(k, bucket)`` where ``k`` is a global sample counter: the
 record is ``k % len`` and every random choice (clip start) is seeded by ``(seed, k)``, so a
-batch's content depends only on its position in the stream. The batch sampler can therefore
-skip to any batch without decoding anything, and a resumed run sees exactly the data it would
-have seen. Broken files are skipped and counted, never fatal.
+batch's content depends only on its position in the stream. The batch sampler deals each
+optimizer step one global batch, a function of the seed, the step and the global batch size
+only, and splits it among processes and accumulation micro-steps; it can skip to any step
+without decoding anything, so a resumed run sees exactly the data it would have seen, on any
+number of processes. Broken files are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from ..images import to_model_range
-from .buckets import Bucket, nearest_bucket, resize_crop_frames
-from .video import DEFAULT_FPS, VideoError, decode_clip, probe
+from .buckets import Bucket, resize_crop_frames
+from .manifest import Record
+from .video import DEFAULT_FPS, VideoError, decode_clip
 
 logger = logging.getLogger(__name__)
-
-PATH_COLUMNS = ("path", "video", "filepath", "file", "image")
-CAPTION_COLUMNS = ("caption", "text", "name", "prompt", "title")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-@dataclass
-class Record:
-    path: str
-    caption: str
-    height: int | None = None
-    width: int | None = None
-
-
-def _rows(path: Path) -> list[dict]:
-    if path.suffix.lower() in (".jsonl", ".json"):
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def read_manifest(manifest: str | Path, root: str | Path | None = None) -> list[Record]:
-    """Records from a CSV or JSONL manifest.
-
-    Paths come from a ``path``-like column (relative to ``root``, default the manifest's
-    folder), or from WebVid's own columns as ``{root}/{page_dir}/{videoid}.mp4`` (``root``
-    defaulting to the manifest's ``videos/`` folder if it exists). Captions come from a
-    ``caption``-like column or WebVid's ``name``. Optional ``height``/``width`` columns let
-    batches be bucketed without probing the files.
-    """
-    manifest = Path(manifest)
-    if not manifest.exists():
-        raise FileNotFoundError(f"manifest not found: {manifest}")
-    rows = _rows(manifest)
-    if not rows:
-        raise ValueError(f"manifest has no rows: {manifest}")
-    cols = set(rows[0])
-    path_col = next((c for c in PATH_COLUMNS if c in cols), None)
-    cap_col = next((c for c in CAPTION_COLUMNS if c in cols), None)
-    webvid = path_col is None and {"videoid", "page_dir"} <= cols
-    if (path_col is None and not webvid) or cap_col is None:
-        raise ValueError(
-            f"manifest {manifest} needs a path column (one of {PATH_COLUMNS}, or WebVid's videoid + page_dir) "
-            f"and a caption column (one of {CAPTION_COLUMNS}); it has {sorted(cols)}"
-        )
-    base = Path(root) if root else manifest.parent
-    if webvid and root is None and (manifest.parent / "videos").is_dir():
-        base = manifest.parent / "videos"
-    records = []
-    for row in rows:
-        rel = row[path_col] if path_col else f"{row['page_dir']}/{row['videoid']}.mp4"
-        p = Path(rel) if Path(rel).is_absolute() or "://" in rel else base / rel
-        h, w = row.get("height"), row.get("width")
-        records.append(
-            Record(str(p), str(row[cap_col] or ""), int(h) if h else None, int(w) if w else None)
-        )
-    return records
-
-
-def read_image_records(source: str | Path) -> list[Record]:
-    """Captioned images from a CSV/JSONL (path, caption) or a folder of images with ``.txt``
-    captions beside them (the img2dataset layout)."""
-    source = Path(source)
-    if source.is_dir():
-        records = []
-        for p in sorted(source.rglob("*")):
-            if p.suffix.lower() in IMAGE_SUFFIXES:
-                txt = p.with_suffix(".txt")
-                records.append(Record(str(p), txt.read_text().strip() if txt.exists() else ""))
-        if not records:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {source}")
-        return records
-    return read_manifest(source)
 
 
 class BadDataCounter:
@@ -130,7 +55,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        records: list[Record],
+        records: Sequence[Record],
         buckets: list[Bucket],
         fps: float = DEFAULT_FPS,
         seed: int = 0,
@@ -178,70 +103,100 @@ class ImageDataset(VideoClipDataset):
         return resize_crop_frames(frame, bucket.height, bucket.width)
 
 
-def record_buckets(records: list[Record], buckets: list[Bucket], images: bool = False) -> list[int]:
-    """Bucket index of each record, from its manifest size or by probing the file."""
-    out = []
-    for r in records:
-        h, w = r.height, r.width
-        if h is None or w is None:
-            try:
-                if images:
-                    from PIL import Image
-
-                    with Image.open(r.path) as im:
-                        w, h = im.size
-                else:
-                    info = probe(r.path)
-                    h, w = info.height, info.width
-            except Exception:  # unreadable: bucketed anywhere, skipped when loaded
-                h, w = buckets[0].height, buckets[0].width
-        out.append(buckets.index(nearest_bucket(h, w, buckets)))
-    return out
-
-
 class BucketBatchSampler:
-    """Endless, deterministic batches of ``(k, bucket_index)`` keys, each from one bucket.
+    """Endless, deterministic micro-batches of ``(k, bucket_index)`` keys, each from one bucket.
 
-    Epoch e shuffles the records with seed ``(seed, e)`` and deals them into their buckets; a
-    bucket that fills emits a batch. ``start`` skips that many batches (of this rank) without
-    loading anything. With ``world_size`` > 1, rank r takes every world_size-th batch.
+    The unit is the global batch: ``bucket.batch_size * world_size * grad_accum`` keys of one
+    bucket (``batch_size`` is one process's micro-batch). Epoch e shuffles the records with
+    seed ``(seed, e)`` and deals them into their buckets; a bucket that fills a global batch
+    emits it (what is left in a bucket at the end of an epoch is dropped). Global batch j is
+    thus a function of ``(seed, j)`` and the global batch sizes only. It is cut into
+    ``world_size * grad_accum`` slices in order; this rank yields slices
+    ``rank * grad_accum + m`` for ``m < grad_accum``, one micro-batch each. ``start`` skips
+    that many global batches, computing only their epoch's shuffle.
     """
 
     def __init__(
         self,
-        record_bucket: list[int],
+        record_bucket,
         buckets: list[Bucket],
         seed: int = 0,
         start: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        grad_accum: int = 1,
     ):
-        self.record_bucket, self.buckets, self.seed = record_bucket, buckets, seed
-        self.start, self.rank, self.world_size = start, rank, world_size
-        if all(record_bucket.count(i) == 0 for i in range(len(buckets))):
-            raise ValueError("no records in any bucket")
+        if not 0 <= rank < world_size or grad_accum < 1:
+            raise ValueError(
+                f"need 0 <= rank < world_size and grad_accum >= 1, got {rank}, {world_size}, {grad_accum}"
+            )
+        self.record_bucket = np.asarray(record_bucket, np.int16)
+        if len(
+            self.record_bucket
+        ) and not 0 <= self.record_bucket.min() <= self.record_bucket.max() < len(buckets):
+            raise ValueError(
+                f"records name buckets up to {self.record_bucket.max()} but only {len(buckets)} "
+                "are configured (a latent cache made with other buckets? preprocess it again)"
+            )
+        self.buckets, self.seed, self.start = buckets, seed, start
+        self.rank, self.world_size, self.grad_accum = rank, world_size, grad_accum
+        self.slices = world_size * grad_accum
+        self.global_sizes = [b.batch_size * self.slices for b in buckets]
+        counts = np.bincount(self.record_bucket, minlength=len(buckets))
+        self.per_epoch = int(sum(c // g for c, g in zip(counts, self.global_sizes, strict=True)))
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"no bucket holds a whole global batch: records per bucket {counts.tolist()}, "
+                f"global batch per bucket {self.global_sizes} (batch_size x processes x "
+                "grad_accum); lower the batch size or add data"
+            )
+        self._epoch: tuple | None = None
 
-    def _all_batches(self) -> Iterator[list[tuple[int, int]]]:
+    def _plan(self, epoch: int) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+        """The epoch's shuffle; per bucket the positions in it of that bucket's records (None
+        with one bucket: all of them); the bucket and row of each global batch, in the order
+        the batches fill."""
+        if self._epoch is not None and self._epoch[0] == epoch:
+            return self._epoch[1:]
+        self._epoch = None  # free the last epoch's arrays before making this one's
         n = len(self.record_bucket)
-        epoch = 0
-        while True:
-            order = np.random.default_rng([self.seed, epoch]).permutation(n)
-            pending: dict[int, list] = {}
-            for i in order:
-                b = self.record_bucket[i]
-                pending.setdefault(b, []).append((epoch * n + int(i), b))
-                if len(pending[b]) == self.buckets[b].batch_size:
-                    yield pending.pop(b)
-            epoch += 1
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        np.random.default_rng([self.seed, epoch]).shuffle(order)
+        single = len(self.buckets) == 1
+        dealt = None if single else self.record_bucket[order]  # bucket of each shuffled record
+        positions, done, bucket_of, row_of = [], [], [], []
+        for b, g in enumerate(self.global_sizes):
+            pos = None if single else np.flatnonzero(dealt == b).astype(order.dtype)
+            m = (n if single else len(pos)) // g
+            positions.append(pos)
+            # a batch is emitted when its last record is dealt
+            done.append(np.arange(g - 1, m * g, g) if single else pos[g - 1 : m * g : g])
+            bucket_of.append(np.full(m, b, np.int16))
+            row_of.append(np.arange(m))
+        fill = np.argsort(np.concatenate(done), kind="stable")
+        bucket_of, row_of = np.concatenate(bucket_of)[fill], np.concatenate(row_of)[fill]
+        self._epoch = (epoch, order, positions, bucket_of, row_of)
+        return self._epoch[1:]
+
+    def global_batch(self, j: int) -> list[tuple[int, int]]:
+        """The keys of global batch ``j``."""
+        epoch, i = divmod(j, self.per_epoch)
+        order, positions, bucket_of, row_of = self._plan(epoch)
+        b, g = int(bucket_of[i]), self.global_sizes[bucket_of[i]]
+        rows = slice(row_of[i] * g, (row_of[i] + 1) * g)
+        records = order[rows] if positions[b] is None else order[positions[b][rows]]
+        base = epoch * len(self.record_bucket)
+        return [(base + int(r), b) for r in records]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        taken = 0
-        for j, batch in enumerate(self._all_batches()):
-            if j % self.world_size != self.rank:
-                continue
-            if taken >= self.start:
-                yield batch
-            taken += 1
+        j = self.start
+        while True:
+            keys = self.global_batch(j)
+            size = len(keys) // self.slices
+            for m in range(self.grad_accum):
+                s = self.rank * self.grad_accum + m
+                yield keys[s * size : (s + 1) * size]
+            j += 1
 
 
 def collate(samples: list[dict]) -> dict:
@@ -258,33 +213,45 @@ def collate(samples: list[dict]) -> dict:
 
 
 def image_step(step: int, image_every: int) -> bool:
-    """Whether training step ``step`` (0-based) takes an image batch: every ``image_every``-th
-    (paper, sec. 4.1: images every 8th iteration); 0 disables images."""
+    """Whether optimizer step ``step`` (0-based) takes image batches: every ``image_every``-th
+    (paper, sec. 4.1: images every 8th iteration); 0 disables images. Every micro-step of every
+    process in that step takes one."""
     return image_every > 0 and (step + 1) % image_every == 0
 
 
 def batches_before(step: int, image_every: int) -> tuple[int, int]:
-    """(video batches, image batches) consumed by steps ``0 .. step-1``."""
+    """(video global batches, image global batches) consumed by optimizer steps ``0 .. step-1``."""
     images = step // image_every if image_every > 0 else 0
     return step - images, images
 
 
 class Mixer:
-    """Yields ``(step, kind, batch)`` from a video and an image iterator: an image batch every
-    ``image_every``-th step, videos otherwise. Given iterators started at
-    :func:`batches_before(start_step) <batches_before>`, it resumes exactly."""
+    """Yields ``(step, kind, batch)`` once per micro-step from a video and an image iterator of
+    micro-batches: ``grad_accum`` micro-batches per optimizer step ``step``, all images on every
+    ``image_every``-th step, all videos otherwise. Given iterators started at
+    :func:`batches_before(start_step) <batches_before>` global batches, it resumes exactly."""
 
-    def __init__(self, videos, images=None, image_every: int = 8, start_step: int = 0):
+    def __init__(
+        self,
+        videos,
+        images=None,
+        image_every: int = 8,
+        start_step: int = 0,
+        grad_accum: int = 1,
+    ):
         self.videos = iter(videos)
         self.images = iter(images) if images is not None else None
         self.image_every = image_every if images is not None else 0
-        self.step = start_step
+        self.step, self.micro, self.grad_accum = start_step, 0, grad_accum
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        kind = "image" if image_step(self.step, self.image_every) else "video"
+        step = self.step
+        kind = "image" if image_step(step, self.image_every) else "video"
         batch = next(self.images if kind == "image" else self.videos)
-        self.step += 1
-        return self.step - 1, kind, batch
+        self.micro += 1
+        if self.micro == self.grad_accum:
+            self.step, self.micro = step + 1, 0
+        return step, kind, batch

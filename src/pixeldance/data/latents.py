@@ -14,21 +14,14 @@ autoencoder has other latent channels is refused.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .buckets import Bucket
-
-
-@dataclass
-class CacheEntry:
-    shard: str
-    row: int
-    bucket: int
 
 
 def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions: list[str]) -> None:
@@ -123,14 +116,15 @@ class LatentCache:
             self.buckets = [
                 Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in self.buckets
             ]
-        self.entries: list[CacheEntry] = []
-        self.captions: dict[str, list[str]] = {}
-        for shard in self.index["shards"]:
-            if shard.get("kind", "video") != kind:
-                continue
-            self.entries += [
-                CacheEntry(shard["file"], r, shard["bucket"]) for r in range(shard["count"])
-            ]
+        # one row per sample in flat arrays (shard number, row in it, bucket), not an object
+        # per sample, so millions of samples stay small and DataLoader workers share them
+        shards = [s for s in self.index["shards"] if s.get("kind", "video") == kind]
+        self.shard_files = [s["file"] for s in shards]
+        counts = np.array([s["count"] for s in shards], np.int64)
+        self.shard_of = np.repeat(np.arange(len(shards), dtype=np.int32), counts)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        self.row_of = (np.arange(int(counts.sum())) - starts).astype(np.int32)
+        self.bucket_of = np.repeat(np.array([s["bucket"] for s in shards], np.int16), counts)
         self._handles: dict[str, object] = {}
         self.empty_text = None
         empty = self.folder / "empty_text.safetensors"
@@ -139,11 +133,11 @@ class LatentCache:
                 self.empty_text = f.get_tensor("text").float()
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.shard_of)
 
     @property
-    def record_buckets(self) -> list[int]:
-        return [e.bucket for e in self.entries]
+    def record_buckets(self) -> np.ndarray:
+        return self.bucket_of
 
     def _handle(self, shard: str):
         if shard not in self._handles:
@@ -153,13 +147,14 @@ class LatentCache:
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         k, _ = key
-        e = self.entries[k % len(self.entries)]
-        handle, captions = self._handle(e.shard)
-        latents = handle.get_slice("latents")[e.row : e.row + 1][0].float()
+        i = k % len(self)
+        row = int(self.row_of[i])
+        handle, captions = self._handle(self.shard_files[self.shard_of[i]])
+        latents = handle.get_slice("latents")[row : row + 1][0].float()
         if self.rescale != 1.0:
             latents = latents * self.rescale
-        text = handle.get_slice("text")[e.row : e.row + 1][0].float()
-        return {"latents": latents, "text": text, "caption": captions[e.row], "bad": []}
+        text = handle.get_slice("text")[row : row + 1][0].float()
+        return {"latents": latents, "text": text, "caption": captions[row], "bad": []}
 
     def __getstate__(self):  # handles are reopened in each worker
         state = dict(self.__dict__)
@@ -200,14 +195,9 @@ def preprocess(
     from tqdm import tqdm
 
     from ..encoders import encode_frames
-    from .datasets import (
-        BadDataCounter,
-        ImageDataset,
-        VideoClipDataset,
-        read_image_records,
-        read_manifest,
-        record_buckets,
-    )
+    from .datasets import BadDataCounter, ImageDataset, VideoClipDataset
+    from .manifest import read_image_records, read_manifest
+    from .sizes import record_buckets
 
     out = Path(out)
     counter = BadDataCounter()
@@ -216,7 +206,7 @@ def preprocess(
     if manifest is not None:
         records = read_manifest(manifest)
         ds = VideoClipDataset(records, buckets, fps=fps, seed=seed)
-        rb = record_buckets(records, buckets)
+        rb = record_buckets(records, buckets).tolist()
         jobs.append(
             (
                 "video",
@@ -232,7 +222,7 @@ def preprocess(
         irecords = read_image_records(images)
         ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in buckets]
         ids = ImageDataset(irecords, ibuckets, seed=seed)
-        rb = record_buckets(irecords, ibuckets, images=True)
+        rb = record_buckets(irecords, ibuckets, images=True).tolist()
         jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))]))
     vae.to(device)
     for kind, ds, keys in jobs:

@@ -141,7 +141,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
     stream, empty_cached = make_stream(
         cfg,
         buckets,
-        start * o.grad_accum,
+        start,
         accelerator.process_index,
         accelerator.num_processes,
         vae=comps.vae,

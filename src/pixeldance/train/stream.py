@@ -1,4 +1,11 @@
-"""The training data stream: video batches and an image batch every Nth step, resumable."""
+"""The training data stream: per optimizer step one global batch (videos, or images every Nth
+step), split among processes and accumulation micro-steps; resumable at any step.
+
+The samples optimizer step k consumes are a function of the seed, k and the global batch
+(``bucket.batch_size x processes x optim.grad_accum``) only, so one process with a micro-batch
+of 2b and two processes with b each train on the same samples at every step. Webdataset shards
+are the exception: a stream is split by shard among processes (see ``data.shards``).
+"""
 
 from __future__ import annotations
 
@@ -14,107 +21,95 @@ from ..data.datasets import (
     VideoClipDataset,
     batches_before,
     collate,
-    read_image_records,
-    read_manifest,
-    record_buckets,
 )
 from ..data.latents import LatentCache, collate_latents
+from ..data.manifest import read_image_records, read_manifest
+from ..data.sizes import record_buckets
 from .config import Config
 
 logger = logging.getLogger(__name__)
 
 
-def _loader(dataset, record_bucket, buckets, seed, start, rank, world, workers, collate_fn):
-    sampler = BucketBatchSampler(
-        record_bucket, buckets, seed=seed, start=start, rank=rank, world_size=world
-    )
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_fn,
-        persistent_workers=False,
-    )
+def _latent_caches(cfg: Config, buckets: list[Bucket], vae) -> tuple[LatentCache, LatentCache]:
+    made_for = {}
+    if vae is not None:
+        from ..encoders import latent_channels
+
+        made_for = {
+            "scaling_factor": float(vae.config.scaling_factor),
+            "latent_channels": int(latent_channels(vae)),
+        }
+    cache = LatentCache(cfg.data.latent_cache, "video", **made_for)
+    if cache.rescale != 1.0:
+        logger.info(
+            "latent cache made with scaling factor %s; rescaling by %.4g to the model's %s",
+            cache.index["vae"]["scaling_factor"],
+            cache.rescale,
+            made_for["scaling_factor"],
+        )
+    cache.buckets = buckets
+    return cache, LatentCache(cfg.data.latent_cache, "image", **made_for)
 
 
 def make_stream(
     cfg: Config,
     buckets: list[Bucket],
-    start_micro_step: int,
+    start_step: int,
     rank: int = 0,
     world: int = 1,
     vae=None,
 ):
-    """A :class:`Mixer` positioned at micro-step ``start_micro_step`` for this rank.
+    """A :class:`Mixer` positioned at optimizer step ``start_step`` for this rank.
 
-    Returns ``(mixer, empty_text)`` where ``empty_text`` is the cached empty-prompt state when
-    training from a latent cache (else None). With ``vae`` given, a latent cache is checked
-    against it (latent channels) and rescaled to its scaling factor.
+    Each ``next()`` gives one micro-step's ``(step, kind, batch)``; ``cfg.optim.grad_accum`` of
+    them make optimizer step ``step``. Returns ``(mixer, empty_text)`` where ``empty_text`` is
+    the cached empty-prompt state when training from a latent cache (else None). With ``vae``
+    given, a latent cache is checked against it (latent channels) and rescaled to its scaling
+    factor.
     """
     d = cfg.data
-    seed = cfg.run.seed
+    seed, accum = cfg.run.seed, cfg.optim.grad_accum
     image_buckets = [Bucket(b.name, b.height, b.width, 1, d.image_batch_size) for b in buckets]
-    videos_done, images_done = batches_before(start_micro_step, d.image_every)
     empty_text = None
-    images = None
+    videos = images = None  # (dataset, bucket of each record, buckets, collate)
     if d.latent_cache:
-        made_for = {}
-        if vae is not None:
-            from ..encoders import latent_channels
-
-            made_for = {
-                "scaling_factor": float(vae.config.scaling_factor),
-                "latent_channels": int(latent_channels(vae)),
-            }
-        cache = LatentCache(d.latent_cache, "video", **made_for)
-        if cache.rescale != 1.0:
-            logger.info(
-                "latent cache made with scaling factor %s; rescaling by %.4g to the model's %s",
-                cache.index["vae"]["scaling_factor"],
-                cache.rescale,
-                made_for["scaling_factor"],
-            )
-        cache.buckets = buckets
+        cache, icache = _latent_caches(cfg, buckets, vae)
         empty_text = cache.empty_text
-        videos = _loader(
-            cache,
-            cache.record_buckets,
-            buckets,
-            seed,
-            videos_done,
-            rank,
-            world,
-            d.num_workers,
-            collate_latents,
-        )
-        icache = LatentCache(d.latent_cache, "image", **made_for)
+        videos = (cache, cache.record_buckets, buckets, collate_latents)
         if len(icache) and d.image_every:
-            images = _loader(
-                icache,
-                icache.record_buckets,
-                image_buckets,
-                seed + 1,
-                images_done,
-                rank,
-                world,
-                d.num_workers,
-                collate_latents,
-            )
+            images = (icache, icache.record_buckets, image_buckets, collate_latents)
     elif d.manifest:
         records = read_manifest(d.manifest)
         ds = VideoClipDataset(records, buckets, d.fps, seed, d.max_retries, d.decode_timeout)
-        videos = _loader(
-            ds,
-            record_buckets(records, buckets),
-            buckets,
-            seed,
-            videos_done,
-            rank,
-            world,
-            d.num_workers,
-            collate,
+        videos = (ds, record_buckets(records, buckets, workers=d.num_workers), buckets, collate)
+    elif not d.shards:
+        raise ValueError(
+            "no training data: set data.manifest, data.shards or data.latent_cache (or pass --data)"
         )
-    elif d.shards:
+    if images is None and d.images and d.image_every:
+        irecords = read_image_records(d.images)
+        ids = ImageDataset(irecords, image_buckets, seed=seed + 1, max_retries=d.max_retries)
+        rb = record_buckets(irecords, image_buckets, images=True, workers=d.num_workers)
+        images = (ids, rb, image_buckets, collate)
+    image_every = d.image_every if images is not None else 0
+    videos_done, images_done = batches_before(start_step, image_every)
+
+    def loader(source, seed: int, start: int):
+        dataset, record_bucket, bkts, collate_fn = source
+        sampler = BucketBatchSampler(
+            record_bucket, bkts, seed, start, rank=rank, world_size=world, grad_accum=accum
+        )
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=d.num_workers,
+            collate_fn=collate_fn,
+            persistent_workers=False,
+        )
+
+    if videos is not None:
+        video_batches = loader(videos, seed, videos_done)
+    else:
         from ..data.shards import ShardClipStream
 
         stream = ShardClipStream(
@@ -122,28 +117,11 @@ def make_stream(
             buckets,
             d.fps,
             seed,
-            skip_batches=videos_done,
+            skip_batches=videos_done * accum,  # this rank's micro-batches so far
             decode_timeout=d.decode_timeout,
         )
-        videos = torch.utils.data.DataLoader(
+        video_batches = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=d.num_workers, collate_fn=collate
         )
-    else:
-        raise ValueError(
-            "no training data: set data.manifest, data.shards or data.latent_cache (or pass --data)"
-        )
-    if images is None and d.images and d.image_every:
-        irecords = read_image_records(d.images)
-        ids = ImageDataset(irecords, image_buckets, seed=seed + 1, max_retries=d.max_retries)
-        images = _loader(
-            ids,
-            record_buckets(irecords, image_buckets, images=True),
-            image_buckets,
-            seed + 1,
-            images_done,
-            rank,
-            world,
-            d.num_workers,
-            collate,
-        )
-    return Mixer(videos, images, d.image_every, start_micro_step), empty_text
+    image_batches = loader(images, seed + 1, images_done) if images is not None else None
+    return Mixer(video_batches, image_batches, image_every, start_step, accum), empty_text
