@@ -173,7 +173,9 @@ def _cmd_eval(args) -> int:
             if args.references
             else _unique(it.reference for it in items)
         )
-        chosen = choose_metrics(requested, items, references)
+        chosen = choose_metrics(
+            requested, _as_generated(items, args) if generating else items, references
+        )
         extractors = _extractors(args, device, frames)
         for metric in chosen:  # load (and check) the networks before any long work
             if metric in NEEDS_WEIGHTS:
@@ -205,6 +207,18 @@ def _cmd_eval(args) -> int:
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")
     return 0
+
+
+def _as_generated(items, args) -> list:
+    """The items with the first-frame instructions generation will use (the reference video
+    standing for its frame 0), so the metrics can be checked before generating."""
+
+    def first(it):
+        if args.first_frame == "none":
+            return None
+        return it.first_frame or (it.reference if args.first_frame == "reference" else None)
+
+    return [dataclasses.replace(it, first_frame=first(it)) for it in items]
 
 
 def _default_cache() -> Path:
