@@ -159,15 +159,17 @@ def test_ucf101_preset_prompts_class_names_and_prints_the_papers_numbers(kit, tm
     rc, printed, err = run(
         capsys, "--preset", "ucf101", "--manifest", videos, "--samples", "3", "--model",
         kit["model"], "--steps", "2", "--height", "32", "--width", "32", "--frames", "10",
-        "--out", out, *weights(kit, tmp_path), "--is-splits", "1",
+        "--out", out, *weights(kit, tmp_path), "--is-splits", "1", "--first-frame", "reference",
     )  # fmt: skip
     assert rc == 0, err
     report = json.loads((out / "report.json").read_text())
     assert set(report["scores"]) == {"fvd", "is", "fid"}
     assert report["paper"] == {"fvd": 242.8, "is": 42.10, "fid": 49.36}
     with open(out / "generated.csv") as f:
-        prompts = [row["prompt"] for row in csv.DictReader(f)]
-    assert prompts == ["apply eye makeup", "apply eye makeup", "yo yo"]
+        rows = list(csv.DictReader(f))
+    assert [r["prompt"] for r in rows] == ["apply eye makeup", "apply eye makeup", "yo yo"]
+    first = np.asarray(Image.open(rows[2]["first_frame"]))  # frame 0 of the YoYo video
+    assert rows[2]["first_frame"].endswith("00002_first.png") and first.shape == (32, 32, 3)
     assert "[paper: 242.80]" in printed and "ucf101 preset" in (out / "report.md").read_text()
 
 
