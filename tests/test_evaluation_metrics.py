@@ -50,6 +50,22 @@ def test_warns_when_samples_do_not_exceed_the_dimension():
         M.feature_statistics(_features(n=7, d=6))  # no warning above the dimension
 
 
+def test_running_statistics_equal_those_of_the_stacked_batches():
+    x = _features(n=300) + 50.0  # a large mean: the shifted sums keep the covariance exact
+    running = M.RunningStatistics()
+    for part in np.array_split(x, 7):
+        running.add(part)
+    mu, sigma = running.statistics()
+    ref_mu, ref_sigma = M.feature_statistics(x)
+    assert running.count == 300
+    np.testing.assert_allclose(mu, ref_mu, rtol=1e-12)
+    np.testing.assert_allclose(sigma, ref_sigma, rtol=1e-9, atol=1e-9)
+    with pytest.warns(M.SmallSampleWarning):
+        small = M.RunningStatistics()
+        small.add(x[:3])
+        small.statistics()
+
+
 def test_frechet_distance_rejects_mismatched_statistics():
     with pytest.raises(ValueError, match="differ in shape"):
         M.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))

@@ -28,6 +28,19 @@ class SmallSampleWarning(UserWarning):
 
 
 # ---------------------------------------------------------------- Frechet distance
+def _check_sample_count(n: int, d: int) -> None:
+    if n < 2:
+        raise ValueError(f"need at least 2 samples for a covariance, got {n}")
+    if n <= d:
+        warnings.warn(
+            f"{n} samples of {d}-dimensional features: with samples <= dimension the covariance "
+            "is singular and the Frechet distance is dominated by the sample count; use more "
+            f"than {d} samples (the paper-style protocols use thousands)",
+            SmallSampleWarning,
+            stacklevel=3,
+        )
+
+
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(D,)`` and covariance ``(D, D)`` (unbiased, N - 1) of features ``(N, D)``.
 
@@ -35,18 +48,44 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Frechet distance computed from it mostly measures the sample count, not the model.
     """
     x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"features must be (N, D) with N >= 2; got shape {x.shape}")
-    n, d = x.shape
-    if n <= d:
-        warnings.warn(
-            f"{n} samples of {d}-dimensional features: with samples <= dimension the covariance "
-            "is singular and the Frechet distance is dominated by the sample count; use more "
-            f"than {d} samples (the paper-style protocols use thousands)",
-            SmallSampleWarning,
-            stacklevel=2,
-        )
+    if x.ndim != 2:
+        raise ValueError(f"features must be (N, D); got shape {x.shape}")
+    _check_sample_count(*x.shape)
     return x.mean(axis=0), np.cov(x, rowvar=False)
+
+
+class RunningStatistics:
+    """Mean and covariance of features added batch by batch, without keeping the features
+    (sums of the features and of their outer products, shifted by the first one for accuracy).
+    :meth:`statistics` equals :func:`feature_statistics` of all the batches stacked."""
+
+    def __init__(self):
+        self.count = 0
+        self._shift = self._s1 = self._s2 = None
+
+    def add(self, features: np.ndarray) -> None:
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or (self._shift is not None and x.shape[1] != len(self._shift)):
+            raise ValueError(f"features must be (N, D) with one D throughout; got {x.shape}")
+        if len(x) == 0:
+            return
+        if self._shift is None:
+            d = x.shape[1]
+            self._shift, self._s1, self._s2 = x[0].copy(), np.zeros(d), np.zeros((d, d))
+        y = x - self._shift
+        self._s1 += y.sum(axis=0)
+        self._s2 += y.T @ y
+        self.count += len(x)
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean ``(D,)``, unbiased covariance ``(D, D)``); warns as :func:`feature_statistics`."""
+        if self._shift is None:
+            raise ValueError("no features were added")
+        n = self.count
+        _check_sample_count(n, len(self._shift))
+        mean = self._s1 / n
+        sigma = (self._s2 - n * np.outer(mean, mean)) / (n - 1)
+        return mean + self._shift, sigma
 
 
 def frechet_distance(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_path
-from .metrics import feature_statistics
+from .metrics import RunningStatistics
 
 logger = logging.getLogger(__name__)
 
@@ -80,19 +80,19 @@ def cached_statistics(
     paths: Sequence[Path],
     protocol: dict,
     cache_dir: Path | None,
-    features: Callable[[], np.ndarray],
+    compute: Callable[[], RunningStatistics],
 ) -> Statistics:
-    """Statistics of ``features()`` for the reference set ``paths`` under ``protocol``: read
-    from ``cache_dir`` when a file there matches, else computed (and written if ``cache_dir``)."""
+    """Statistics of the reference set ``paths`` under ``protocol``: read from ``cache_dir``
+    when a file there matches, else ``compute()``-d (and written if ``cache_dir``)."""
     key = reference_key(paths, protocol)
     path = cache_path(cache_dir, metric, key) if cache_dir is not None else None
     if path is not None:
         hit = load_statistics(path, key)
         if hit is not None:
             return hit
-    feats = features()
-    mu, sigma = feature_statistics(feats)
-    stats = Statistics(mu, sigma, len(feats), path, False)
+    running = compute()
+    mu, sigma = running.statistics()
+    stats = Statistics(mu, sigma, running.count, path, False)
     if path is not None:
         save_statistics(path, key, stats, protocol)
     return stats

@@ -106,7 +106,8 @@ def score(
     ref_fps = config.reference_fps or float(np.median(rates))
     bar = dict(disable=not config.progress, leave=False)
 
-    acc: dict[str, list] = {k: [] for k in ("fvd", "fid", "is", "clipsim", "flicker")}
+    acc: dict[str, list] = {k: [] for k in ("is", "clipsim", "flicker")}
+    running = {"fvd": M.RunningStatistics(), "fid": M.RunningStatistics()}
     fidelity: dict[str, list] = {}
     paired: dict[str, list] = {"psnr": [], "ssim": []}
     sizes: set = set()
@@ -118,7 +119,7 @@ def score(
 
     def flush_fvd():
         if pending:
-            acc["fvd"].append(extractors.i3d(pending))
+            running["fvd"].add(extractors.i3d(pending))
             pending.clear()
 
     for it in tqdm(items, desc="scoring", **bar):
@@ -130,9 +131,9 @@ def score(
             if len(pending) >= config.batch_size:
                 flush_fvd()
         if "fid" in chosen:
-            acc["fid"].append(extractors.inception.features(clip))
-        if "is" in chosen:
-            acc["is"].append(extractors.inception.probabilities(clip))
+            running["fid"].add(extractors.inception.features(clip))
+        if "is" in chosen:  # (F, K) per clip, kept as float32 for the splits
+            acc["is"].append(extractors.inception.probabilities(clip).astype(np.float32))
         if "clipsim" in chosen:
             acc["clipsim"].append(
                 M.clipsim(extractors.clip.image_embeddings(clip), text[it.prompt])
@@ -164,20 +165,14 @@ def score(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ref_stats = _reference_statistics(chosen, references, extractors, config, ref_fps)
-        if "fvd" in chosen:
-            feats = np.concatenate(acc["fvd"])
-            stats = ref_stats["fvd"]
-            value = M.frechet_distance(*M.feature_statistics(feats), stats.mu, stats.sigma)
-            scores["fvd"] = _entry(
-                value, extractors.i3d.protocol(), stats, len(feats), ref_fps, frames
-            )
-        if "fid" in chosen:
-            feats = np.concatenate(acc["fid"])
-            stats = ref_stats["fid"]
-            value = M.frechet_distance(*M.feature_statistics(feats), stats.mu, stats.sigma)
-            scores["fid"] = _entry(
-                value, extractors.inception.protocol(), stats, len(feats), ref_fps, frames
-            )
+        for key, role in (("fvd", "i3d"), ("fid", "inception")):
+            if key not in chosen:
+                continue
+            ref, gen = ref_stats[key], running[key]
+            value = M.frechet_distance(*gen.statistics(), ref.mu, ref.sigma)
+            protocol = getattr(extractors, role).protocol()
+            scores[key] = _entry(value, protocol, ref, gen.count, ref_fps, frames)
+        if "fid" in scores:
             scores["fid"]["protocol"]["unit"] = f"frames (all {frames} of each clip)"
     notes += list(dict.fromkeys(str(w.message) for w in caught))
     if "is" in chosen:
@@ -261,13 +256,13 @@ def _reference_statistics(chosen, references, extractors, config, ref_fps) -> di
         "fvd": {**extractors.i3d.protocol(), **sampling} if "fvd" in wanted else None,
         "fid": {**extractors.inception.protocol(), **sampling} if "fid" in wanted else None,
     }
-    done: dict[str, np.ndarray] = {}
+    done: dict[str, M.RunningStatistics] = {}
     skipped: list[str] = []
 
-    def extract_all() -> dict[str, np.ndarray]:
+    def extract_all() -> dict[str, M.RunningStatistics]:
         if done:
             return done
-        video, frame = [], []
+        video, frame = M.RunningStatistics(), M.RunningStatistics()
         batch: list[np.ndarray] = []
         for p in tqdm(references, desc="references", disable=not config.progress, leave=False):
             try:
@@ -278,22 +273,19 @@ def _reference_statistics(chosen, references, extractors, config, ref_fps) -> di
             if "fvd" in wanted:
                 batch.append(clip)
                 if len(batch) >= config.batch_size:
-                    video.append(extractors.i3d(batch))
+                    video.add(extractors.i3d(batch))
                     batch.clear()
             if "fid" in wanted:
-                frame.append(extractors.inception.features(clip))
+                frame.add(extractors.inception.features(clip))
         if batch:
-            video.append(extractors.i3d(batch))
-        if not video and not frame:
+            video.add(extractors.i3d(batch))
+        if not video.count and not frame.count:
             raise ValueError(f"no reference video could be read ({len(skipped)} failed)")
         if skipped:
             warnings.warn(
                 f"{len(skipped)} reference videos skipped, e.g. {skipped[0]}", stacklevel=2
             )
-        done.update(
-            fvd=np.concatenate(video) if video else None,
-            fid=np.concatenate(frame) if frame else None,
-        )
+        done.update(fvd=video, fid=frame)
         return done
 
     return {
