@@ -13,6 +13,7 @@ from pixeldance.cli import main
 from pixeldance.data.shapes import write_dataset
 from pixeldance.evaluation.weights import I3D, sha256_of
 from pixeldance.files import write_mp4
+from pixeldance.generation import GenerationConfig
 from test_evaluation_helpers import TinyImageNet, TinyVideoNet, save_tiny_clip, save_torchscript
 
 
@@ -21,6 +22,7 @@ def kit(tmp_path_factory):
     """Tiny weights files, a tiny CLIP folder, a tiny pipeline, two small shapes datasets."""
     root = tmp_path_factory.mktemp("kit")
     tiny_pipeline().save_pretrained(root / "model")
+    GenerationConfig(guidance_interval=(700, 1000)).save(root / "model")
     return {
         "i3d": save_torchscript(TinyVideoNet(), root / "i3d.pt"),
         "inception": save_torchscript(TinyImageNet(), root / "inception.pt"),
@@ -130,7 +132,13 @@ def test_eval_generates_over_a_manifest_then_scores_and_rescoring_agrees(kit, tm
     assert {k: v["value"] for k, v in again["scores"].items()} == {
         k: v["value"] for k, v in report["scores"].items()
     }
-    # the same folder with other settings is refused
+    # a rerun with the same settings keeps the clips; other settings are refused
+    made = [p.stat().st_mtime_ns for p in sorted((out / "videos").glob("*.mp4"))]
+    rc, _, err = run(
+        capsys, "--manifest", manifest, "--out", out, *gen, *metrics, *weights(kit, tmp_path)
+    )
+    assert rc == 0, err
+    assert [p.stat().st_mtime_ns for p in sorted((out / "videos").glob("*.mp4"))] == made
     rc, _, err = run(
         capsys,
         "--manifest",

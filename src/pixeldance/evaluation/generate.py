@@ -63,6 +63,7 @@ def _first_frame(item: Item, source: str, out: Path, index: int):
 def _check_record(folder: Path, record: dict) -> None:
     """Refuse to mix videos made with other settings into this run."""
     path = folder / GENERATION_RECORD
+    record = json.loads(json.dumps(record))  # as it reads back (tuples become lists)
     if path.is_file():
         old = json.loads(path.read_text())
         if old != record:
