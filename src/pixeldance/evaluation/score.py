@@ -147,8 +147,9 @@ def score(
                 fidelity.setdefault(k, []).append(v)
         if "psnr" in chosen or "ssim" in chosen:
             ref = fit_clip(_read(it.reference, frames, ref_fps, "reference video"), h, w)
-            paired["psnr"].append(M.psnr(clip, ref))
-            paired["ssim"].append(M.ssim(clip, ref))
+            for key, fn in (("psnr", M.psnr), ("ssim", M.ssim)):
+                if key in chosen:
+                    paired[key].append(fn(clip, ref))
     flush_fvd()
 
     common = {

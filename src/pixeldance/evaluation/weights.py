@@ -88,9 +88,10 @@ def sha256_of(path: str | os.PathLike) -> str:
 def _missing(known: KnownWeights, path: Path) -> WeightsNotFound:
     return WeightsNotFound(
         f"{known.what} is not on this machine: {path} does not exist. Download "
-        f"{known.filename} ({known.size:,} bytes, SHA-256 {known.sha256}) yourself from "
-        f"{known.source}, and put it at {weights_dir() / known.filename} (or set "
-        f"${WEIGHTS_ENV}, or pass {known.flag} PATH); nothing is downloaded for you"
+        f"{known.filename} ({known.size:,} bytes, SHA-256 {known.sha256}; that checksum is the "
+        f"{known.checksum_source}, not verified against the original, whose authors publish "
+        f"none) yourself from {known.source}, and put it at {weights_dir() / known.filename} "
+        f"(or set ${WEIGHTS_ENV}, or pass {known.flag} PATH); nothing is downloaded for you"
     )
 
 
