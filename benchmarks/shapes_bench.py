@@ -38,6 +38,12 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline, Shot
+from pixeldance.evaluation.metrics import (
+    flicker,
+    instruction_fidelity,
+    last_frame_fidelity_by_tau,
+    mean_psnr,
+)
 from pixeldance.folders import shipped_model_path
 from pixeldance.generation import ASPECTS, make_scheduler
 from shapes_scores import (
@@ -45,10 +51,8 @@ from shapes_scores import (
     decode_videos,
     direction_accuracy,
     encode_videos,
-    flicker,
     held_out_clips,
     mover_truth,
-    psnr,
     to_uint8,
 )
 
@@ -95,12 +99,10 @@ def reconstruct(pipe, videos: np.ndarray) -> np.ndarray:
 
 
 def scores_for(videos, gts, firsts, lasts) -> dict:
+    """Instruction fidelity (frame 0 / last frame PSNR and SSIM), whole-clip PSNR, flicker."""
     return {
-        "frame0_psnr": float(np.mean([psnr(v[0], f) for v, f in zip(videos, firsts, strict=True)])),
-        "last_frame_psnr": float(
-            np.mean([psnr(v[-1], last) for v, last in zip(videos, lasts, strict=True)])
-        ),
-        "clip_psnr": float(np.mean([psnr(v, g) for v, g in zip(videos, gts, strict=True)])),
+        **instruction_fidelity(videos, firsts, lasts),
+        "clip_psnr": mean_psnr(videos, gts),
         "flicker": float(np.mean([flicker(v) for v in videos])),
     }
 
@@ -153,14 +155,11 @@ def main() -> None:
     common = dict(guidance=guidance, frames=frames, size=size, interval=interval)
 
     # 1. first frame, last frame by tau, whole clip
-    by_tau, results = {}, {}
-    for tau in TAUS:
-        videos = run(pipe, prompts, firsts, lasts, tau=tau, steps=50, **common)
-        by_tau[tau] = float(
-            np.mean([psnr(v[-1], last) for v, last in zip(videos, lasts, strict=True)])
-        )
-        if tau == 25:
-            results["model"] = scores_for(videos, gts, firsts, lasts)
+    videos_by_tau = {
+        tau: run(pipe, prompts, firsts, lasts, tau=tau, steps=50, **common) for tau in TAUS
+    }
+    by_tau = last_frame_fidelity_by_tau(videos_by_tau, lasts)
+    results = {"model": scores_for(videos_by_tau[25], gts, firsts, lasts)}
     copy = np.repeat(gts[:, :1], frames, axis=1)
     recon = reconstruct(pipe, gts)
     results["copy_first_frame"] = scores_for(copy, gts, firsts, lasts)
@@ -214,8 +213,7 @@ def main() -> None:
     pipe.scheduler = make_scheduler("dpm++", ddim.config)
     dpm20 = run(pipe, prompts, firsts, lasts, tau=10, steps=20, **common)
     pipe.scheduler = ddim
-    ddim_psnr = float(np.mean([psnr(v, g) for v, g in zip(ddim100, gts, strict=True)]))
-    dpm_psnr = float(np.mean([psnr(v, g) for v, g in zip(dpm20, gts, strict=True)]))
+    ddim_psnr, dpm_psnr = mean_psnr(ddim100, gts), mean_psnr(dpm20, gts)
 
     m, c, r = results["model"], results["copy_first_frame"], results["reconstruction"]
     summary = {

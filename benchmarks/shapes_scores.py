@@ -3,7 +3,10 @@
 Clips come from seed bases never used in training (the shipped model trained on base 1):
 ``HELD_OUT_BASE`` (99) for the scores ``shapes_bench.py`` reports, ``VALIDATION_BASE`` (77)
 for choosing generation settings (``guidance_sweep.py``). Movers are followed by the
-centroid of their colour (``track``); PSNR is in dB on [0, 255] frames, capped at 100 dB.
+centroid of their colour (``track``). The pixel scores (PSNR in dB on [0, 255] frames, capped
+at 100 dB; flicker; instruction fidelity) are :mod:`pixeldance.evaluation.metrics`'s, the same
+functions ``pixeldance eval`` uses; ``psnr`` and ``flicker`` are re-exported here for the
+other shapes benchmarks.
 """
 
 from __future__ import annotations
@@ -16,16 +19,14 @@ from PIL import Image
 
 from pixeldance.data.shapes import COLOURS, DIRECTIONS, is_single_mover, render_clip, sample_clip
 from pixeldance.encoders import decode_latents, encode_frames
+from pixeldance.evaluation.metrics import flicker, psnr
+
+__all__ = ["flicker", "psnr"]  # re-exported for the other shapes benchmarks
 
 HELD_OUT_BASE = 99 * 1_000_003
 # Seeds for choosing generation settings (guidance_sweep.py), so that the choice is not made
 # on the clips that score it: neither training (base 1) nor held-out (base 99).
 VALIDATION_BASE = 77 * 1_000_003
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 100.0 if mse == 0 else min(100.0, 10 * math.log10(255.0**2 / mse))
 
 
 def held_out_clips(
@@ -128,11 +129,6 @@ def travel_px(videos, truth) -> float:
         points = [p for p in track(v, col) if p is not None]
         out.append(np.hypot(*np.subtract(points[-1], points[0])) if len(points) > 1 else 0.0)
     return round(float(np.mean(out)), 2)
-
-
-def flicker(video: np.ndarray) -> float:
-    v = video.astype(np.float32)
-    return float(np.abs(v[2:] - 2 * v[1:-1] + v[:-2]).mean()) if len(v) > 2 else 0.0
 
 
 def background_psnr(a: np.ndarray, b: np.ndarray) -> float:

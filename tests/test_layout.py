@@ -17,9 +17,9 @@ LAYERS = {
     "models": 0, "diffusion": 0, "instructions": 0,
     "files": 1, "images": 1, "encoders": 1, "folders": 1, "generation": 1,
     "data": 2,
-    "pipeline": 3, "storyboard": 3, "export": 3, "shipped": 3,
+    "pipeline": 3, "storyboard": 3, "export": 3, "shipped": 3, "evaluation": 3,
     "train": 4,
-    "cli": 5, "cli_generate": 5, "demo": 5, "__init__": 5,
+    "cli": 5, "cli_generate": 5, "cli_eval": 5, "demo": 5, "__init__": 5,
 }  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .cli_eval import add_eval_parser
 from .cli_generate import UsageError, _cmd_generate, _cmd_story, _common_generation_args
 
 
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--queue", type=int, default=8, help="requests allowed to wait")
     dm.add_argument("--share", action="store_true", help="ask Gradio for a public link")
     dm.set_defaults(func=_cmd_demo)
+
+    add_eval_parser(sub)
 
     i = sub.add_parser("info", help="print versions")
     i.set_defaults(func=_cmd_info)

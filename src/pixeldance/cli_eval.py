@@ -1,0 +1,270 @@
+"""``pixeldance eval``: generate over a manifest and score, or score a folder of videos.
+
+Every score is printed with its protocol and written to ``{out}/report.json`` and
+``{out}/report.md``. The networks are loaded (and their checksums checked) before any video
+is generated, so a missing weights file ends the command at once with a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from .cli_generate import UsageError
+
+EPILOG = """examples:
+  pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
+      --root msrvtt/TestVideo --out eval/msrvtt
+  pixeldance eval --preset ucf101 --model runs/sd15 --manifest UCF-101/ --out eval/ucf101
+  pixeldance eval --videos my_videos/ --references real_videos/ --out eval/mine
+see EVALUATION.md for the protocols, the weights files and the paper's numbers"""
+
+
+def add_eval_parser(sub) -> None:
+    """Register ``eval`` on the ``pixeldance`` sub-command parser."""
+    from .evaluation.protocol import FIRST_FRAME_SOURCES, METRICS, PRESETS
+
+    e = sub.add_parser(
+        "eval",
+        help="score a model (FVD, CLIPSIM, FID, IS, instruction fidelity) with a printed protocol",
+        description="Generate over a manifest and score, or score existing videos; every score "
+        "is printed and written (report.json, report.md) with its protocol.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = e.add_argument_group("what to score")
+    src.add_argument(
+        "--manifest",
+        help="generate one clip per row, then score: CSV/JSONL (prompt, first_frame, last_frame, "
+        "reference), MSR-VTT's annotation JSON, or a folder of reference videos",
+    )
+    src.add_argument(
+        "--videos", help="score these videos: a folder, or a manifest (video, prompt, ...)"
+    )
+    src.add_argument(
+        "--references",
+        help="reference videos: a folder or a manifest (default: the manifest's reference column)",
+    )
+    src.add_argument(
+        "--root",
+        help="folder that relative paths in manifests start from (default: the manifest's)",
+    )
+    src.add_argument("--out", required=True, help="folder for the report (and generated videos)")
+    src.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="the paper's setup: metrics, counts, sizes and its numbers",
+    )
+    src.add_argument(
+        "--metrics",
+        help=f"comma-separated, from {', '.join(METRICS)} (default: the preset's, else all the inputs allow)",
+    )
+    gen = e.add_argument_group("generating (with --manifest)")
+    gen.add_argument(
+        "--model", help="pipeline folder (default: the shipped PixelDance-Shapes model)"
+    )
+    gen.add_argument(
+        "--samples",
+        type=int,
+        help="clips to generate, spread over the rows (default: the preset's, else one per row)",
+    )
+    gen.add_argument(
+        "--first-frame",
+        choices=FIRST_FRAME_SOURCES,
+        default="manifest",
+        help="first-frame instructions: the manifest's column only; else frame 0 of the reference; or none",
+    )
+    gen.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    gen.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    gen.add_argument("--tau", type=int, help="last-frame steps (default: the model's)")
+    gen.add_argument(
+        "--height", type=int, help="pixels (default: the preset's 256, else the model's)"
+    )
+    gen.add_argument(
+        "--width", type=int, help="pixels (default: the preset's 256, else the model's)"
+    )
+    gen.add_argument("--seed", type=int, default=0, help="sample i is drawn with seed + i")
+    sc = e.add_argument_group("scoring")
+    sc.add_argument("--frames", type=int, help="frames per clip (default 16, the paper's)")
+    sc.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate references are sampled at (default: the generated videos')",
+    )
+    sc.add_argument(
+        "--i3d",
+        help="i3d_torchscript.pt (default: in $PIXELDANCE_EVAL_WEIGHTS or ~/.cache/pixeldance/evaluation)",
+    )
+    sc.add_argument(
+        "--inception",
+        help="inception-2015-12-05.pt (default: in the same folder as the I3D default)",
+    )
+    sc.add_argument(
+        "--clip",
+        help="CLIP folder or hub id, read from local files (default: openai/clip-vit-base-patch32)",
+    )
+    sc.add_argument(
+        "--trust-weights",
+        action="store_true",
+        help="load weights files whose SHA-256 is not the known one (printed warning)",
+    )
+    sc.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let the CLIP model be fetched from the Hugging Face hub",
+    )
+    sc.add_argument(
+        "--cache-dir",
+        help="reference statistics cache (default: ~/.cache/pixeldance/reference_stats)",
+    )
+    sc.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    sc.add_argument("--batch-size", type=int, default=8, help="clips per extractor call")
+    sc.add_argument("--is-splits", type=int, default=10, help="Inception Score splits")
+    e.set_defaults(func=_cmd_eval)
+
+
+def _extractors(args, device: str, frames: int):
+    from .evaluation.score import Extractors
+    from .evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
+
+    return Extractors(
+        loaders={
+            "i3d": lambda: load_i3d(args.i3d, args.trust_weights, device, frames=frames),
+            "inception": lambda: load_inception(args.inception, args.trust_weights, device),
+            "clip": lambda: load_clip(args.clip or DEFAULT_CLIP, args.allow_download, device),
+        }
+    )
+
+
+def _unique(paths) -> list[Path]:
+    return list(dict.fromkeys(p for p in paths if p is not None))
+
+
+def _cmd_eval(args) -> int:
+    import torch
+
+    from .data.video import VideoError
+    from .evaluation.inputs import read_items, reference_paths, ucf101_class
+    from .evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
+    from .evaluation.report import score_lines, write_report
+    from .evaluation.score import ScoreConfig, choose_metrics, score
+
+    if bool(args.manifest) == bool(args.videos):
+        raise UsageError(
+            "give --manifest (generate, then score) or --videos (score existing videos)"
+        )
+    for flag in ("samples", "frames", "batch_size", "is_splits"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    preset = get_preset(args.preset)
+    requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
+    frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    generating = args.manifest is not None
+    try:
+        items = read_items(args.manifest or args.videos, args.root, generating=generating)
+        if preset and preset.class_prompts:
+            for it in items:
+                it.prompt = it.prompt or ucf101_class(it.reference or it.video)
+        references = (
+            reference_paths(args.references, args.root)
+            if args.references
+            else _unique(it.reference for it in items)
+        )
+        chosen = choose_metrics(
+            requested, _as_generated(items, args) if generating else items, references
+        )
+        extractors = _extractors(args, device, frames)
+        for metric in chosen:  # load (and check) the networks before any long work
+            if metric in NEEDS_WEIGHTS:
+                getattr(extractors, NEEDS_WEIGHTS[metric])
+        protocol = {"preset": preset.name if preset else None, "device": device}
+        if generating:
+            items, gen_protocol = _generate(args, preset, items, frames, device)
+            protocol.update(gen_protocol)
+        config = ScoreConfig(
+            metrics=tuple(chosen),
+            frames=frames,
+            reference_fps=args.fps,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
+            is_splits=args.is_splits,
+            batch_size=args.batch_size,
+            protocol=protocol,
+        )
+        report = score(items, references, extractors, config)
+    except VideoError as err:
+        raise UsageError(str(err)) from err
+    if preset:
+        report["paper"] = preset.paper
+        if preset.expected_rows and len(items) != preset.expected_rows:
+            report["warnings"].append(
+                f"the {preset.name} benchmark has {preset.expected_rows} samples; this run has "
+                f"{len(items)}, so its numbers are not comparable with the paper's"
+            )
+    json_path, md_path = write_report(args.out, report)
+    print("\n".join(score_lines(report)))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _as_generated(items, args) -> list:
+    """The items with the first-frame instructions generation will use (the reference video
+    standing for its frame 0), so the metrics can be checked before generating."""
+
+    def first(it):
+        if args.first_frame == "none":
+            return None
+        return it.first_frame or (it.reference if args.first_frame == "reference" else None)
+
+    return [dataclasses.replace(it, first_frame=first(it)) for it in items]
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "pixeldance" / "reference_stats"
+
+
+def _generate(args, preset, items, frames: int, device: str):
+    """Generate the clips to score; returns the items with videos and what to record."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from .evaluation.generate import generate_videos, plan_samples
+    from .folders import pipeline_folder
+    from .generation import GenerationConfig, Geometry, resolve
+    from .pipeline import PixelDancePipeline
+
+    folder = pipeline_folder(args.model)
+    size = preset.size if preset else (None, None)
+    choices = dict(
+        steps=args.steps,
+        guidance=args.guidance,
+        tau=args.tau,
+        frames=frames,
+        height=args.height or size[0],
+        width=args.width or size[1],
+    )
+    resolve(GenerationConfig.load(folder), Geometry.of_folder(folder), **choices)  # check early
+    plan = plan_samples(
+        items,
+        args.samples or (preset.samples if preset else None),
+        class_prompts=bool(preset and preset.class_prompts),
+    )
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    pipe = PixelDancePipeline.from_pretrained(folder).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    settings = pipe.generation_settings(**choices)
+    generation = dataclasses.asdict(settings)
+    record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
+    done = generate_videos(
+        pipe, settings, plan, args.out, args.seed, args.first_frame, record, progress=True
+    )
+    return done, {
+        "model": str(folder),
+        "generation_settings": generation,
+        "seed": f"{args.seed} (sample i drawn with its own generator seeded seed + i)",
+        "first_frame_instructions": args.first_frame,
+        "samples": f"{len(plan)} clips from {len(items)} manifest rows (row i * rows // samples)",
+    }

@@ -1,0 +1,131 @@
+"""Generate the videos an evaluation scores, with the model's own generation settings.
+
+Sample ``i`` is drawn with its own generator seeded ``seed + i``, so a sample does not depend
+on which others are generated. Videos go to ``{out}/videos/{i:05d}.mp4``; an image instruction
+taken from a reference video is saved beside them, and ``{out}/generated.csv`` lists every
+sample (video, prompt, instructions, reference), so the folder can be scored again alone.
+Videos already there from a run with the same settings are kept (an interrupted run resumes).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..files import atomic_path, write_video
+from .inputs import Item, class_prompt, load_clip
+from .protocol import FIRST_FRAME_SOURCES
+
+GENERATION_RECORD = "generation.json"
+
+
+def plan_samples(
+    items: Sequence[Item], samples: int | None, class_prompts: bool = False
+) -> list[Item]:
+    """``samples`` items spread evenly over ``items`` (item ``i * n // samples``; None: each
+    once), prompts turned into class-name prompts if ``class_prompts``."""
+    n = len(items)
+    samples = n if samples is None else samples
+    if samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {samples}")
+    out = []
+    for i in range(samples):
+        it = items[i * n // samples]
+        if class_prompts and it.prompt:
+            it = replace(it, prompt=class_prompt(it.prompt))
+        out.append(it)
+    return out
+
+
+def _first_frame(item: Item, source: str, out: Path, index: int):
+    """The first-frame instruction of a sample under the ``source`` rule, and its file."""
+    if source == "none":
+        return None, None
+    if item.first_frame is not None:
+        return item.first_frame, item.first_frame
+    if source == "reference" and item.reference is not None:
+        frame = load_clip(item.reference, 1)[0]
+        path = out / "instructions" / f"{index:05d}_first.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG")
+        return frame, path
+    return None, None
+
+
+def _check_record(folder: Path, record: dict) -> None:
+    """Refuse to mix videos made with other settings into this run."""
+    path = folder / GENERATION_RECORD
+    record = json.loads(json.dumps(record))  # as it reads back (tuples become lists)
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != record:
+            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise ValueError(
+                f"{folder} holds videos generated with other settings ({', '.join(changed)} "
+                "differ); use another --out or delete that folder"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
+def generate_videos(
+    pipe,
+    settings,
+    items: Sequence[Item],
+    out: str | Path,
+    seed: int = 0,
+    first_frame: str = "manifest",
+    record: dict | None = None,
+    progress: bool = True,
+) -> list[Item]:
+    """Generate one video per item; return the items with ``video`` set. ``settings``: a
+    :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``);
+    ``first_frame``: where first-frame instructions come from ("manifest": its column only,
+    "reference": else frame 0 of the reference video, "none": text only)."""
+    from ..pipeline import frames_to_uint8
+
+    if first_frame not in FIRST_FRAME_SOURCES:
+        raise ValueError(f"first_frame must be one of {', '.join(FIRST_FRAME_SOURCES)}")
+    out = Path(out)
+    folder = out / "videos"
+    _check_record(folder, {**(record or {}), "seed": seed, "first_frame": first_frame})
+    done = []
+    for i, it in enumerate(tqdm(items, desc="generating", disable=not progress)):
+        path = folder / f"{i:05d}.mp4"
+        image, image_path = _first_frame(it, first_frame, out, i)
+        if not path.is_file():
+            result = pipe(
+                it.prompt or "",
+                first_frame=image,
+                last_frame=it.last_frame,
+                generator=torch.Generator().manual_seed(seed + i),
+                output_type="np",
+                **settings.pipeline_kwargs(),
+            )
+            write_video(frames_to_uint8(result.frames), path, fps=settings.fps)
+        done.append(replace(it, video=path, first_frame=image_path))
+    write_generated_manifest(out / "generated.csv", done)
+    return done
+
+
+def write_generated_manifest(path: Path, items: Sequence[Item]) -> Path:
+    """``video, prompt, first_frame, last_frame, reference`` per sample, paths absolute."""
+    fields = ["video", "prompt", "first_frame", "last_frame", "reference"]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for it in items:
+                row = {k: getattr(it, k) for k in fields if k != "prompt"}
+                row = {k: "" if v is None else str(Path(v).resolve()) for k, v in row.items()}
+                w.writerow({**row, "prompt": it.prompt or ""})
+    return path

@@ -1,0 +1,247 @@
+"""The networks the paper-style metrics need, loaded from local files only.
+
+Nothing here downloads anything. A missing file is a :class:`WeightsNotFound` that names the
+file, its SHA-256 and where to put it. The two TorchScript networks are loaded with
+``torch.jit.load``, which runs code stored in the file, so their SHA-256 must match the known
+one; ``trust=True`` (``--trust-weights``) loads a file with another checksum after a printed
+warning, and the report then says the checksum was not verified.
+
+Checksums: the authors of these files publish none. The constants below are the SHA-256 of the
+copies mirrored on the Hugging Face hub (their git-LFS object ids), found by this project but
+not compared by it with the original downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .features import FrameFeatures, TextImageFeatures, VideoFeatures
+
+WEIGHTS_ENV = "PIXELDANCE_EVAL_WEIGHTS"
+
+
+class WeightsNotFound(FileNotFoundError):
+    """A weights file the metric needs is not on this machine."""
+
+
+class WeightsChecksumError(ValueError):
+    """A weights file whose SHA-256 is not the known one."""
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    filename: str
+    sha256: str
+    size: int  # bytes
+    what: str
+    source: str
+    checksum_source: str
+    flag: str  # the command-line option that takes its path
+
+
+I3D = KnownWeights(
+    filename="i3d_torchscript.pt",
+    sha256="bec6519f66ea534e953026b4ae2c65553c17bf105611c746d904657e5860a5e2",
+    size=51_235_320,
+    what="the Kinetics-400 I3D network for FVD (TorchScript)",
+    source="the FVD code of StyleGAN-V (Skorokhodov et al., CVPR 2022), the port later "
+    "video papers use; Hugging Face mirrors include flateon/FVD-I3D-torchscript",
+    checksum_source="git-LFS id of the copy at chunyu-li/LatentSync auxiliary/i3d_torchscript.pt",
+    flag="--i3d",
+)
+INCEPTION = KnownWeights(
+    filename="inception-2015-12-05.pt",
+    sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
+    size=95_607_719,
+    what="the Inception network of the TensorFlow FID/IS code (2015-12-05 graph), TorchScript",
+    source="the metrics of StyleGAN2-ADA (NVlabs), used by StyleGAN-V for FID and IS",
+    checksum_source="git-LFS id of the copy at hngan/webui-models inception-2015-12-05.pt",
+    flag="--inception",
+)
+# CLIP for CLIPSIM: the paper does not name its CLIP; ViT-B/32 is the usual choice for MSR-VTT.
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+
+
+def weights_dir() -> Path:
+    """Where weights are looked for by default: ``$PIXELDANCE_EVAL_WEIGHTS`` or
+    ``~/.cache/pixeldance/evaluation``."""
+    env = os.environ.get(WEIGHTS_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "pixeldance" / "evaluation"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _missing(known: KnownWeights, path: Path) -> WeightsNotFound:
+    return WeightsNotFound(
+        f"{known.what} is not on this machine: {path} does not exist. Download "
+        f"{known.filename} ({known.size:,} bytes, SHA-256 {known.sha256}; that checksum is the "
+        f"{known.checksum_source}, not verified against the original, whose authors publish "
+        f"none) yourself from {known.source}, and put it at {weights_dir() / known.filename} "
+        f"(or set ${WEIGHTS_ENV}, or pass {known.flag} PATH); nothing is downloaded for you"
+    )
+
+
+def resolve(known: KnownWeights, path: str | os.PathLike | None = None) -> Path:
+    """The weights file: ``path`` if given, else the default folder's ``known.filename``."""
+    p = Path(path) if path is not None else weights_dir() / known.filename
+    if not p.is_file():
+        raise _missing(known, p)
+    return p
+
+
+def verify(known: KnownWeights, path: Path, trust: bool = False) -> tuple[str, bool]:
+    """(SHA-256 of ``path``, whether it is the known one). A mismatch raises
+    :class:`WeightsChecksumError` unless ``trust``, which warns and goes on."""
+    actual = sha256_of(path)
+    if actual == known.sha256:
+        return actual, True
+    message = (
+        f"{path} has SHA-256 {actual}, not {known.sha256} ({known.checksum_source}); it is "
+        f"not the known {known.filename}"
+    )
+    if not trust:
+        raise WeightsChecksumError(
+            message + ". Loading it would run the code it holds: use the known file, or pass "
+            "--trust-weights if you know where this one comes from (scores will not be "
+            "comparable with the published ones)"
+        )
+    print(f"warning: {message}; loading it because the weights are trusted", file=sys.stderr)
+    return actual, False
+
+
+def load_torchscript(known: KnownWeights, path=None, trust: bool = False, device="cpu"):
+    """(TorchScript module in eval mode, its SHA-256, verified?) after the checksum check."""
+    p = resolve(known, path)
+    checksum, verified = verify(known, p, trust)
+    with warnings.catch_warnings():  # torch marks TorchScript deprecated; these files are it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(p), map_location=device).eval()
+    return module, checksum, verified
+
+
+I3D_MIN_FRAMES = 9  # fewer frames are pooled away to nothing inside the I3D network
+
+
+def load_i3d(
+    path=None, trust: bool = False, device="cpu", batch_size: int = 8, frames: int = 16
+) -> VideoFeatures:
+    """The FVD extractor: I3D called with ``rescale=False, resize=False,
+    return_features=True`` on ``frames`` frames (the protocol's 16) at 224x224 in [-1, 1]
+    (this module does the resize and the scaling, and says how in the report), giving 400-d
+    features per clip."""
+    if frames < I3D_MIN_FRAMES:
+        raise ValueError(f"FVD's I3D network needs at least {I3D_MIN_FRAMES} frames, got {frames}")
+    module, checksum, verified = load_torchscript(I3D, path, trust, device)
+    return VideoFeatures(
+        module,
+        name=f"I3D Kinetics-400 ({I3D.filename})",
+        checksum=checksum,
+        verified=verified,
+        frames=frames,
+        size=224,  # the I3D input size of the FVD protocol
+        value_range=(-1.0, 1.0),
+        call_kwargs=dict(rescale=False, resize=False, return_features=True),
+        batch_size=batch_size,
+        device=device,
+    )
+
+
+def load_inception(
+    path=None, trust: bool = False, device="cpu", batch_size: int = 64
+) -> FrameFeatures:
+    """The FID/IS extractor: 2048-d pool features (``return_features=True``) and 1008-class
+    probabilities without the output bias (``no_output_bias=True``, as the TensorFlow IS code)
+    on 299x299 frames in [0, 255]."""
+    module, checksum, verified = load_torchscript(INCEPTION, path, trust, device)
+    return FrameFeatures(
+        module,
+        name=f"Inception 2015-12-05 ({INCEPTION.filename})",
+        checksum=checksum,
+        verified=verified,
+        size=299,
+        value_range=(0.0, 255.0),
+        feature_kwargs=dict(return_features=True),
+        probability_kwargs=dict(no_output_bias=True),
+        batch_size=batch_size,
+        device=device,
+    )
+
+
+def _clip_folder(name_or_path: str, allow_download: bool) -> Path:
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    if folder.exists() or name_or_path.count("/") != 1:
+        raise WeightsNotFound(
+            f"CLIP model {name_or_path!r} is neither a folder nor a hub id (owner/name)"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.txt", "model.safetensors"]
+    try:
+        return Path(
+            snapshot_download(
+                name_or_path, allow_patterns=patterns, local_files_only=not allow_download
+            )
+        )
+    except LocalEntryNotFoundError as err:
+        raise WeightsNotFound(
+            f"CLIP model {name_or_path} is not in the local Hugging Face cache; put a folder "
+            "with config.json, model.safetensors, the tokenizer files and "
+            "preprocessor_config.json somewhere and pass --clip FOLDER, or pass "
+            "--allow-download to fetch it from the hub"
+        ) from err
+
+
+def load_clip(
+    name_or_path: str = DEFAULT_CLIP,
+    allow_download: bool = False,
+    device="cpu",
+    batch_size: int = 64,
+) -> TextImageFeatures:
+    """The CLIPSIM extractor: a transformers ``CLIPModel`` and its tokenizer from a local
+    folder or the local hub cache (``allow_download`` lets the hub be asked). Only
+    ``model.safetensors`` is read; its SHA-256 is the checksum in the report."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    folder = _clip_folder(name_or_path, allow_download)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise WeightsNotFound(
+            f"{folder} has no model.safetensors (only safetensors weights are read)"
+        )
+    model = CLIPModel.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    pre = folder / "preprocessor_config.json"
+    config = json.loads(pre.read_text()) if pre.is_file() else {}
+    crop = config.get("crop_size", 224)
+    size = crop.get("height", 224) if isinstance(crop, dict) else int(crop)
+    extra = {k: config[k] for k in ("image_mean", "image_std") if k in config}
+    return TextImageFeatures(
+        model.eval().to(device),
+        tokenizer,
+        name=f"CLIP {name_or_path}",
+        checksum=sha256_of(weights),
+        verified=None,  # no known checksum to compare with: the report records the file's own
+        size=size,
+        mean=extra.get("image_mean", (0.48145466, 0.4578275, 0.40821073)),
+        std=extra.get("image_std", (0.26862954, 0.26130258, 0.27577711)),
+        max_length=min(77, model.config.text_config.max_position_embeddings),
+        batch_size=batch_size,
+        device=device,
+    )

@@ -1,0 +1,127 @@
+"""Tiny random extractors for the evaluation tests, built here (nothing downloaded): a video
+network and an image classifier with the call signatures of the I3D and Inception TorchScript
+files, and a CLIP model folder. No tests in this file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+from pixeldance.encoders import default_text_encoder_path
+from pixeldance.evaluation import FrameFeatures, TextImageFeatures, VideoFeatures
+from pixeldance.evaluation.weights import sha256_of
+
+VIDEO_DIM, IMAGE_DIM, CLASSES = 6, 5, 7
+
+
+class TinyVideoNet(torch.nn.Module):
+    """(B, 3, F, S, S) -> (B, VIDEO_DIM), called like the I3D file."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = torch.nn.Conv3d(3, VIDEO_DIM, 3, stride=2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rescale: bool = False,
+        resize: bool = False,
+        return_features: bool = False,
+    ) -> torch.Tensor:
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4))
+
+
+class TinyImageNet(torch.nn.Module):
+    """(N, 3, S, S) -> features (N, IMAGE_DIM) or probabilities (N, CLASSES), called like the
+    Inception file."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = torch.nn.Conv2d(3, IMAGE_DIM, 3, stride=2)
+        self.head = torch.nn.Linear(IMAGE_DIM, CLASSES)
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False, no_output_bias: bool = False
+    ) -> torch.Tensor:
+        f = torch.tanh(self.conv(x / 128.0 - 1.0)).mean(dim=(2, 3))
+        if return_features:
+            return f
+        return torch.softmax(self.head(f) * 4, dim=-1)
+
+
+def save_torchscript(module: torch.nn.Module, path: Path) -> Path:
+    torch.jit.script(module.eval()).save(str(path))
+    return path
+
+
+def tiny_video_features(size: int = 16, frames: int = 16) -> VideoFeatures:
+    return VideoFeatures(
+        TinyVideoNet().eval(),
+        name="tiny video",
+        checksum="test",
+        frames=frames,
+        size=size,
+        call_kwargs=dict(rescale=False, resize=False, return_features=True),
+    )
+
+
+def tiny_frame_features(size: int = 16) -> FrameFeatures:
+    return FrameFeatures(
+        TinyImageNet().eval(),
+        name="tiny image",
+        checksum="test",
+        size=size,
+        feature_kwargs=dict(return_features=True),
+        probability_kwargs=dict(no_output_bias=True),
+    )
+
+
+def save_tiny_clip(folder: Path) -> Path:
+    """A CLIP model folder (config, model.safetensors, tokenizer, preprocessor_config.json)."""
+    torch.manual_seed(3)
+    tokenizer = AutoTokenizer.from_pretrained(default_text_encoder_path())
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            eos_token_id=tokenizer.sep_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=8,
+    )
+    CLIPModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text('{"crop_size": 32}')
+    return folder
+
+
+def tiny_text_image_features(folder: Path) -> TextImageFeatures:
+    model = CLIPModel.from_pretrained(folder, use_safetensors=True).eval()
+    return TextImageFeatures(
+        model,
+        AutoTokenizer.from_pretrained(folder),
+        name="tiny clip",
+        checksum=sha256_of(folder / "model.safetensors"),
+        verified=None,
+        size=32,
+    )
+
+
+def random_clip(frames: int = 16, h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (frames, h, w, 3), dtype=np.uint8)
