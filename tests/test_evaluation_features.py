@@ -9,9 +9,9 @@ import pytest
 
 from pixeldance.data.shapes import write_dataset
 from pixeldance.evaluation import Extractors, ScoreConfig, WeightsChecksumError, WeightsNotFound
-from pixeldance.evaluation import score as score_videos
 from pixeldance.evaluation.inputs import Item, list_videos, read_manifest
 from pixeldance.evaluation.score import choose_metrics
+from pixeldance.evaluation.score import score as score_videos
 from pixeldance.evaluation.weights import (
     I3D,
     INCEPTION,
