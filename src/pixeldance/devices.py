@@ -63,8 +63,14 @@ class Placement:
     def apply(self, pipe):
         """Put a diffusers pipeline here: every component in :attr:`dtype` and on the device,
         or, with :attr:`offload`, on the CPU with each model moved to the device while it runs
-        (``enable_model_cpu_offload``). Returns the pipeline."""
-        pipe.to(dtype=self.torch_dtype)
+        (``enable_model_cpu_offload``). Returns the pipeline. A pipeline loaded with
+        ``from_pretrained(..., dtype=placement.torch_dtype)`` is not cast again."""
+        import torch
+
+        dtype = self.torch_dtype
+        modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+        if any(p.dtype != dtype for m in modules for p in m.parameters() if p.is_floating_point()):
+            pipe.to(dtype=dtype)
         if self.offload:
             pipe.enable_model_cpu_offload(device=self.device)
         else:
@@ -78,8 +84,9 @@ def resolve_placement(
     """Check and resolve a device and dtype choice (None: ``"auto"``) for this machine.
 
     Raises :class:`PlacementError` naming the setting: an unknown name, a device torch cannot
-    see, or offload with the CPU as the device (there is no accelerator to offload to). An
-    explicit dtype is taken as given (torch emulates bfloat16 on GPUs older than Ampere).
+    see, float16 on the CPU, or offload with the CPU as the device (there is no accelerator
+    to offload to). Other explicit dtypes are taken as given (torch emulates bfloat16 on GPUs
+    older than Ampere).
     """
     device = "auto" if device is None else device
     dtype = "auto" if dtype is None else dtype
@@ -93,6 +100,11 @@ def resolve_placement(
         _check_present(device)
     if dtype == "auto":
         dtype = _best_dtype(device)
+    elif dtype == "float16" and device == "cpu":
+        raise PlacementError(
+            "dtype", "dtype float16 is not supported on the CPU (diffusers warns against it "
+            "and torch runs it about 10 times slower than float32); use bfloat16 or float32",
+        )  # fmt: skip
     if offload and device == "cpu":
         raise PlacementError(
             "offload",

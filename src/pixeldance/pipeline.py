@@ -103,10 +103,13 @@ class PixelDancePipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Load a pipeline folder; a text encoder saved as "from its package" is loaded from
-        the installed package, and ``generation.json`` (if any) becomes ``generation_config``."""
+        the installed package (in the ``dtype`` asked for, like the rest), and
+        ``generation.json`` (if any) becomes ``generation_config``."""
         folder = Path(str(pretrained_model_name_or_path))
         if (folder / PACKAGED_TEXT_ENCODER).exists() and "text_encoder" not in kwargs:
-            kwargs["text_encoder"] = load_text_encoder(None)[0]
+            text_encoder = load_text_encoder(None)[0]
+            dtype = kwargs.get("dtype") or kwargs.get("torch_dtype") or torch.float32
+            kwargs["text_encoder"] = text_encoder.to(dtype)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe.generation_config = GenerationConfig.load(folder)
         return pipe
@@ -152,7 +155,8 @@ class PixelDancePipeline(DiffusionPipeline):
         ``.pipeline_kwargs()`` to the call. Without a device or dtype, ``placement`` says where
         this pipeline is now; with one, ``settings.placement.apply(pipe)`` moves it there."""
         if "device" not in choices and "dtype" not in choices:
-            device = str(self._execution_device)
+            d = self._execution_device
+            device = f"cuda:{d.index}" if d.type == "cuda" and d.index is not None else d.type
             offloaded = bool(getattr(self, "_all_hooks", None)) and device != "cpu"
             choices.update(device=device, offload=offloaded)
             choices["dtype"] = str(self.unet.dtype).removeprefix("torch.")
