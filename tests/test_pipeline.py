@@ -366,7 +366,7 @@ def test_chunked_vae_decode_and_encode_equal_unchunked(pipe, output_type, atol):
     whole = frames(None)
     for chunk in (1, 3):
         torch.testing.assert_close(frames(chunk), whole, rtol=0, atol=atol)
-    with pytest.raises(ValueError, match="chunk size must be a positive integer"):
+    with pytest.raises(ValueError, match="decode_chunk_size must be a positive integer"):
         frames(0)
 
 

@@ -278,6 +278,11 @@ class PixelDancePipeline(DiffusionPipeline):
                     f"0 <= low <= high, got {guidance_interval!r}"
                 )
             guidance_interval = interval
+        chunk = decode_chunk_size
+        if chunk is not None and (
+            isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
+        ):
+            raise ValueError(f"decode_chunk_size must be a positive integer or None, got {chunk!r}")
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(
                 f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}"
@@ -297,7 +302,7 @@ class PixelDancePipeline(DiffusionPipeline):
         text_states = self.encode_prompts(prompts, negative, guided).to(dtype)
 
         # 3. image instructions -> c_image (B, C, F, h, w)
-        z_first, chunk = first_latent, decode_chunk_size
+        z_first = first_latent
         if z_first is None and first_frame is not None:
             z_first = self.encode_images(first_frame, height, width, batch, chunk)
         z_last = None
