@@ -23,7 +23,7 @@ under 2 s per 16 x 256 x 256 clip for (b) at 25 steps with guidance on one H100.
 
     python benchmarks/generate_speed.py                      # every configuration this machine has
     python benchmarks/generate_speed.py --only sd15 --repeats 3
-    python benchmarks/generate_speed.py --device cpu --sd15-frames 2 --sd15-size 64
+    python benchmarks/generate_speed.py --device cpu --sd15-frames 2 --sd15-size 64 --threads 1
 """
 
 from __future__ import annotations
@@ -253,7 +253,15 @@ def main() -> None:
     parser.add_argument("--sd15-frames", type=int, default=None, help="gpu 16, cpu 4")
     parser.add_argument("--sd15-size", type=int, default=None, help="gpu 256, cpu 64")
     parser.add_argument("--sd15-steps", type=int, default=None, help="gpu 25, cpu 5")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's); 1 is steadier on a machine others load",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from diffusers.utils import logging as diffusers_logging
 
     from pixeldance.devices import resolve_placement
