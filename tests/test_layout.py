@@ -1,9 +1,9 @@
 """The tree's imports run one way: no circle, and nothing below imports what is above it.
 
 Layers, lowest first: the method (``models``, ``diffusion``, ``instructions``); the edges
-(``files``, ``images``, ``encoders``, ``folders``, ``generation``); the data path (``data``);
-the product (``pipeline``, ``storyboard``, ``export``); training (``train``); the front ends
-(``cli``, ``cli_generate``, ``demo``). Imports inside functions count too.
+(``files``, ``images``, ``encoders``, ``folders``, ``generation``, ``devices``); the data path
+(``data``); the product (``pipeline``, ``storyboard``, ``export``); training (``train``); the
+front ends (``cli``, ``cli_generate``, ``demo``). Imports inside functions count too.
 """
 
 import ast
@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "pixeldance"
 
 LAYERS = {
     "models": 0, "diffusion": 0, "instructions": 0,
-    "files": 1, "images": 1, "encoders": 1, "folders": 1, "generation": 1,
+    "files": 1, "images": 1, "encoders": 1, "folders": 1, "generation": 1, "devices": 1,
     "data": 2,
     "pipeline": 3, "storyboard": 3, "export": 3, "shipped": 3, "evaluation": 3,
     "train": 4,

@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 from .cli_eval import add_eval_parser
-from .cli_generate import UsageError, _cmd_generate, _cmd_story, _common_generation_args
+from .cli_generate import (
+    UsageError,
+    _cmd_generate,
+    _cmd_story,
+    _common_generation_args,
+    _flag_error,
+    add_placement_args,
+)
 
 
 # ---------------------------------------------------------------- data
@@ -45,9 +52,14 @@ def _cmd_check_data(args) -> int:
 
 def _cmd_preprocess(args) -> int:
     from .data.latents import preprocess
+    from .devices import PlacementError, resolve_placement
     from .train.config import load_config
     from .train.setup import build_components, data_buckets, prompt_encoder
 
+    try:
+        placement = resolve_placement(args.device, args.dtype)
+    except PlacementError as err:
+        raise _flag_error(err) from err
     cfg = load_config(args.config, args.set)
     comps = build_components(cfg)
     index = preprocess(
@@ -60,6 +72,8 @@ def _cmd_preprocess(args) -> int:
         fps=cfg.data.fps,
         clips_per_video=args.clips_per_video,
         seed=cfg.run.seed,
+        device=placement.device,
+        dtype=placement.torch_dtype,
     )
     n = sum(s["count"] for s in index["shards"])
     print(
@@ -218,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--out", required=True)
     pp.add_argument("--clips-per-video", type=int, default=1)
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_placement_args(pp, offload=False)
     pp.set_defaults(func=_cmd_preprocess)
 
     e = sub.add_parser(
@@ -245,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--port", type=int, default=7860)
     dm.add_argument("--queue", type=int, default=8, help="requests allowed to wait")
     dm.add_argument("--share", action="store_true", help="ask Gradio for a public link")
+    add_placement_args(dm, offload=True)
     dm.set_defaults(func=_cmd_demo)
 
     add_eval_parser(sub)
@@ -256,11 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_demo(args) -> int:
     from .demo import DemoRunner, build_app
+    from .generation import SettingError
 
     if args.queue < 1:
         raise UsageError(f"--queue must be at least 1, got {args.queue}")
     try:
-        app = build_app(DemoRunner(args.model), queue_size=args.queue)
+        runner = DemoRunner(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
+        app = build_app(runner, queue_size=args.queue)
+    except SettingError as err:
+        raise _flag_error(err) from err
     except ImportError as err:
         raise UsageError(str(err)) from err
     app.launch(server_name=args.host, server_port=args.port, share=args.share)

@@ -1,13 +1,19 @@
 """``pixeldance generate`` and ``pixeldance story``: every setting is resolved and checked (by
-:func:`pixeldance.generation.resolve`) before the model loads, and a problem the user can fix
-is a :class:`UsageError` (one line, no output file)."""
+:func:`pixeldance.generation.resolve`, the device and dtype too) before the model loads, and a
+problem the user can fix is a :class:`UsageError` (one line, no output file)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .devices import DEVICE_NAMES, DTYPES, PlacementError
 from .generation import ASPECTS, SCHEDULERS, GenerationSettings, SettingError
+
+SEED_HELP = (
+    "seed of the noise; the same seed gives the same video on the same kind of device (the "
+    "noise is drawn on the GPU with a CUDA device, else on the CPU), not across kinds"
+)
 
 
 class UsageError(Exception):
@@ -32,7 +38,8 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aspect", help=f"{', '.join(ASPECTS)} (default: the model's training size)")
     p.add_argument("--height", type=int, help="pixels; overrides --aspect")
     p.add_argument("--width", type=int, help="pixels; overrides --aspect")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    add_placement_args(p, offload=True)
     p.add_argument(
         "--fps",
         type=float,
@@ -50,7 +57,32 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _flag_error(err: SettingError) -> UsageError:
+def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:
+    """``--device`` and ``--dtype`` (and ``--offload``), shared by generate, story, demo and
+    preprocess; resolved by :func:`pixeldance.devices.resolve_placement`."""
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help=f"{DEVICE_NAMES}; auto: a CUDA GPU, then MPS, then the CPU (default: auto)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["auto", *DTYPES],
+        default="auto",
+        help="weights and activations; auto: bfloat16 on a CUDA GPU that has it, float16 on "
+        "other GPUs and MPS, float32 on the CPU (default: auto)",
+    )
+    if offload:
+        p.add_argument(
+            "--offload",
+            action="store_true",
+            help="keep the models on the CPU and move each to the GPU only while it runs "
+            "(less GPU memory, a little slower; needs a GPU device)",
+        )
+
+
+def _flag_error(err: SettingError | PlacementError) -> UsageError:
     """A setting error worded with the command-line flag that sets it."""
     message, flag = str(err), "--" + err.name.replace("_", "-")
     if message.startswith(err.name):
@@ -89,6 +121,9 @@ def _settings(args, frames: int | None = None, tau: int | None = None):
             height=args.height,
             width=args.width,
             scheduler=args.scheduler,
+            device=args.device,
+            dtype=args.dtype,
+            offload=args.offload,
         )
     except SettingError as err:
         raise _flag_error(err) from err
@@ -103,17 +138,13 @@ def _load_pipeline(folder: Path, settings: GenerationSettings):
 
     diffusers_logging.disable_progress_bar()  # one progress bar: the denoising one
     transformers_logging.disable_progress_bar()
-    pipe = PixelDancePipeline.from_pretrained(folder)
+    placement = settings.placement
+    pipe = PixelDancePipeline.from_pretrained(folder, dtype=placement.torch_dtype)
+    placement.apply(pipe)
     pipe.set_progress_bar_config(desc="denoising", leave=False)
     if settings.scheduler:
         pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
     return pipe
-
-
-def _generator(seed: int):
-    import torch
-
-    return torch.Generator().manual_seed(seed)
 
 
 def _write(frames, out: Path, fps: float) -> None:
@@ -136,7 +167,7 @@ def _cmd_generate(args) -> int:
         args.prompt,
         first_frame=args.first_frame,
         last_frame=args.last_frame,
-        generator=_generator(args.seed),
+        generator=settings.placement.generator(args.seed),
         output_type="np",
         **settings.pipeline_kwargs(),
     )
@@ -163,7 +194,7 @@ def _cmd_story(args) -> int:
     result = pipe.generate_story(
         board.shots,
         first_frame=board.first_frame,
-        generator=_generator(args.seed),
+        generator=settings.placement.generator(args.seed),
         output_type="np",
         **settings.pipeline_kwargs(),
     )

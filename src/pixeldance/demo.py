@@ -33,11 +33,25 @@ class DemoRunner:
     Args:
         model: pipeline folder; None uses the shipped PixelDance-Shapes model.
         out_dir: where videos go (default: a new temporary folder).
+        device, dtype, offload: where the model runs (None: ``"auto"``), checked here, at
+            start (see :func:`pixeldance.devices.resolve_placement`).
     """
 
-    def __init__(self, model: str | Path | None = None, out_dir: str | Path | None = None):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        out_dir: str | Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        offload: bool = False,
+    ):
+        from .devices import PlacementError, resolve_placement
         from .folders import pipeline_folder
 
+        try:
+            self.placement = resolve_placement(device, dtype, offload)
+        except PlacementError as err:
+            raise SettingError(err.name, str(err)) from err
         self.model = pipeline_folder(model)
         self.defaults = GenerationConfig.load(self.model)
         self.geometry = Geometry.of_folder(self.model)
@@ -52,7 +66,8 @@ class DemoRunner:
         if self._pipe is None:
             from .pipeline import PixelDancePipeline
 
-            self._pipe = PixelDancePipeline.from_pretrained(self.model)
+            pipe = PixelDancePipeline.from_pretrained(self.model, dtype=self.placement.torch_dtype)
+            self._pipe = self.placement.apply(pipe)
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
 
@@ -94,16 +109,17 @@ class DemoRunner:
         return request, settings
 
     def settings(self, **choices) -> GenerationSettings:
-        """The model's generation defaults merged with ``choices`` (see ``resolve``)."""
+        """The model's generation defaults merged with ``choices`` (see ``resolve``), on the
+        runner's device."""
         from .generation import resolve
 
-        return resolve(self.defaults, self.geometry, **choices)
+        p = self.placement
+        placed = dict(device=p.device, dtype=p.dtype, offload=p.offload)
+        return resolve(self.defaults, self.geometry, **placed, **choices)
 
     def __call__(
         self, prompt, first_frame=None, last_frame=None, tau=None, steps=None, aspect="1:1", seed=0
     ) -> str:
-        import torch
-
         from .files import write_video
         from .pipeline import frames_to_uint8
 
@@ -113,7 +129,7 @@ class DemoRunner:
                 request["prompt"],
                 first_frame=request["first_frame"],
                 last_frame=request["last_frame"],
-                generator=torch.Generator().manual_seed(request["seed"]),
+                generator=settings.placement.generator(request["seed"]),
                 output_type="np",
                 **settings.pipeline_kwargs(),
             )

@@ -87,7 +87,9 @@ class PromptEncoder:
         return next(self.text_encoder.parameters()).device
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> torch.Tensor:
+    def encode(self, prompts: list[str], device: torch.device | None = None) -> torch.Tensor:
+        """Per-token states ``(B, L, D)``; the token ids go to ``device`` (default: the text
+        encoder's; with model offload, the pipeline's execution device)."""
         if isinstance(prompts, str):
             prompts = [prompts]
         for p in prompts:
@@ -100,20 +102,22 @@ class PromptEncoder:
             truncation=True,
             return_tensors="pt",
         )
-        kwargs = {"input_ids": tokens.input_ids.to(self.device)}
+        device = device or self.device
+        kwargs = {"input_ids": tokens.input_ids.to(device)}
         if "attention_mask" in tokens and not _is_clip(self.text_encoder):
-            kwargs["attention_mask"] = tokens.attention_mask.to(self.device)
+            kwargs["attention_mask"] = tokens.attention_mask.to(device)
         if self.hidden_layer is None:
             return self.text_encoder(**kwargs).last_hidden_state
         return self.text_encoder(**kwargs, output_hidden_states=True).hidden_states[
             self.hidden_layer
         ]
 
-    def empty(self, batch_size: int) -> torch.Tensor:
+    def empty(self, batch_size: int, device: torch.device | None = None) -> torch.Tensor:
         """States of the empty prompt, ``(batch_size, L, D)``, cached per device, dtype and layer."""
-        key = (self.device, next(self.text_encoder.parameters()).dtype, self.hidden_layer)
+        device = torch.device(device or self.device)
+        key = (device, next(self.text_encoder.parameters()).dtype, self.hidden_layer)
         if key not in self._empty:
-            self._empty[key] = self.encode([""])
+            self._empty[key] = self.encode([""], device)
         return self._empty[key].expand(batch_size, -1, -1)
 
 
@@ -136,23 +140,38 @@ def latent_channels(vae) -> int:
     return vae.config.latent_channels
 
 
+def _chunks(flat: torch.Tensor, chunk_size: int | None) -> tuple[torch.Tensor, ...]:
+    """Split ``(N, ...)`` into chunks of ``chunk_size`` along N (None: one chunk)."""
+    if chunk_size is None:
+        return (flat,)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk size must be a positive integer or None, got {chunk_size!r}")
+    return flat.split(chunk_size)
+
+
+def _vae_dtype(vae, fallback: torch.dtype) -> torch.dtype:
+    """The autoencoder's weight dtype; a parameter-free codec keeps its input's."""
+    param = next(iter(vae.parameters()), None)
+    return param.dtype if param is not None else fallback
+
+
 @torch.no_grad()
 def encode_frames(
-    vae, frames: torch.Tensor, chunk_size: int = 16, generator=None, sample: bool = False
+    vae, frames: torch.Tensor, chunk_size: int | None = 16, generator=None, sample: bool = False
 ) -> torch.Tensor:
     """Encode a video ``(B, 3, F, H, W)`` in [-1, 1] to scaled latents ``(B, C, F, h, w)``.
 
-    Frames go through the VAE ``chunk_size`` at a time, so memory stays bounded.
-    ``sample=False`` takes the posterior mode (deterministic), else a posterior sample.
+    Frames go through the VAE ``chunk_size`` at a time (None: all at once), so memory stays
+    bounded; chunks change nothing but the peak memory. ``sample=False`` takes the posterior
+    mode (deterministic), else a posterior sample. The frames are cast to the VAE's dtype.
     """
     if frames.ndim != 5 or frames.shape[1] != 3:
         raise ValueError(f"frames must be (B, 3, F, H, W); got {tuple(frames.shape)}")
     b = frames.shape[0]
     flat = rearrange(frames, "b c f h w -> (b f) c h w")
-    param = next(iter(vae.parameters()), None)
-    dtype = param.dtype if param is not None else flat.dtype
+    dtype = _vae_dtype(vae, flat.dtype)
     out = []
-    for chunk in flat.split(chunk_size):
+    for chunk in _chunks(flat, chunk_size):
         dist = vae.encode(chunk.to(dtype)).latent_dist
         out.append(dist.sample(generator) if sample else dist.mode())
     z = torch.cat(out) * vae.config.scaling_factor
@@ -160,11 +179,14 @@ def encode_frames(
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
-    """Decode scaled latents ``(B, C, F, h, w)`` to frames ``(B, 3, F, H, W)`` in [-1, 1]."""
+def decode_latents(vae, latents: torch.Tensor, chunk_size: int | None = 16) -> torch.Tensor:
+    """Decode scaled latents ``(B, C, F, h, w)`` to float32 frames ``(B, 3, F, H, W)`` in
+    [-1, 1], ``chunk_size`` frames at a time (None: all at once; VAE decode is most often the
+    memory peak of a generation)."""
     b = latents.shape[0]
     flat = rearrange(latents, "b c f h w -> (b f) c h w") / vae.config.scaling_factor
-    param = next(iter(vae.parameters()), None)
-    dtype = param.dtype if param is not None else flat.dtype
-    frames = torch.cat([vae.decode(chunk.to(dtype)).sample for chunk in flat.split(chunk_size)])
-    return rearrange(frames.float().clamp(-1, 1), "(b f) c h w -> b c f h w", b=b)
+    dtype = _vae_dtype(vae, flat.dtype)
+    frames = torch.cat(
+        [vae.decode(chunk.to(dtype)).sample.float() for chunk in _chunks(flat, chunk_size)]
+    )
+    return rearrange(frames.clamp(-1, 1), "(b f) c h w -> b c f h w", b=b)

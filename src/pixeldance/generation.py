@@ -3,11 +3,13 @@
 A pipeline folder may hold ``generation.json``, the settings the model was measured best with.
 :class:`GenerationConfig` holds them (load, save, validate, :meth:`~GenerationConfig.from_training`);
 :func:`resolve` merges what a user asked for with them and checks tau, steps, frames, size and
-guidance in one place. Every entry point (``pixeldance generate`` and ``story``, the web demo,
-Python code) goes through it, so a default or a check cannot differ between them.
+guidance in one place, and where generation runs (device, dtype, offload: see
+:mod:`pixeldance.devices`). Every entry point (``pixeldance generate`` and ``story``, the web
+demo, Python code) goes through it, so a default or a check cannot differ between them.
 
-This module reads JSON only; it imports neither torch nor diffusers, so a command can check its
-settings before any model loads.
+This module reads JSON only; it imports neither torch nor diffusers at the top, so a command
+can check its settings before any model loads (torch is asked about the hardware only when a
+device choice needs it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .devices import Placement, PlacementError, resolve_placement
 
 GENERATION_FILE = "generation.json"
 # the aspect ratios (width : height) that generate, story and the demo offer
@@ -225,7 +229,9 @@ class Geometry:
 @dataclass(frozen=True)
 class GenerationSettings:
     """Resolved, checked settings for one generation: pass ``pipeline_kwargs()`` to the
-    pipeline. ``scheduler`` is a name from :data:`SCHEDULERS` or None (the model's own)."""
+    pipeline. ``scheduler`` is a name from :data:`SCHEDULERS` or None (the model's own);
+    ``placement`` the device, dtype and offload (``placement.apply(pipe)`` puts a pipeline
+    there, ``placement.generator(seed)`` makes the generator that draws its noise)."""
 
     steps: int
     guidance: float
@@ -237,6 +243,7 @@ class GenerationSettings:
     width: int
     instruction_noise: int
     scheduler: str | None = None
+    placement: Placement = Placement()
 
     def pipeline_kwargs(self) -> dict:
         """Keyword arguments for ``PixelDancePipeline.__call__`` (and ``generate_story``)."""
@@ -273,6 +280,9 @@ def resolve(
     height: int | None = None,
     width: int | None = None,
     scheduler: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    offload: bool = False,
 ) -> GenerationSettings:
     """Merge a user's choices (None: the model's default) with a model's settings and check them.
 
@@ -280,7 +290,9 @@ def resolve(
     steps (fewer steps than the default tau guide every step with the last frame). Size: an
     explicit height or width wins over ``aspect``, which wins over the model's default size
     (its training size);
-    both must be positive multiples of ``geometry.multiple``. Raises :class:`SettingError`.
+    both must be positive multiples of ``geometry.multiple``. Device and dtype (None:
+    ``"auto"``) and offload: :func:`pixeldance.devices.resolve_placement`. Raises
+    :class:`SettingError`.
     """
     steps = config.steps if steps is None else steps
     if not _is_int(steps) or steps < 1:
@@ -316,6 +328,10 @@ def resolve(
     width = base_w if width is None else width
     for name, value in (("height", height), ("width", width)):
         check_size(name, value, geometry.multiple)
+    try:
+        placement = resolve_placement(device, dtype, offload)
+    except PlacementError as err:
+        raise SettingError(err.name, str(err)) from err
     return GenerationSettings(
         steps=steps,
         guidance=float(guidance),
@@ -327,6 +343,7 @@ def resolve(
         width=width,
         instruction_noise=config.instruction_noise,
         scheduler=scheduler,
+        placement=placement,
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 
 @dataclass
@@ -106,15 +107,36 @@ def _masked(z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return z * mask.to(z.dtype).view(-1, 1, 1, 1)
 
 
+def draw_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normal noise of ``shape`` on ``device`` in ``dtype``: the one draw of sampling.
+
+    It is drawn in float32 on the generator's device (with diffusers' ``randn_tensor``; a list
+    of generators seeds each batch item), then moved and cast, so a seed gives the same noise
+    whatever the pipeline's device and dtype, and a generator on another device than the
+    models (a CPU generator with a GPU pipeline, or the reverse) never clashes. Without a
+    generator the noise is drawn on ``device`` itself.
+    """
+    first = generator[0] if isinstance(generator, list) else generator
+    where = first.device if first is not None else device
+    noise = randn_tensor(tuple(shape), generator=generator, device=where, dtype=torch.float32)
+    return noise.to(device=device, dtype=dtype)
+
+
 def noise_instruction(z: torch.Tensor, scheduler, timestep: int, generator=None) -> torch.Tensor:
     """Noise a latent to the level of diffusion step ``timestep`` (the forward process q):
     ``sqrt(abar_t) * z + sqrt(1 - abar_t) * eps``, with abar from the scheduler's training
-    schedule (any diffusers scheduler has ``alphas_cumprod``)."""
+    schedule (any diffusers scheduler has ``alphas_cumprod``). ``eps`` comes from
+    :func:`draw_noise` (on the generator's device, then moved to ``z``'s)."""
     if timestep <= 0:
         return z
     abar = scheduler.alphas_cumprod[timestep].to(device=z.device, dtype=torch.float32)
-    noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-    return (abar.sqrt() * z + (1 - abar).sqrt() * noise).to(z.dtype)
+    noise = draw_noise(z.shape, generator, z.device)  # float32
+    return (abar.sqrt() * z.float() + (1 - abar).sqrt() * noise).to(z.dtype)
 
 
 @dataclass

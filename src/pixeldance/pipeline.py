@@ -28,7 +28,7 @@ from .encoders import (
 )
 from .generation import GenerationConfig, GenerationSettings, Geometry, check_size, resolve
 from .images import ImageInput, prepare_images, to_output
-from .instructions import build_c_image, noise_instruction, without_last_frame
+from .instructions import build_c_image, draw_noise, noise_instruction, without_last_frame
 
 # from_pretrained finds a folder's component classes by module name (model_index.json says
 # "pixeldance.models.unet", "pixeldance.models.codec"); diffusers loads only modules already
@@ -69,6 +69,11 @@ class PixelDancePipeline(DiffusionPipeline):
     ``generation_config`` holds the model's generation defaults (its folder's
     ``generation.json``, loaded by ``from_pretrained`` and written by ``save_pretrained``);
     :meth:`generation_settings` merges a user's choices with them.
+
+    Devices as in diffusers: ``pipe.to("cuda", torch.bfloat16)`` moves every component (the
+    packaged text encoder and the codec too), ``pipe.enable_model_cpu_offload()`` keeps them on
+    the CPU and moves each to the GPU while it runs. Every draw of noise goes through
+    :func:`~pixeldance.instructions.draw_noise`, on the device of the generator passed.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -104,10 +109,13 @@ class PixelDancePipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Load a pipeline folder; a text encoder saved as "from its package" is loaded from
-        the installed package, and ``generation.json`` (if any) becomes ``generation_config``."""
+        the installed package (in the ``dtype`` asked for, like the rest), and
+        ``generation.json`` (if any) becomes ``generation_config``."""
         folder = Path(str(pretrained_model_name_or_path))
         if (folder / PACKAGED_TEXT_ENCODER).exists() and "text_encoder" not in kwargs:
-            kwargs["text_encoder"] = load_text_encoder(None)[0]
+            text_encoder = load_text_encoder(None)[0]
+            dtype = kwargs.get("dtype") or kwargs.get("torch_dtype") or torch.float32
+            kwargs["text_encoder"] = text_encoder.to(dtype)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe.generation_config = GenerationConfig.load(folder)
         return pipe
@@ -148,27 +156,38 @@ class PixelDancePipeline(DiffusionPipeline):
 
     def generation_settings(self, **choices) -> GenerationSettings:
         """This model's generation defaults merged with ``choices`` (steps, guidance,
-        guidance_interval, tau, frames, fps, aspect, height, width, scheduler) and checked:
-        see :func:`pixeldance.generation.resolve`. Pass ``.pipeline_kwargs()`` to the call."""
+        guidance_interval, tau, frames, fps, aspect, height, width, scheduler, device, dtype,
+        offload) and checked: see :func:`pixeldance.generation.resolve`. Pass
+        ``.pipeline_kwargs()`` to the call. Without a device or dtype, ``placement`` says where
+        this pipeline is now; with one, ``settings.placement.apply(pipe)`` moves it there."""
+        if "device" not in choices and "dtype" not in choices:
+            d = self._execution_device
+            device = f"cuda:{d.index}" if d.type == "cuda" and d.index is not None else d.type
+            offloaded = bool(getattr(self, "_all_hooks", None)) and device != "cpu"
+            choices.update(device=device, offload=offloaded)
+            choices["dtype"] = str(self.unet.dtype).removeprefix("torch.")
         return resolve(self.generation_config, self.geometry, **choices)
 
-    def encode_images(self, images, height: int, width: int, batch_size: int) -> torch.Tensor:
-        """Any image input -> scaled latents ``(B, C, h, w)``."""
+    def encode_images(
+        self, images, height: int, width: int, batch_size: int, chunk_size: int | None = 16
+    ) -> torch.Tensor:
+        """Any image input -> scaled latents ``(B, C, h, w)``, ``chunk_size`` images at a time."""
         pixels = prepare_images(images, height, width, batch_size)  # (B, 3, H, W) in [-1, 1]
         device = self._execution_device
-        return encode_frames(self.vae, pixels[:, :, None].to(device))[:, :, 0]
+        return encode_frames(self.vae, pixels[:, :, None].to(device), chunk_size)[:, :, 0]
 
     def encode_prompts(
         self, prompts: list[str], negative: list[str] | None, guided: bool
     ) -> torch.Tensor:
         """Text states ``(B, L, D)``; with ``guided`` the unconditional ones first, ``(2B, L, D)``."""
-        cond = self.prompt_encoder.encode(prompts)
+        device, encoder = self._execution_device, self.prompt_encoder
+        cond = encoder.encode(prompts, device)
         if not guided:
             return cond
         if negative is None:
-            uncond = self.prompt_encoder.empty(len(prompts))
+            uncond = encoder.empty(len(prompts), device)
         else:
-            uncond = self.prompt_encoder.encode(negative)
+            uncond = encoder.encode(negative, device)
         return torch.cat([uncond, cond])
 
     # ---------------------------------------------------------------- generation
@@ -192,6 +211,7 @@ class PixelDancePipeline(DiffusionPipeline):
         instruction_noise: int = 0,
         first_latent: torch.Tensor | None = None,
         latents: torch.Tensor | None = None,
+        decode_chunk_size: int | None = 16,
         return_dict: bool = True,
     ) -> PixelDancePipelineOutput | tuple:
         """Generate a video.
@@ -214,7 +234,9 @@ class PixelDancePipeline(DiffusionPipeline):
             num_frames: F >= 2 (the paper trains 16).
             height, width: pixels; multiples of ``size_multiple``. Default: the model's
                 training size, else 256.
-            generator: torch generator for reproducible noise.
+            generator: torch generator (or one per prompt) for reproducible noise, on any device:
+                noise is drawn on its device and moved to the pipeline's. The same seed gives
+                the same video on the same kind of device, not across kinds.
             output_type: "pil", "np", "pt" or "latent" (see PixelDancePipelineOutput).
             callback: called as ``callback(step_index, timestep, latents)`` after each step.
             instruction_noise: noise the instructions to this diffusion step, as in training
@@ -222,6 +244,8 @@ class PixelDancePipeline(DiffusionPipeline):
             first_latent: the first-frame instruction as a latent ``(B, C, h, w)`` instead
                 of an image (used to chain clips without a decode/encode round trip).
             latents: initial noise ``(B, C, F, h, w)``; drawn from ``generator`` if None.
+            decode_chunk_size: frames the VAE decodes (and encodes) at once; None: all. Fewer
+                lower the memory peak and change nothing else.
         """
         # 1. check inputs
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -260,6 +284,11 @@ class PixelDancePipeline(DiffusionPipeline):
                     f"0 <= low <= high, got {guidance_interval!r}"
                 )
             guidance_interval = interval
+        chunk = decode_chunk_size
+        if chunk is not None and (
+            isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
+        ):
+            raise ValueError(f"decode_chunk_size must be a positive integer or None, got {chunk!r}")
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(
                 f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}"
@@ -270,7 +299,7 @@ class PixelDancePipeline(DiffusionPipeline):
         self.check_size(height, width)
         batch = len(prompts)
         device = self._execution_device
-        dtype = self.unet.dtype
+        dtype = self.unet.dtype  # the UNet's inputs; latents and c_image stay float32
         h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
         c = latent_channels(self.vae)
         guided = guidance_scale > 1.0  # classifier-free guidance on the text
@@ -281,28 +310,26 @@ class PixelDancePipeline(DiffusionPipeline):
         # 3. image instructions -> c_image (B, C, F, h, w)
         z_first = first_latent
         if z_first is None and first_frame is not None:
-            z_first = self.encode_images(first_frame, height, width, batch)
-        z_last = (
-            self.encode_images(last_frame, height, width, batch) if last_frame is not None else None
-        )
+            z_first = self.encode_images(first_frame, height, width, batch, chunk)
+        z_last = None
+        if last_frame is not None:
+            z_last = self.encode_images(last_frame, height, width, batch, chunk)
         if z_first is not None and instruction_noise:
             z_first = noise_instruction(z_first, self.scheduler, instruction_noise, generator)
         if z_last is not None and instruction_noise:
             z_last = noise_instruction(z_last, self.scheduler, instruction_noise, generator)
         if z_first is None and z_last is None:
-            c_full = torch.zeros(batch, c, num_frames, h, w, device=device, dtype=dtype)
+            c_full = torch.zeros(batch, c, num_frames, h, w, device=device)
         else:
-            c_full = build_c_image(num_frames, z_first, z_last).to(device=device, dtype=dtype)
+            c_full = build_c_image(num_frames, z_first, z_last).to(device, torch.float32)
         c_no_last = without_last_frame(c_full)
 
         # 4. timesteps and initial noise
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch, c, num_frames, h, w)
         if latents is None:
-            latents = torch.randn(
-                shape, generator=generator, device=generator.device if generator else device
-            )
-        latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
+            latents = draw_noise(shape, generator, device)
+        latents = latents.to(device, torch.float32) * self.scheduler.init_noise_sigma
 
         # 5. denoising loop
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
@@ -310,32 +337,34 @@ class PixelDancePipeline(DiffusionPipeline):
                 c_full if i < tau else c_no_last
             )  # the tau rule: last frame for the first tau steps only
             model_in = torch.cat([self.scheduler.scale_model_input(latents, t), c_image], dim=1)
+            model_in = model_in.to(dtype)
             guide = guided and (
                 guidance_interval is None or guidance_interval[0] <= int(t) <= guidance_interval[1]
             )
             if guide:
-                pred = self.unet(torch.cat([model_in, model_in]), t, text_states).sample
+                pred = self.unet(torch.cat([model_in, model_in]), t, text_states).sample.float()
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
             else:  # the conditional half alone
                 states = text_states[batch:] if guided else text_states
-                pred = self.unet(model_in, t, states).sample
+                pred = self.unet(model_in, t, states).sample.float()
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
                 callback(i, t, latents)
 
         # 6. decode
-        frames = self.decode(latents, output_type)
+        frames = self.decode(latents, output_type, decode_chunk_size)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)
         return PixelDancePipelineOutput(frames=frames, latents=latents)
 
-    def decode(self, latents: torch.Tensor, output_type: str = "pil"):
-        """Latents ``(B, C, F, h, w)`` -> frames in ``output_type``."""
+    def decode(self, latents: torch.Tensor, output_type: str = "pil", chunk_size: int | None = 16):
+        """Latents ``(B, C, F, h, w)`` -> frames in ``output_type``, decoded ``chunk_size``
+        frames at a time (None: all at once)."""
         if output_type == "latent":
             return latents
-        return to_output(decode_latents(self.vae, latents), output_type)
+        return to_output(decode_latents(self.vae, latents, chunk_size), output_type)
 
     @torch.no_grad()
     def generate_story(
@@ -359,6 +388,7 @@ class PixelDancePipeline(DiffusionPipeline):
         shots = [s if isinstance(s, Shot) else Shot(**s) for s in shots]
         default_tau = kwargs.pop("tau", 25)
         default_frames = kwargs.pop("num_frames", 16)
+        chunk = kwargs.setdefault("decode_chunk_size", 16)
         first_latent, parts = None, []
         for k, shot in enumerate(shots):
             out = self(
@@ -377,7 +407,8 @@ class PixelDancePipeline(DiffusionPipeline):
             if callback_on_shot is not None:
                 callback_on_shot(k, z)
         latents = torch.cat(parts, dim=2)
-        frames = self.decode(latents, output_type)
+        frames = self.decode(latents, output_type, chunk)
+        self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)
         return PixelDancePipelineOutput(frames=frames, latents=latents)

@@ -186,11 +186,13 @@ def preprocess(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> dict:
     """Encode a manifest's clips (and optional captioned images) into a latent cache at ``out``.
 
     Each video gives ``clips_per_video`` clips with different random starts. Bad files are
-    skipped and counted. Returns the index written.
+    skipped and counted. The VAE and the text encoder run on ``device`` in ``dtype`` (None:
+    as they are); the cache holds float16 either way. Returns the index written.
     """
     from tqdm import tqdm
 
@@ -224,7 +226,8 @@ def preprocess(
         ids = ImageDataset(irecords, ibuckets, seed=seed)
         rb = record_buckets(irecords, ibuckets, images=True).tolist()
         jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))]))
-    vae.to(device)
+    vae.to(device=device, dtype=dtype)
+    prompt_encoder.text_encoder.to(device=device, dtype=dtype)
     for kind, ds, keys in jobs:
         writer = LatentCacheWriter(out, buckets, shard_size, kind)
         writer.shards = shards  # one numbering across kinds
