@@ -6,6 +6,7 @@ import av
 import pytest
 from PIL import Image
 
+from helpers import ROOT
 from pixeldance.demo import MAX_STEPS, DemoInputError, DemoRunner, build_app
 from pixeldance.shipped import shipped_model_path
 
@@ -44,7 +45,10 @@ def test_runner_writes_a_video_of_the_requested_aspect(runner):
     [
         (dict(steps=0), "steps must be between 1"),
         (dict(steps=MAX_STEPS + 1), "steps must be between 1"),
-        (dict(tau=9, steps=5), "tau must be between 0"),
+        (dict(tau=-1), "tau must be between 0"),
+        (dict(first_frame="README.md"), "the first frame is not an image: README.md"),
+        (dict(last_frame="missing.png", tau=5), "the last frame is not an image: missing.png"),
+        (dict(prompt="a red \udcff circle"), "not valid UTF-8"),
         (dict(aspect="4:3"), "unknown aspect"),
         (dict(prompt="x" * 1000), "keep it under"),
         (dict(prompt="", first_frame=None), "give a prompt"),
@@ -53,7 +57,8 @@ def test_runner_writes_a_video_of_the_requested_aspect(runner):
         (dict(first_frame=Image.new("RGB", (5000, 5000))), "megapixels"),
     ],
 )
-def test_bad_requests_say_what_to_change(runner, change, message):
+def test_bad_requests_say_what_to_change(runner, change, message, monkeypatch):
+    monkeypatch.chdir(ROOT)
     request = dict(
         prompt="a red circle",
         first_frame=None,
@@ -84,3 +89,23 @@ def test_demo_command_without_gradio_says_how_to_install(monkeypatch, capsys):
     assert cli.main(["demo"]) == 2
     err = capsys.readouterr().err
     assert "pixeldance[demo]" in err and "Traceback" not in err
+
+
+def test_tau_above_the_steps_is_capped_not_refused(runner):
+    """Lowering the steps slider below the tau slider (the quick way to go faster on a CPU) runs,
+    with or without a last frame."""
+    _, settings = runner.check("a red circle", None, None, 25, 4, "1:1", 0)
+    assert settings.tau == 4 and settings.steps == 4
+    last = Image.new("RGB", (48, 48), (200, 40, 40))
+    _, settings = runner.check("a red circle", None, last, 25, 4, "1:1", 0)
+    assert settings.tau == 4
+
+
+def test_uploads_arrive_as_paths(runner, tmp_path):
+    path = tmp_path / "first.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(path)
+    request, _ = runner.check("a red circle", str(path), None, 0, 2, "1:1", 0)
+    assert isinstance(request["first_frame"], Image.Image) and request["first_frame"].size == (
+        64,
+        64,
+    )

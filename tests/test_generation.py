@@ -37,13 +37,16 @@ def test_user_choices_win_and_the_default_tau_is_capped_at_the_steps():
 @pytest.mark.parametrize(
     "choices, name, message",
     [
-        (dict(steps=0), "steps", "steps must be an integer >= 1"),
+        (dict(steps=0), "steps", "steps must be an integer from 1 to 1000"),
+        (dict(steps=5000), "steps", "steps must be an integer from 1 to 1000"),
         (dict(steps=10, tau=11), "tau", "tau must be between 0 and the steps (10), got 11"),
         (dict(tau=-1), "tau", "tau must be between 0"),
         (dict(guidance=-2.0), "guidance", "guidance must be a number >= 0"),
         (dict(guidance=float("nan")), "guidance", "guidance must be a number"),
         (dict(guidance_interval=(900, 100)), "guidance_interval", "0 <= LOW <= HIGH"),
-        (dict(frames=1), "frames", "frames must be an integer >= 2"),
+        (dict(frames=1), "frames", "frames must be an integer from 2 to 256"),
+        (dict(frames=100000), "frames", "frames must be an integer from 2 to 256"),
+        (dict(height=100000, width=100000), "max_pixels", "over the cap of 1,048,576"),
         (dict(fps=0), "fps", "fps must be a number > 0"),
         (dict(aspect="4:3"), "aspect", "unknown aspect '4:3'"),
         (dict(height=50), "height", "nearest valid sizes: 48 or 64"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import ROOT
 from pixeldance.files import check_output_path, read_image
 
 
@@ -71,3 +72,29 @@ def test_answers_without_loading_torch(args, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_preprocess_that_caches_nothing_fails_and_leaves_no_cache(tmp_path, monkeypatch, capsys):
+    from pixeldance.cli import main
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "videos.csv").write_text("path,caption\nbroken.mp4,a red circle\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        ["preprocess", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data", "videos.csv",
+         "--out", "cache"]
+    )  # fmt: skip
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert code == 1 and last.startswith("pixeldance preprocess: error: nothing could be encoded")
+    assert "pixeldance check-data videos.csv" in last
+    assert not (tmp_path / "cache").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cache")]
+
+
+def test_verbose_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    from pixeldance.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["-v", "check-data", "nowhere.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("pixeldance check-data")

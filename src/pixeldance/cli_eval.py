@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .cli_generate import UsageError
+from .cli_common import UsageError
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\

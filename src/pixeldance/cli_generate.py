@@ -7,8 +7,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .devices import DEVICE_NAMES, DTYPES, PlacementError
-from .generation import ASPECTS, SCHEDULERS, GenerationSettings, SettingError
+from .cli_common import UsageError, add_placement_args, flag_error, work_started
+from .generation import (
+    ASPECTS,
+    DEFAULT_MAX_PIXELS,
+    SCHEDULERS,
+    GenerationSettings,
+    SettingError,
+    check_prompt,
+)
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "
@@ -16,8 +23,30 @@ SEED_HELP = (
 )
 
 
-class UsageError(Exception):
-    """A problem with the user's input, reported as one line."""
+def add_generate_parsers(sub) -> None:
+    """Register ``generate`` and ``story`` on the ``pixeldance`` sub-command parser."""
+    g = sub.add_parser(
+        "generate", help="make a video from a text, a first frame and an optional last frame"
+    )
+    g.add_argument("--prompt", required=True, help="what happens in the video")
+    g.add_argument(
+        "--first-frame", help="image the video starts from (default: start from the text alone)"
+    )
+    g.add_argument("--last-frame", help="image the video should end near")
+    g.add_argument(
+        "--tau", type=int, help="the last frame guides this many of the first denoising steps"
+    )
+    g.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    _common_generation_args(g)
+    g.set_defaults(func=_cmd_generate)
+
+    s = sub.add_parser("story", help="a long video from a storyboard of shots (YAML or JSON)")
+    s.add_argument(
+        "storyboard",
+        help="file with 'shots: [{prompt, last_frame, tau}, ...]' and optional 'first_frame'",
+    )
+    _common_generation_args(s)
+    s.set_defaults(func=_cmd_story)
 
 
 def _common_generation_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +67,13 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aspect", help=f"{', '.join(ASPECTS)} (default: the model's training size)")
     p.add_argument("--height", type=int, help="pixels; overrides --aspect")
     p.add_argument("--width", type=int, help="pixels; overrides --aspect")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse frames larger than this (default {DEFAULT_MAX_PIXELS:,}, 1024x1024); "
+        "raise it if the machine has the memory",
+    )
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     add_placement_args(p, offload=True)
     p.add_argument(
@@ -53,41 +89,18 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
         help="sampler (default: the model's)",
     )
     p.add_argument(
-        "--out", required=True, help="output .mp4, .gif, or a folder name for PNG frames"
+        "--out",
+        required=True,
+        help="output .mp4 or .gif (an existing file is replaced once the new one is complete), "
+        "or a new folder name for PNG frames",
     )
 
 
-def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:
-    """``--device`` and ``--dtype`` (and ``--offload``), shared by generate, story, demo and
-    preprocess; resolved by :func:`pixeldance.devices.resolve_placement`."""
-    p.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help=f"{DEVICE_NAMES}; auto: a CUDA GPU, then MPS, then the CPU (default: auto)",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=["auto", *DTYPES],
-        default="auto",
-        help="weights and activations; auto: bfloat16 on a CUDA GPU that has it, float16 on "
-        "other GPUs and MPS, float32 on the CPU (default: auto)",
-    )
-    if offload:
-        p.add_argument(
-            "--offload",
-            action="store_true",
-            help="keep the models on the CPU and move each to the GPU only while it runs "
-            "(less GPU memory, a little slower; needs a GPU device)",
-        )
-
-
-def _flag_error(err: SettingError | PlacementError) -> UsageError:
-    """A setting error worded with the command-line flag that sets it."""
-    message, flag = str(err), "--" + err.name.replace("_", "-")
-    if message.startswith(err.name):
-        message = flag + message[len(err.name) :]
-    return UsageError(message)
+def _check_prompt(prompt, what: str) -> None:
+    try:
+        check_prompt(prompt, what)
+    except SettingError as err:
+        raise UsageError(str(err)) from err
 
 
 def _check_image(path: str | None, what: str) -> None:
@@ -124,12 +137,14 @@ def _settings(args, frames: int | None = None, tau: int | None = None):
             device=args.device,
             dtype=args.dtype,
             offload=args.offload,
+            max_pixels=args.max_pixels,
         )
     except SettingError as err:
-        raise _flag_error(err) from err
+        raise flag_error(err) from err
 
 
 def _load_pipeline(folder: Path, settings: GenerationSettings):
+    work_started()
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -159,6 +174,7 @@ def _cmd_generate(args) -> int:
     from .files import check_output_path
 
     out = check_output_path(args.out)
+    _check_prompt(args.prompt, "--prompt")
     _check_image(args.first_frame, "--first-frame")
     _check_image(args.last_frame, "--last-frame")
     folder, settings = _settings(args, frames=args.frames, tau=args.tau)
@@ -181,7 +197,8 @@ def _cmd_story(args) -> int:
 
     out = check_output_path(args.out)
     board = load_storyboard(args.storyboard)
-    for shot in board.shots:
+    for k, shot in enumerate(board.shots):
+        _check_prompt(shot.prompt, f"shot {k + 1} prompt")
         _check_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
     _check_image(board.first_frame, "first_frame")
     folder, settings = _settings(args)
@@ -191,9 +208,16 @@ def _cmd_story(args) -> int:
         except SettingError as err:
             raise UsageError(str(err)) from err
     pipe = _load_pipeline(folder, settings)
+    shots = len(board.shots)
+
+    def progress(k, latents):
+        print(f"shot {k + 1} of {shots} done", flush=True)
+
+    print(f"shot 1 of {shots}: {board.shots[0].prompt}", flush=True)
     result = pipe.generate_story(
         board.shots,
         first_frame=board.first_frame,
+        callback_on_shot=progress,
         generator=settings.placement.generator(args.seed),
         output_type="np",
         **settings.pipeline_kwargs(),

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from .generation import ASPECTS, GenerationConfig, GenerationSettings, Geometry, SettingError
+from .generation import (
+    ASPECTS,
+    GenerationConfig,
+    GenerationSettings,
+    Geometry,
+    SettingError,
+    check_prompt,
+)
 
 MAX_PROMPT_CHARS = 300
 MAX_STEPS = 100
@@ -83,20 +90,13 @@ class DemoRunner:
         steps = self.defaults.steps if steps is None else int(steps)
         if not 1 <= steps <= MAX_STEPS:
             raise DemoInputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-        for name, image in (("first frame", first_frame), ("last frame", last_frame)):
-            if image is None:
-                continue
-            if not isinstance(image, Image.Image):
-                raise DemoInputError(f"the {name} is not an image")
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise DemoInputError(
-                    f"the {name} is {image.width}x{image.height}; keep it under "
-                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
-                )
+        first_frame = _image(first_frame, "first frame")
+        last_frame = _image(last_frame, "last frame")
+        # the tau slider can stand above the steps slider: tau counts steps, so cap it there
+        tau = None if tau is None else min(int(tau), steps)
         try:
-            settings = self.settings(
-                steps=steps, tau=None if tau is None else int(tau), aspect=aspect
-            )
+            check_prompt(prompt)
+            settings = self.settings(steps=steps, tau=tau, aspect=aspect)
         except SettingError as err:
             raise DemoInputError(str(err)) from err
         if last_frame is not None and settings.tau == 0:
@@ -139,6 +139,38 @@ class DemoRunner:
         return str(out)
 
 
+def _image(image, name: str) -> Image.Image | None:
+    """An uploaded instruction as an RGB image: a PIL image, or the path Gradio saved the upload
+    to. Anything else, or more than :data:`MAX_IMAGE_PIXELS`, is refused with its name."""
+    if image is None:
+        return None
+    if isinstance(image, (str, Path)):
+        from PIL import UnidentifiedImageError
+
+        try:
+            with Image.open(image) as im:
+                size = im.size
+        except (UnidentifiedImageError, OSError) as err:
+            raise DemoInputError(f"the {name} is not an image: {Path(image).name}") from err
+    elif isinstance(image, Image.Image):
+        size = image.size
+    else:
+        raise DemoInputError(f"the {name} is not an image")
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DemoInputError(
+            f"the {name} is {size[0]}x{size[1]}; keep it under "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+        )
+    if isinstance(image, Image.Image):
+        return image
+    from .files import read_image
+
+    try:
+        return read_image(image)
+    except (OSError, ValueError) as err:
+        raise DemoInputError(f"the {name} is not an image: {Path(image).name}") from err
+
+
 def build_app(runner: DemoRunner, queue_size: int = 8):
     """The Gradio page around ``runner`` with a bounded queue (one generation at a time)."""
     try:
@@ -167,8 +199,8 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                     label="prompt", max_lines=2, value="a red circle moves to the right"
                 )
                 with gr.Row():
-                    first = gr.Image(label="first frame (optional)", type="pil")
-                    last = gr.Image(label="last frame (optional)", type="pil")
+                    first = gr.Image(label="first frame (optional)", type="filepath")
+                    last = gr.Image(label="last frame (optional)", type="filepath")
                 steps = gr.Slider(1, MAX_STEPS, value=d.steps, step=1, label="denoising steps")
                 tau = gr.Slider(
                     0,

@@ -41,6 +41,7 @@ def load_text_encoder(name_or_path: str | Path | None = None, subfolder: str | N
     path = str(name_or_path or default_text_encoder_path())
     kw = {"subfolder": subfolder} if subfolder else {}
     config = AutoConfig.from_pretrained(path, **kw)
+    kw["use_safetensors"] = True  # never unpickle a user's weights
     if config.model_type in ("clip", "clip_text_model"):
         from transformers import CLIPTextModel
 
@@ -51,7 +52,9 @@ def load_text_encoder(name_or_path: str | Path | None = None, subfolder: str | N
         model = T5EncoderModel.from_pretrained(path, **kw)
     else:
         model = AutoModel.from_pretrained(path, **kw)
-    tok_kw = {"subfolder": "tokenizer"} if subfolder == "text_encoder" else kw
+    tok_kw = {"subfolder": "tokenizer"} if subfolder == "text_encoder" else {}
+    if subfolder and subfolder != "text_encoder":
+        tok_kw["subfolder"] = subfolder
     tokenizer = AutoTokenizer.from_pretrained(path, **tok_kw)
     model.requires_grad_(False).eval()
     return model, tokenizer

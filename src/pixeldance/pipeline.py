@@ -110,8 +110,10 @@ class PixelDancePipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """Load a pipeline folder; a text encoder saved as "from its package" is loaded from
         the installed package (in the ``dtype`` asked for, like the rest), and
-        ``generation.json`` (if any) becomes ``generation_config``."""
+        ``generation.json`` (if any) becomes ``generation_config``. Weights load from
+        safetensors only (``use_safetensors=True``; a pickle-only folder is refused)."""
         folder = Path(str(pretrained_model_name_or_path))
+        kwargs.setdefault("use_safetensors", True)
         if (folder / PACKAGED_TEXT_ENCODER).exists() and "text_encoder" not in kwargs:
             text_encoder = load_text_encoder(None)[0]
             dtype = kwargs.get("dtype") or kwargs.get("torch_dtype") or torch.float32

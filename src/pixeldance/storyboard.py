@@ -31,7 +31,12 @@ def load_storyboard(path: str | Path) -> Storyboard:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"storyboard not found: {path}")
-    text = path.read_text()
+    if path.is_dir():
+        raise ValueError(f"the storyboard is a folder, not a YAML or JSON file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"storyboard {path} is not UTF-8 text: {err}") from err
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
@@ -45,8 +50,18 @@ def load_storyboard(path: str | Path) -> Storyboard:
             f"storyboard {path} needs a non-empty list 'shots' of {{prompt, last_frame, tau}}"
         )
 
-    def resolve(p):
-        return None if p is None else str(p if Path(p).is_absolute() else path.parent / p)
+    unknown = set(data) - {"shots", "first_frame"}
+    if unknown:
+        raise ValueError(
+            f"storyboard {path} has unknown keys {sorted(unknown)}; use 'shots' and 'first_frame'"
+        )
+
+    def resolve(p, where: str):
+        if p is None:
+            return None
+        if not isinstance(p, str) or not p.strip():
+            raise ValueError(f"storyboard {path}: {where} must be an image path, got {p!r}")
+        return str(p if Path(p).is_absolute() else path.parent / p)
 
     shots = []
     for i, item in enumerate(data["shots"]):
@@ -57,10 +72,13 @@ def load_storyboard(path: str | Path) -> Storyboard:
         unknown = set(item) - {"prompt", "last_frame", "tau", "num_frames"}
         if unknown:
             raise ValueError(f"storyboard {path}: shot {i + 1} has unknown keys {sorted(unknown)}")
-        tau = item.get("tau")
-        if tau is not None and not isinstance(tau, int):
-            raise ValueError(f"storyboard {path}: shot {i + 1} tau must be an integer")
-        shots.append(
-            Shot(item["prompt"], resolve(item.get("last_frame")), tau, item.get("num_frames"))
-        )
-    return Storyboard(shots, resolve(data.get("first_frame")))
+        tau, frames = item.get("tau"), item.get("num_frames")
+        if tau is not None and (not isinstance(tau, int) or isinstance(tau, bool)):
+            raise ValueError(f"storyboard {path}: shot {i + 1} tau must be an integer, got {tau!r}")
+        if frames is not None and (not isinstance(frames, int) or frames < 2):
+            raise ValueError(
+                f"storyboard {path}: shot {i + 1} num_frames must be an integer >= 2, got {frames!r}"
+            )
+        last = resolve(item.get("last_frame"), f"shot {i + 1} last_frame")
+        shots.append(Shot(item["prompt"], last, tau, frames))
+    return Storyboard(shots, resolve(data.get("first_frame"), "first_frame"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .manifest import read_manifest
+from .manifest import IMAGE_SUFFIXES, read_manifest
 from .video import VideoError, decode_clip
 
 
@@ -61,3 +61,40 @@ def check_manifest(
     report = CheckReport(total=len(results))
     report.bad = [(p, reason) for p, reason in results if reason is not None]
     return report
+
+
+def image_list_problem(manifest, rows: int = 50) -> str | None:
+    """Why ``manifest`` is a list of still images rather than videos (its first ``rows`` paths all
+    end in an image suffix), or None. Reads only those rows: cheap enough before any work."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from .manifest import PATH_COLUMNS
+
+    path = Path(manifest)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            if path.suffix.lower() in (".jsonl", ".json"):
+                items = [
+                    json.loads(line)
+                    for _, line in zip(range(rows), f, strict=False)
+                    if line.strip()
+                ]
+            else:
+                items = [row for _, row in zip(range(rows), csv.DictReader(f), strict=False)]
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return None  # the manifest reader reports what is wrong with it
+    paths = [
+        str(item.get(col, ""))
+        for item in items
+        if isinstance(item, dict)
+        for col in PATH_COLUMNS
+        if item.get(col)
+    ]
+    if paths and all(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in paths):
+        return (
+            f"{path} lists still images ({Path(paths[0]).name}, ...), not videos; give a manifest "
+            "of videos as the data, and images with --set data.images=" + str(path)
+        )
+    return None

@@ -196,6 +196,8 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None) -> Manif
     batches be bucketed without probing the files.
     """
     manifest = Path(manifest)
+    if manifest.is_dir():
+        raise ValueError(f"the manifest is a folder, not a CSV or JSONL file: {manifest}")
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest not found: {manifest}")
     index = index_dir(manifest)

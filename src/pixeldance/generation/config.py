@@ -1,15 +1,8 @@
-"""A model's generation settings: the defaults it ships with, merged with a user's choices once.
+"""A model's generation defaults on disk (``generation.json``) and the sizes it makes.
 
-A pipeline folder may hold ``generation.json``, the settings the model was measured best with.
-:class:`GenerationConfig` holds them (load, save, validate, :meth:`~GenerationConfig.from_training`);
-:func:`resolve` merges what a user asked for with them and checks tau, steps, frames, size and
-guidance in one place, and where generation runs (device, dtype, offload: see
-:mod:`pixeldance.devices`). Every entry point (``pixeldance generate`` and ``story``, the web
-demo, Python code) goes through it, so a default or a check cannot differ between them.
-
-This module reads JSON only; it imports neither torch nor diffusers at the top, so a command
-can check its settings before any model loads (torch is asked about the hardware only when a
-device choice needs it).
+:class:`GenerationConfig` is what a model ships with; :class:`Geometry` its default size and the
+multiple every size must be, read from its configs without loading weights. JSON only: no
+torch or diffusers at the top.
 """
 
 from __future__ import annotations
@@ -19,8 +12,6 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .devices import Placement, PlacementError, resolve_placement
 
 GENERATION_FILE = "generation.json"
 # the aspect ratios (width : height) that generate, story and the demo offer
@@ -139,7 +130,7 @@ class GenerationConfig:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``folder/generation.json`` (complete, then renamed into place)."""
-        from .files import atomic_path
+        from ..files import atomic_path
 
         path = Path(folder) / GENERATION_FILE
         with atomic_path(path) as tmp:
@@ -224,141 +215,6 @@ class Geometry:
             return cls.of(*configs)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{folder}: unet/ or vae/config.json lacks sizes ({err})") from err
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Resolved, checked settings for one generation: pass ``pipeline_kwargs()`` to the
-    pipeline. ``scheduler`` is a name from :data:`SCHEDULERS` or None (the model's own);
-    ``placement`` the device, dtype and offload (``placement.apply(pipe)`` puts a pipeline
-    there, ``placement.generator(seed)`` makes the generator that draws its noise)."""
-
-    steps: int
-    guidance: float
-    guidance_interval: tuple[int, int] | None
-    tau: int
-    frames: int
-    fps: float
-    height: int
-    width: int
-    instruction_noise: int
-    scheduler: str | None = None
-    placement: Placement = Placement()
-
-    def pipeline_kwargs(self) -> dict:
-        """Keyword arguments for ``PixelDancePipeline.__call__`` (and ``generate_story``)."""
-        return dict(
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            guidance_interval=self.guidance_interval,
-            tau=self.tau,
-            num_frames=self.frames,
-            height=self.height,
-            width=self.width,
-            instruction_noise=self.instruction_noise,
-        )
-
-    def tau_for(self, tau: int | None, where: str = "tau") -> int:
-        """A shot's own tau, checked against the steps (None: the resolved default)."""
-        if tau is None:
-            return self.tau
-        _check_tau(tau, self.steps, where)
-        return tau
-
-
-def resolve(
-    config: GenerationConfig,
-    geometry: Geometry,
-    *,
-    steps: int | None = None,
-    guidance: float | None = None,
-    guidance_interval: tuple[int, int] | None = None,
-    tau: int | None = None,
-    frames: int | None = None,
-    fps: float | None = None,
-    aspect: str | None = None,
-    height: int | None = None,
-    width: int | None = None,
-    scheduler: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    offload: bool = False,
-) -> GenerationSettings:
-    """Merge a user's choices (None: the model's default) with a model's settings and check them.
-
-    Tau: a tau the user gives must lie in [0, steps]; the model's default tau is capped at the
-    steps (fewer steps than the default tau guide every step with the last frame). Size: an
-    explicit height or width wins over ``aspect``, which wins over the model's default size
-    (its training size);
-    both must be positive multiples of ``geometry.multiple``. Device and dtype (None:
-    ``"auto"``) and offload: :func:`pixeldance.devices.resolve_placement`. Raises
-    :class:`SettingError`.
-    """
-    steps = config.steps if steps is None else steps
-    if not _is_int(steps) or steps < 1:
-        raise SettingError("steps", f"steps must be an integer >= 1, got {steps!r}")
-    guidance = config.guidance if guidance is None else guidance
-    if not _is_number(guidance) or guidance < 0:
-        raise SettingError("guidance", f"guidance must be a number >= 0, got {guidance!r}")
-    interval = config.guidance_interval if guidance_interval is None else guidance_interval
-    if interval is not None:
-        interval = tuple(interval)
-        problem = _interval_problem(interval)
-        if problem:
-            raise SettingError("guidance_interval", f"guidance_interval {problem}")
-    if tau is None:
-        tau = min(config.tau, steps)
-    else:
-        _check_tau(tau, steps, "tau")
-    frames = config.frames if frames is None else frames
-    if not _is_int(frames) or frames < 2:
-        raise SettingError("frames", f"frames must be an integer >= 2, got {frames!r}")
-    fps = config.fps if fps is None else fps
-    if not _is_number(fps) or fps <= 0:
-        raise SettingError("fps", f"fps must be a number > 0, got {fps!r}")
-    if scheduler is not None and scheduler not in SCHEDULERS:
-        raise SettingError(
-            "scheduler", f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}"
-        )
-    if aspect is not None:
-        base_h, base_w = config.size_for(aspect, geometry)
-    else:
-        base_h, base_w = geometry.default_size
-    height = base_h if height is None else height
-    width = base_w if width is None else width
-    for name, value in (("height", height), ("width", width)):
-        check_size(name, value, geometry.multiple)
-    try:
-        placement = resolve_placement(device, dtype, offload)
-    except PlacementError as err:
-        raise SettingError(err.name, str(err)) from err
-    return GenerationSettings(
-        steps=steps,
-        guidance=float(guidance),
-        guidance_interval=interval,
-        tau=tau,
-        frames=frames,
-        fps=float(fps),
-        height=height,
-        width=width,
-        instruction_noise=config.instruction_noise,
-        scheduler=scheduler,
-        placement=placement,
-    )
-
-
-def check_size(name: str, value, multiple: int) -> None:
-    """A height or width must be a positive multiple of ``multiple``; the error names the
-    nearest valid sizes."""
-    if not _is_int(value) or value <= 0:
-        raise SettingError(name, f"{name} must be a positive integer, got {value!r}")
-    if value % multiple:
-        lo = max(multiple, value // multiple * multiple)
-        hi = (value // multiple + 1) * multiple
-        raise SettingError(
-            name,
-            f"{name}={value} is not a multiple of {multiple}; nearest valid sizes: {lo} or {hi}",
-        )
 
 
 def make_scheduler(name: str, config):

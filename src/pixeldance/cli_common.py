@@ -1,0 +1,100 @@
+"""What every ``pixeldance`` command shares: the error a user can fix, the line between
+checking input and doing work, and the checks of paths and counts made before any work."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A problem with the user's input, reported as one line (exit code 2)."""
+
+
+class WorkFailed(RuntimeError):
+    """The work itself could not produce a result the user can use (exit code 1): e.g. training
+    that found no usable sample, a cache with nothing in it. The message says what to do."""
+
+
+_STATE = {"working": False}
+
+
+def work_started() -> None:
+    """Mark that input checks are over: an error from here on is a failure of the work (exit 1),
+    not a refused input (exit 2)."""
+    _STATE["working"] = True
+
+
+def working() -> bool:
+    return _STATE["working"]
+
+
+def reset() -> None:
+    _STATE["working"] = False
+
+
+def flag_error(err) -> UsageError:
+    """A setting error (``err.name`` is the setting) worded with the flag that sets it."""
+    message, flag = str(err), "--" + err.name.replace("_", "-")
+    if message.startswith(err.name):
+        message = flag + message[len(err.name) :]
+    return UsageError(message)
+
+
+def at_least(flag: str, value, minimum) -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def input_file(path: str | Path, what: str) -> Path:
+    """An existing file (not a folder) the command will read."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise UsageError(f"{what} is a folder, not a file: {path}")
+    return path
+
+
+def new_or_empty_folder(path: str | Path, what: str, allow_existing: bool = False) -> Path:
+    """A folder the command will create (or, with ``allow_existing``, add to), checked to be
+    creatable before any work. Nothing is created here."""
+    from .files import check_writable_place
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} is a file, not a folder: {path}")
+    if path.is_dir() and any(path.iterdir()) and not allow_existing:
+        raise UsageError(f"{what} exists and is not empty: {path}; choose a new folder")
+    try:
+        check_writable_place(path / "x")
+    except ValueError as err:
+        raise UsageError(f"{what}: {err}") from err
+    return path
+
+
+def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:
+    """``--device`` and ``--dtype`` (and ``--offload``), shared by generate, story, demo and
+    preprocess; resolved by :func:`pixeldance.devices.resolve_placement`."""
+    from .devices import DEVICE_NAMES, DTYPES
+
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help=f"{DEVICE_NAMES}; auto: a CUDA GPU, then MPS, then the CPU (default: auto)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["auto", *DTYPES],
+        default="auto",
+        help="weights and activations; auto: bfloat16 on a CUDA GPU that has it, float16 on "
+        "other GPUs and MPS, float32 on the CPU (default: auto)",
+    )
+    if offload:
+        p.add_argument(
+            "--offload",
+            action="store_true",
+            help="keep the models on the CPU and move each to the GPU only while it runs "
+            "(less GPU memory, a little slower; needs a GPU device)",
+        )

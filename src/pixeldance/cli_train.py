@@ -1,0 +1,139 @@
+"""``pixeldance train`` and ``pixeldance export``. The config, the data and the output folder are
+checked before a run folder is made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .cli_common import UsageError, at_least, input_file, work_started
+
+
+def add_train_parsers(sub) -> None:
+    t = sub.add_parser("train", help="train a model (python, torchrun or accelerate launch)")
+    t.add_argument("--config", help="YAML config (see configs/)")
+    t.add_argument("--data", help="manifest (CSV/JSONL), tar shards, or a latent cache folder")
+    t.add_argument("--output-dir", help="run folder: config, checkpoints, logs, the pipeline")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--checkpoint-every", type=int, help="0: only at the end")
+    t.add_argument("--seed", type=int)
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. optim.lr=1e-4",
+    )
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser(
+        "export", help="copy a trained pipeline for shipping (UNet in float16, generation.json)"
+    )
+    e.add_argument("pipeline", help="pipeline folder written by train")
+    e.add_argument("--out", required=True, help="folder to write (an existing one is replaced)")
+    e.add_argument(
+        "--config", help="the training config: frames, fps and sizes for generation.json"
+    )
+    e.add_argument(
+        "--choices", help="JSON of measured generation settings, e.g. '{\"guidance\": 3.0}'"
+    )
+    e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
+    e.set_defaults(func=_cmd_export)
+
+
+def _data_key(data: str) -> str:
+    if Path(data, "index.json").exists():
+        return "data.latent_cache"
+    if data.endswith(".tar") or "{" in data:
+        return "data.shards"
+    return "data.manifest"
+
+
+def _cmd_train(args) -> int:
+    from .train.config import load_config
+
+    at_least("--max-steps", args.max_steps, 1)
+    at_least("--checkpoint-every", args.checkpoint_every, 0)
+    if args.config is not None:
+        input_file(args.config, "--config")
+    overrides = list(args.set)
+    if args.data:
+        overrides.append(f"{_data_key(args.data)}={args.data}")
+    for flag, key in (
+        ("output_dir", "run.output_dir"),
+        ("max_steps", "optim.max_steps"),
+        ("checkpoint_every", "run.checkpoint_every"),
+        ("seed", "run.seed"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(args.config, overrides)
+    check_training_inputs(cfg)
+    work_started()
+    from .train.loop import train
+
+    final = train(cfg, resume=args.resume)
+    print(f"pipeline saved to {final}")
+    return 0
+
+
+def check_training_inputs(cfg) -> None:
+    """What can be known wrong about a run before its folder is made: data paths that are
+    missing or of the wrong kind, a stills list given as the videos, an output folder that
+    cannot be written."""
+    from .cli_common import new_or_empty_folder
+    from .data.check import image_list_problem
+
+    d = cfg.data
+    if d.latent_cache:
+        if not Path(d.latent_cache, "index.json").is_file():
+            raise UsageError(
+                f"data.latent_cache is not a latent cache (no index.json): {d.latent_cache}; "
+                "make one with `pixeldance preprocess`"
+            )
+    elif d.manifest:
+        input_file(d.manifest, "the manifest (data.manifest)")
+        problem = image_list_problem(d.manifest)
+        if problem:
+            raise UsageError(problem)
+    elif not d.shards:
+        raise UsageError(
+            "no training data: pass --data MANIFEST (or shards, or a latent cache folder)"
+        )
+    if d.images and not Path(d.images).exists():
+        raise UsageError(f"data.images not found: {d.images}")
+    new_or_empty_folder(cfg.run.output_dir, "the run folder (--output-dir)", allow_existing=True)
+
+
+def _cmd_export(args) -> int:
+    from .export import export_pipeline
+    from .folders import pipeline_folder
+    from .generation import GenerationConfig, SettingError
+
+    try:
+        choices = json.loads(args.choices) if args.choices else {}
+    except ValueError as err:
+        raise UsageError(f"--choices is not valid JSON ({err}): {args.choices}") from err
+    if not isinstance(choices, dict):
+        raise UsageError(f"--choices must be a JSON object, got {args.choices}")
+    try:
+        if args.config:
+            from .train.config import load_config
+
+            config = load_config(input_file(args.config, "--config"))
+            generation = GenerationConfig.from_training(config, **choices)
+        else:
+            generation = GenerationConfig.from_dict(choices, "--choices") if choices else None
+    except SettingError as err:
+        raise UsageError(str(err).replace("generation settings", "--choices")) from err
+    pipeline_folder(args.pipeline)
+    work_started()
+    path = export_pipeline(
+        args.pipeline, args.out, half=not args.full_precision, generation=generation
+    )
+    print(f"exported {args.pipeline} to {path}")
+    return 0
