@@ -54,9 +54,9 @@ def make_stream(
     d = cfg.data
     seed = cfg.run.seed
     image_buckets = [Bucket(b.name, b.height, b.width, 1, d.image_batch_size) for b in buckets]
-    videos_done, images_done = batches_before(start_micro_step, d.image_every)
     empty_text = None
     images = None
+    icache = None
     if d.latent_cache:
         made_for = {}
         if vae is not None:
@@ -74,6 +74,11 @@ def make_stream(
                 cache.rescale,
                 made_for["scaling_factor"],
             )
+        icache = LatentCache(d.latent_cache, "image", **made_for)
+    # with no image source the mixer takes videos only: the data position must agree
+    has_images = d.image_every > 0 and (bool(d.images) or (icache is not None and len(icache) > 0))
+    videos_done, images_done = batches_before(start_micro_step, d.image_every if has_images else 0)
+    if d.latent_cache:
         cache.buckets = buckets
         empty_text = cache.empty_text
         videos = _loader(
@@ -87,7 +92,6 @@ def make_stream(
             d.num_workers,
             collate_latents,
         )
-        icache = LatentCache(d.latent_cache, "image", **made_for)
         if len(icache) and d.image_every:
             images = _loader(
                 icache,
