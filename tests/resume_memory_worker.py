@@ -4,15 +4,15 @@
 checkpoint (UNet, EMA, optimizer: about 80 MB) to DIR. ``... measure DIR`` builds the same
 UNet, EMA and optimizer, then restores the checkpoint as the training loop does, with a 4 MiB
 read window (the loop's mechanism at this size), and reports the growth of its peak resident
-memory; then it holds the whole checkpoint in memory (as every rank used to) and reports the
-peak again, to show the measurement sees whole loads. Prints one JSON object.
+memory (VmHWM, reset before the restore); then it holds the whole checkpoint in memory (as
+every rank used to) and reports the peak again, to show the measurement sees whole loads.
+Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import resource
 import sys
 from pathlib import Path
 
@@ -23,8 +23,22 @@ from pixeldance.train import checkpoint
 from pixeldance.train.ema import EMA
 
 
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> int:
+    """Start measuring the peak anew; returns the resident memory now. (``ru_maxrss`` would
+    carry the parent's peak over exec, so the mm's own high-water mark is used.)"""
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    return _status("VmRSS")
+
+
 def peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return _status("VmHWM")
 
 
 def build():
@@ -67,7 +81,7 @@ def measure(folder: Path) -> dict:
     params = sum(p.numel() * p.element_size() for p in unet.parameters())
     checkpoint.READ_WINDOW = 4 << 20
     gc.collect()
-    base = peak_bytes()
+    base = reset_peak()
     checkpoint.restore_checkpoint(path, unet, ema, optimizer, schedule, rank=0)
     restored = peak_bytes() - base
     # every rank used to hold the whole checkpoint in host memory (``load_file``, then the

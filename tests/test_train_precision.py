@@ -79,9 +79,10 @@ def test_mixed_precision_no_from_set_trains(tmp_path):
     [
         ({"ACCELERATE_USE_DEEPSPEED": "true"}, [], "DeepSpeed is not supported yet"),
         ({"ACCELERATE_USE_FSDP": "true"}, [], "Accelerate's FSDP plugin is not supported"),
-        ({}, ["optim.fsdp=true", "optim.mixed_precision=fp16"], "fsdp with .*fp16"),
+        ({"WORLD_SIZE": "2"}, ["optim.fsdp=true", "optim.mixed_precision=fp16"], "fsdp with"),
+        ({"WORLD_SIZE": "1"}, ["optim.fsdp=true"], "one process has nothing to shard"),
     ],
-    ids=["deepspeed", "accelerate-fsdp", "fsdp-fp16"],
+    ids=["deepspeed", "accelerate-fsdp", "fsdp-fp16", "fsdp-one-process"],
 )
 def test_untested_launches_are_refused_before_anything_runs(
     tmp_path, monkeypatch, env, overrides, message

@@ -41,6 +41,12 @@ def check_launch(fsdp: bool, mixed_precision: str) -> None:
             "torch's fully_shard, the path its tests run. Launch without the FSDP config "
             "(torchrun or accelerate launch --multi_gpu) and set optim.fsdp=true (TRAINING.md)."
         )
+    if fsdp and int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        raise UnsupportedLaunch(
+            "optim.fsdp shards the UNet over several processes; one process has nothing to "
+            "shard over. Launch with torchrun --nproc_per_node N or accelerate launch "
+            "--multi_gpu, or leave optim.fsdp off"
+        )
     if fsdp and mixed_precision == "fp16":
         raise UnsupportedLaunch(
             "optim.fsdp with optim.mixed_precision=fp16 is not supported (gradient scaling of "
