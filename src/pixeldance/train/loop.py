@@ -131,15 +131,21 @@ def train(cfg: Config, resume: bool = False) -> Path:
     stream, empty_cached = make_stream(
         cfg, buckets, start * o.grad_accum, procs.process_index, procs.num_processes, comps.vae
     )
+    mixing = _mixes_images(stream, cfg)
     accelerator = Accelerator(
         cpu=cpu,
         mixed_precision=o.mixed_precision,
         gradient_accumulation_steps=o.grad_accum,
         log_with=_trackers(cfg.run.trackers) or None,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        kwargs_handlers=[ddp_kwargs(_mixes_images(stream, cfg))],
+        kwargs_handlers=[ddp_kwargs(mixing)],
     )
     main, rank, device = accelerator.is_main_process, accelerator.process_index, accelerator.device
+    if main and mixing and accelerator.num_processes > 1 and not o.fsdp:
+        logger.info(
+            "DDP looks for unused parameters: image batches skip the temporal layers (its "
+            "warning that a video step used them all is expected)"
+        )
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
