@@ -165,6 +165,7 @@ def test_nonfinite_in_a_row_stops_with_a_checkpoint(shapes, tmp_path):
     )
 
 
+@pytest.mark.multiprocess
 def test_two_processes_with_torchrun_see_different_data(shapes, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [

@@ -55,7 +55,10 @@ class TemporalConv(nn.Module):
         # weight (C_out, C_in, 3) -> (3*C_out, C_in, 1, 1): taps for frames f-1, f, f+1
         kernel = self.conv.weight.permute(2, 0, 1).reshape(3 * c, c, 1, 1)
         taps = F.conv2d(y, kernel).reshape(b, num_frames, 3, c, h, w)
-        out = taps[:, :, 1] + self.conv.bias.view(1, 1, c, 1, 1)  # (B, F, C, H, W)
+        # the bias in the taps' dtype: under autocast an fp32 bias would lift the whole
+        # residual (and every video activation kept for backward) to fp32
+        bias = self.conv.bias.to(taps.dtype).view(1, 1, c, 1, 1)
+        out = taps[:, :, 1] + bias  # (B, F, C, H, W)
         out[:, 1:] += taps[:, :-1, 0]  # frame f sees frame f-1 through tap 0
         out[:, :-1] += taps[:, 1:, 2]  # and frame f+1 through tap 2 (zero padding at ends)
         return x + out.reshape(bf, c, h, w)

@@ -86,6 +86,9 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
     """
 
     _supports_gradient_checkpointing = True
+    # the residual units that stay whole when the model is split (FSDP wrapping, device maps);
+    # each temporal convolution lives inside its ResBlock
+    _no_split_modules = ["ResBlock", "SpatialTransformer", "TemporalAttention"]
 
     @register_to_config
     def __init__(

@@ -88,9 +88,32 @@ class OptimConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     grad_accum: int = 1
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (GPU)
+    # autocast dtype over fp32 master weights: "no" | "bf16" | "fp16" (GPU; not with fsdp).
+    # A bare `no` in YAML or --set reads as false and is accepted as "no".
+    mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     ema_decay: float = 0.999  # 0 disables EMA
+    # shard the UNet over the processes with torch's fully_shard (FSDP2) instead of DDP
+    # replicas; launch with torchrun or `accelerate launch --multi_gpu` (TRAINING.md)
+    fsdp: bool = False
+
+    def __post_init__(self):
+        self.mixed_precision = mixed_precision_mode(self.mixed_precision)
+
+
+MIXED_PRECISION_MODES = ("no", "fp16", "bf16")
+
+
+def mixed_precision_mode(value) -> str:
+    """``"no"``, ``"fp16"`` or ``"bf16"`` from a config value; YAML's false (a bare ``no``) and
+    null mean ``"no"``."""
+    if value is False or value is None:
+        return "no"
+    if isinstance(value, str) and value.strip().lower() in MIXED_PRECISION_MODES:
+        return value.strip().lower()
+    raise ValueError(
+        f"optim.mixed_precision must be one of {', '.join(MIXED_PRECISION_MODES)}; got {value!r}"
+    )
 
 
 @dataclass

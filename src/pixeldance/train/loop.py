@@ -1,7 +1,9 @@
 """The training loop: Accelerate for devices and processes, exact resume, fault handling.
 
 The same code runs under ``python``, ``torchrun`` and ``accelerate launch``; on CPU several
-processes talk over gloo.
+processes talk over gloo. Nothing but throughput depends on the number of processes: the LR
+schedule steps once per optimizer step (it is not handed to Accelerate, which would step it
+once per process), and image batches are decided for all processes alike.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import (
+    checkpoint_meta,
     latest_checkpoint,
-    load_checkpoint,
+    restore_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from .config import Config, save_config
+from .distributed import check_launch, ddp_kwargs, shard_unet
+from .ema import EMA
+from .outputs import save_pipeline, whole_unet, write_sample
 from .setup import build_components, data_buckets, prompt_encoder
 from .step import batch_inputs, compute_loss, step_generator
 from .stream import make_stream
@@ -70,34 +76,22 @@ def _trackers(names: list[str]) -> list[str]:
     return out
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
-    """Train and return the folder of the final pipeline (``{output_dir}/pipeline``)."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, gather_object
+def _mixes_images(stream, cfg: Config) -> bool:
+    """Whether image batches (which leave the temporal layers unused) reach the UNet: the
+    stream's own rate, which is 0 when no image source is configured."""
+    return int(getattr(stream, "image_every", cfg.data.image_every)) > 0
+
+
+def _model_and_optimizer(cfg: Config, unet, accelerator):
+    """The UNet placed (DDP replica or FSDP shards), AdamW, the LR schedule and the EMA."""
     from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
 
-    out = Path(cfg.run.output_dir)
     o = cfg.optim
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),  # several CPU processes then talk over gloo
-        mixed_precision=o.mixed_precision,
-        gradient_accumulation_steps=o.grad_accum,
-        log_with=_trackers(cfg.run.trackers) or None,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-    )
-    main = accelerator.is_main_process
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    torch.manual_seed(cfg.run.seed)
-
-    comps = build_components(cfg)
-    unet, vae, scheduler = comps.unet, comps.vae, comps.scheduler
-    pe = prompt_encoder(comps)
     if o.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
+    if o.fsdp:
+        unet = shard_unet(unet, accelerator.device)
     optimizer = torch.optim.AdamW(
         unet.parameters(),
         lr=o.lr,
@@ -105,77 +99,82 @@ def train(cfg: Config, resume: bool = False) -> Path:
         eps=o.adam_eps,
         weight_decay=o.weight_decay,
     )
+    # stepped by the loop once per optimizer step; Accelerate would step a prepared schedule
+    # once per process (no dataloader is prepared), ending warm-ups early on many processes
     lr_scheduler = get_scheduler(
         o.lr_schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=o.max_steps
     )
-    ema = EMAModel(unet.parameters(), decay=o.ema_decay) if o.ema_decay > 0 else None
+    if o.fsdp:  # already sharded; Accelerate would wrap it in DDP
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        unet, optimizer = accelerator.prepare(unet, optimizer)
+    base = accelerator.unwrap_model(unet)
+    ema = EMA(base.named_parameters(), o.ema_decay) if o.ema_decay > 0 else None
+    return unet, optimizer, lr_scheduler, ema
 
-    start = 0
+
+def train(cfg: Config, resume: bool = False) -> Path:
+    """Train and return the folder of the final pipeline (``{output_dir}/pipeline``)."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import ProjectConfiguration, gather_object
+
+    o = cfg.optim
+    check_launch(o.fsdp, o.mixed_precision)
+    out = Path(cfg.run.output_dir)
+    cpu = not torch.cuda.is_available()  # several CPU processes then talk over gloo
+    procs = PartialState(cpu=cpu)
     ckpt_path = latest_checkpoint(out) if resume else None
-    if resume and ckpt_path is None and main:
-        logger.info("--resume: no complete checkpoint in %s, starting from step 0", out)
-    if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path, accelerator.process_index)
-        unet.load_state_dict(state["unet"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        if ema is not None and state["ema"] is not None:
-            for p, name in zip(
-                ema.shadow_params, [n for n, _ in unet.named_parameters()], strict=True
-            ):
-                p.copy_(state["ema"][name])
-            ema.optimization_step = state["meta"].get("ema_optimization_step", 0)
-        if state["rng"] is not None:
-            set_rng_state(state["rng"])
-        start = state["step"]
-        logger.info("resumed from %s at step %d", ckpt_path, start)
-
-    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
-    device = accelerator.device
-    vae.to(device)
-    comps.text_encoder.to(device)
-    if ema is not None:
-        ema.to(device)
-
+    start = checkpoint_meta(ckpt_path)["step"] if ckpt_path is not None else 0
+    torch.manual_seed(cfg.run.seed)
+    comps = build_components(cfg)
     buckets = data_buckets(cfg)
     stream, empty_cached = make_stream(
-        cfg,
-        buckets,
-        start,
-        accelerator.process_index,
-        accelerator.num_processes,
-        vae=comps.vae,
+        cfg, buckets, start, procs.process_index, procs.num_processes, vae=comps.vae
     )
+    mixing = _mixes_images(stream, cfg)
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=o.mixed_precision,
+        gradient_accumulation_steps=o.grad_accum,
+        log_with=_trackers(cfg.run.trackers) or None,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        kwargs_handlers=[ddp_kwargs(mixing)],
+    )
+    main, rank, device = accelerator.is_main_process, accelerator.process_index, accelerator.device
+    if main and mixing and accelerator.num_processes > 1 and not o.fsdp:
+        logger.info(
+            "DDP looks for unused parameters: image batches skip the temporal layers (its "
+            "warning that a video step used them all is expected)"
+        )
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        if resume and ckpt_path is None:
+            logger.info("--resume: no complete checkpoint in %s, starting from step 0", out)
+
+    unet, optimizer, lr_scheduler, ema = _model_and_optimizer(cfg, comps.unet, accelerator)
+    base = accelerator.unwrap_model(unet)
+    vae, scheduler, pe = comps.vae.to(device), comps.scheduler, prompt_encoder(comps)
+    comps.text_encoder.to(device)
+    counters = {"nonfinite": 0, "nonfinite_in_a_row": 0, "bad_files": 0, "empty_batches": 0}
+    if ckpt_path is not None:
+        meta = restore_checkpoint(ckpt_path, base, ema, optimizer.optimizer, lr_scheduler, rank)
+        counters.update(meta.get("counters", {}))
+        if meta["rng"] is not None:
+            set_rng_state(meta["rng"])
+        logger.info("resumed from %s at step %d", ckpt_path, start)
     if main:
         accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))
-
-    counters = {"nonfinite": 0, "nonfinite_in_a_row": 0, "bad_files": 0, "empty_batches": 0}
     step = start
 
     def checkpoint(at_step: int) -> None:
         rngs = gather_object([rng_state()])
-        if main:
-            base = accelerator.unwrap_model(unet)
-            ema_state = None
-            if ema is not None:
-                ema_state = {
-                    n: p
-                    for (n, _), p in zip(base.named_parameters(), ema.shadow_params, strict=True)
-                }
-            save_checkpoint(
-                out,
-                at_step,
-                base.state_dict(),
-                ema_state,
-                optimizer.state_dict(),
-                lr_scheduler.state_dict(),
-                rngs,
-                {
-                    "counters": counters,
-                    "ema_optimization_step": getattr(ema, "optimization_step", 0),
-                },
-                cfg.run.keep_checkpoints,
-            )
+        extra = {
+            "counters": counters,
+            "ema_optimization_step": ema.optimization_step if ema is not None else 0,
+        }
+        state = (lr_scheduler.state_dict(), rngs, extra, cfg.run.keep_checkpoints, main)
+        save_checkpoint(out, at_step, base, ema, optimizer.optimizer, *state)
         accelerator.wait_for_everyone()
 
     bar = tqdm(total=o.max_steps, initial=start, disable=not main, desc="train", dynamic_ncols=True)
@@ -183,14 +182,13 @@ def train(cfg: Config, resume: bool = False) -> Path:
     with _Signals() as signals:
         while step < o.max_steps:
             losses = []
+            lr_now = optimizer.param_groups[0]["lr"]
             for micro in range(o.grad_accum):
                 _, kind, batch = next(stream)
                 counters["bad_files"] += len(batch["bad"])
                 if cfg.run.log_batches:
-                    _log_batch(out, accelerator.process_index, step, kind, batch)
-                g = step_generator(
-                    cfg.run.seed, step * o.grad_accum + micro, accelerator.process_index, device
-                )
+                    _log_batch(out, rank, step, kind, batch, lr_now)
+                g = step_generator(cfg.run.seed, step * o.grad_accum + micro, rank, device)
                 with accelerator.accumulate(unet):
                     if "latents" not in batch and batch["pixels"] is None:
                         counters["empty_batches"] += 1
@@ -241,9 +239,10 @@ def train(cfg: Config, resume: bool = False) -> Path:
                 bar.update(1)
                 continue
             counters["nonfinite_in_a_row"] = 0
-            lr_scheduler.step()
+            if not optimizer.step_was_skipped:  # fp16: a step the scaler skipped moves no LR
+                lr_scheduler.step()
             if ema is not None:
-                ema.step(accelerator.unwrap_model(unet).parameters())
+                ema.step(base.parameters())
             step += 1
             bar.update(1)
             loss_value = sum(losses) / len(losses)
@@ -253,21 +252,23 @@ def train(cfg: Config, resume: bool = False) -> Path:
                 t_last, samples_since = now, 0
                 logs = {
                     "loss": loss_value,
-                    "lr": lr_scheduler.get_last_lr()[0],
+                    "lr": lr_now,
                     "samples_per_s": rate,
                     "nonfinite": counters["nonfinite"],
                     "bad_files": counters["bad_files"],
                 }
                 accelerator.log(logs, step=step)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{logs['lr']:.2e}", sps=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}", sps=f"{rate:.1f}")
             if (
                 cfg.run.checkpoint_every
                 and step % cfg.run.checkpoint_every == 0
                 and step < o.max_steps
             ):
                 checkpoint(step)
-            if main and cfg.run.sample_every and step % cfg.run.sample_every == 0:
-                _write_sample(cfg, comps, accelerator.unwrap_model(unet), ema, buckets, out, step)
+            if cfg.run.sample_every and step % cfg.run.sample_every == 0:
+                model = whole_unet(base, ema, main)  # every process: shards are gathered
+                if main:
+                    write_sample(cfg, comps, model, buckets, out, step)
             if signals.received is not None:
                 checkpoint(step)
                 bar.close()
@@ -281,18 +282,19 @@ def train(cfg: Config, resume: bool = False) -> Path:
     bar.close()
     checkpoint(step)
     final = out / "pipeline"
+    model = whole_unet(base, ema, main)
     if main:
-        base = accelerator.unwrap_model(unet)
-        save_pipeline(cfg, comps, base, ema, final)
+        save_pipeline(cfg, comps, model, final)
         logger.info("training done: %s; %s", final, _summary(counters))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
 
 
-def _log_batch(out: Path, rank: int, step: int, kind: str, batch: dict) -> None:
+def _log_batch(out: Path, rank: int, step: int, kind: str, batch: dict, lr: float) -> None:
+    record = {"step": step, "kind": kind, "lr": lr, "captions": batch["captions"]}
     with open(out / f"batches-rank{rank}.jsonl", "a") as f:
-        f.write(json.dumps({"step": step, "kind": kind, "captions": batch["captions"]}) + "\n")
+        f.write(json.dumps(record) + "\n")
 
 
 def _summary(counters: dict) -> str:
@@ -310,65 +312,3 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = str(v)
     return out
-
-
-def _ema_unet(unet, ema):
-    """A copy of the UNet holding the EMA weights (or the UNet itself without EMA)."""
-    if ema is None:
-        return unet
-    import copy
-
-    copied = copy.deepcopy(unet)
-    ema.copy_to(copied.parameters())
-    return copied
-
-
-def build_pipeline(comps, unet, ema):
-    """A pipeline around the trained UNet (its EMA weights if any), sampling with DDIM."""
-    from diffusers import DDIMScheduler
-
-    from ..pipeline import PixelDancePipeline
-
-    scheduler = DDIMScheduler.from_config(comps.scheduler.config, timestep_spacing="trailing")
-    return PixelDancePipeline(
-        vae=comps.vae,
-        text_encoder=comps.text_encoder,
-        tokenizer=comps.tokenizer,
-        unet=_ema_unet(unet, ema).eval(),
-        scheduler=scheduler,
-    )
-
-
-def save_pipeline(cfg: Config, comps, unet, ema, folder: Path) -> None:
-    """Write the final pipeline folder, with the frame count, frame rate and sizes it was
-    trained at as its generation settings (so generate and the benchmarks use them)."""
-    from ..generation import GenerationConfig
-
-    pipe = build_pipeline(comps, unet, ema)
-    pipe.generation_config = GenerationConfig.from_training(cfg)
-    pipe.save_pretrained(
-        folder,
-        text_encoder_from_package=cfg.model.text_encoder is None and cfg.model.init == "scratch",
-    )
-
-
-def _write_sample(cfg, comps, unet, ema, buckets, out: Path, step: int) -> None:
-    from ..files import write_video
-    from ..pipeline import frames_to_uint8
-
-    pipe = build_pipeline(comps, unet, ema)
-    pipe.set_progress_bar_config(disable=True)
-    b = buckets[0]
-    steps = cfg.run.sample_steps
-    frames = pipe(
-        cfg.run.sample_prompt,
-        num_frames=max(b.frames, 2),
-        height=b.height,
-        width=b.width,
-        num_inference_steps=steps,
-        tau=0,
-        output_type="np",
-        generator=torch.Generator().manual_seed(cfg.run.seed),
-    ).frames
-    write_video(frames_to_uint8(frames), out / "samples" / f"step-{step:08d}.mp4", fps=cfg.data.fps)
-    unet.train()

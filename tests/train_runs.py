@@ -1,0 +1,102 @@
+"""Training runs as a user starts them (``python -m pixeldance.cli train``, under torchrun for
+several processes), killed with SIGKILL after a checkpoint, and their checkpoints compared."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import torch
+from safetensors.torch import load_file
+
+from helpers import ROOT
+
+TINY = ROOT / "configs" / "tiny.yaml"
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_cmd(procs: int, data: Path, out: Path, *args: str) -> list[str]:
+    """``pixeldance train`` on the tiny config with ``data`` (a Dancing Shapes folder)."""
+    launcher = [sys.executable]
+    if procs > 1:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(procs)]
+        launcher += ["--master_port", str(free_port())]
+    return [
+        *launcher,
+        "-m",
+        "pixeldance.cli",
+        "train",
+        "--config",
+        str(TINY),
+        "--data",
+        str(data / "manifest.csv"),
+        "--output-dir",
+        str(out),
+        *args,
+    ]
+
+
+def sets(*pairs: str) -> list[str]:
+    return [x for kv in pairs for x in ("--set", kv)]
+
+
+def run_ok(cmd: list[str], timeout: float = 600) -> str:
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    return out
+
+
+def run_killed_after(cmd: list[str], folder: Path, step: int, timeout: float = 600) -> bool:
+    """Start ``cmd``, SIGKILL it and every process it started once checkpoint ``step`` is
+    complete. Returns False if the run had already finished (then nothing was killed)."""
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    marker = folder / f"checkpoint-{step:08d}" / "COMPLETE"
+    deadline = time.time() + timeout
+    while not marker.exists():
+        assert proc.poll() is None, (
+            f"the run ended (code {proc.returncode}) before checkpoint {step}"
+        )
+        assert time.time() < deadline, f"no checkpoint {step} after {timeout} s"
+        time.sleep(0.05)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    finished = proc.poll() is not None
+    for p in [*children, psutil.Process(proc.pid)] if not finished else []:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    return not finished
+
+
+def checkpoint_tensors(folder: Path, step: int, name: str) -> dict[str, torch.Tensor]:
+    return load_file(folder / f"checkpoint-{step:08d}" / f"{name}.safetensors")
+
+
+def assert_same_checkpoint(a: Path, b: Path, step: int, names=("unet", "ema", "optimizer")):
+    """Checkpoint ``step`` of runs ``a`` and ``b`` hold bit-identical tensors."""
+    for name in names:
+        x, y = checkpoint_tensors(a, step, name), checkpoint_tensors(b, step, name)
+        assert x.keys() == y.keys(), name
+        differ = [k for k in x if not torch.equal(x[k], y[k])]
+        assert not differ, f"{name}: {len(differ)} tensors differ, e.g. {differ[:3]}"
