@@ -106,6 +106,9 @@ def tiny_runs(work: Path, gpus: int) -> dict:
         return {"make_shapes": {"ok": False, "log": tail}}
     steps = 8 if gpus else 4
     mix = [
+        # one bucket of one clip per process and micro-step: 8 clips fill every global batch
+        "data.buckets=[{name: square, height: 32, width: 32, frames: 4, batch_size: 1}]",
+        "data.image_batch_size=1",
         "optim.mixed_precision=bf16",
         "data.image_every=2",
         "optim.grad_accum=2",

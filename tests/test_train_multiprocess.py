@@ -27,8 +27,15 @@ from train_runs import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
+# one bucket of one clip per process and micro-step, so the few clips here fill the global
+# batch of every run below (processes x grad_accum clips a step, up to 2 x 4)
+ONE_BUCKET = (
+    "data.buckets=[{name: square, height: 32, width: 32, frames: 4, batch_size: 1}]",
+    "data.image_batch_size=1",
+)
 # images every 2nd batch, accumulation 2, bf16 autocast, gradient checkpointing
 MIXED = (
+    *ONE_BUCKET,
     "data.image_every=2",
     "optim.grad_accum=2",
     "optim.mixed_precision=bf16",
@@ -39,7 +46,7 @@ MIXED = (
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
-    write_dataset(root, 6, seed=11, num_images=4, progress=False)
+    write_dataset(root, 10, seed=11, num_images=8, progress=False)
     return root
 
 
@@ -105,7 +112,12 @@ def test_images_every_8th_batch_with_accumulation_4(shapes, tmp_path):
     """The SD configs' setting (image_every 8, grad_accum 4): the image batch lands on a
     syncing micro-step of step 1; DDP used to stop there."""
     args = ["--max-steps", "3", "--checkpoint-every", "0"]
-    args += sets("data.image_every=8", "optim.grad_accum=4", f"data.images={shapes / 'images.csv'}")
+    args += sets(
+        *ONE_BUCKET,
+        "data.image_every=8",
+        "optim.grad_accum=4",
+        f"data.images={shapes / 'images.csv'}",
+    )
     run_ok(train_cmd(2, shapes, tmp_path / "run", *args))
     assert (tmp_path / "run" / "checkpoint-00000003" / "COMPLETE").exists()
 
@@ -117,7 +129,7 @@ def test_image_only_training_leaves_temporal_layers_alone(shapes, tmp_path):
     from pixeldance.train.setup import build_components
 
     args = ["--max-steps", "2", "--checkpoint-every", "0"]
-    args += sets("data.image_every=1", f"data.images={shapes / 'images.csv'}")
+    args += sets(*ONE_BUCKET, "data.image_every=1", f"data.images={shapes / 'images.csv'}")
     run_ok(train_cmd(2, shapes, tmp_path / "run", *args))
     unet = checkpoint_tensors(tmp_path / "run", 2, "unet")
     optimizer = checkpoint_tensors(tmp_path / "run", 2, "optimizer")
