@@ -373,3 +373,38 @@ def test_continue_with_a_frame_embedding_and_motion_weighted_loss(shapes, tmp_pa
     unet = PixelDancePipeline.from_pretrained(final).unet
     assert unet.config.frame_embedding is True
     assert unet.frame_embed.weight.abs().sum() > 0  # zero at the start, trained since
+
+
+def test_all_bad_data_refuses_to_train_and_writes_nothing(tmp_path, capsys):
+    """Every file broken: the run stops before saving anything, counts what was bad and points
+    at check-data; the command exits 1 and no run folder appears."""
+    from pixeldance.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = ["path,caption"]
+    for name in ("zero", "text", "missing"):
+        if name == "zero":
+            (data / "zero.mp4").write_bytes(b"")
+        elif name == "text":
+            (data / "text.mp4").write_text("this is not a video")
+        lines.append(f"{name}.mp4,broken {name}")
+    (data / "manifest.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    code = main(
+        ["train", "--config", str(TINY), "--data", str(data / "manifest.csv"),
+         "--output-dir", str(run), "--max-steps", "8", "--set", "data.image_every=0"]
+    )  # fmt: skip
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1, last
+    assert "no usable training sample" in last and "pixeldance check-data" in last
+    assert not run.exists()
+
+
+def test_a_run_whose_every_step_was_nonfinite_saves_nothing(shapes, tmp_path):
+    cfg = tiny_config(
+        shapes, tmp_path / "nan", "optim.max_steps=3", "run.inject_nan_steps=[0, 1, 2]"
+    )
+    with pytest.raises(TrainingStopped, match="every one of the 3 steps"):
+        train(cfg)
+    assert not (tmp_path / "nan").exists()

@@ -28,16 +28,13 @@ from .checkpoint import (
 from .config import Config, save_config
 from .distributed import check_launch, ddp_kwargs, shard_unet
 from .ema import EMA
+from .guard import Counters, TrainingStopped
 from .outputs import save_pipeline, whole_unet, write_sample
 from .setup import build_components, data_buckets, prompt_encoder
 from .step import batch_inputs, compute_loss, step_generator
 from .stream import make_stream
 
 logger = logging.getLogger("pixeldance.train")
-
-
-class TrainingStopped(RuntimeError):
-    """Raised when too many non-finite losses in a row stop the run."""
 
 
 class _Signals:
@@ -146,31 +143,41 @@ def train(cfg: Config, resume: bool = False) -> Path:
             "DDP looks for unused parameters: image batches skip the temporal layers (its "
             "warning that a video step used them all is expected)"
         )
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        if resume and ckpt_path is None:
-            logger.info("--resume: no complete checkpoint in %s, starting from step 0", out)
+    if main and resume and ckpt_path is None:
+        logger.info("--resume: no complete checkpoint in %s, starting from step 0", out)
 
     unet, optimizer, lr_scheduler, ema = _model_and_optimizer(cfg, comps.unet, accelerator)
     base = accelerator.unwrap_model(unet)
     vae, scheduler, pe = comps.vae.to(device), comps.scheduler, prompt_encoder(comps)
     comps.text_encoder.to(device)
-    counters = {"nonfinite": 0, "nonfinite_in_a_row": 0, "bad_files": 0, "empty_batches": 0}
+    counters = Counters()
     if ckpt_path is not None:
         meta = restore_checkpoint(ckpt_path, base, ema, optimizer.optimizer, lr_scheduler, rank)
-        counters.update(meta.get("counters", {}))
+        counters = Counters.restore(meta.get("counters", {}), start)
         if meta["rng"] is not None:
             set_rng_state(meta["rng"])
         logger.info("resumed from %s at step %d", ckpt_path, start)
-    if main:
-        accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))
     step = start
+    opened = [ckpt_path is not None]
+
+    def open_run_folder() -> None:
+        """Make the run folder, its config and its logs: at the first step that trains, so a
+        run that cannot learn leaves nothing behind."""
+        if opened[0]:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        if main:
+            save_config(cfg, out / "config.yaml")
+            accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))
+        opened[0] = True
+
+    if ckpt_path is not None and main:
+        accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))
 
     def checkpoint(at_step: int) -> None:
         rngs = gather_object([rng_state()])
         extra = {
-            "counters": counters,
+            "counters": counters.to_dict(),
             "ema_optimization_step": ema.optimization_step if ema is not None else 0,
         }
         state = (lr_scheduler.state_dict(), rngs, extra, cfg.run.keep_checkpoints, main)
@@ -185,13 +192,14 @@ def train(cfg: Config, resume: bool = False) -> Path:
             lr_now = optimizer.param_groups[0]["lr"]
             for micro in range(o.grad_accum):
                 _, kind, batch = next(stream)
-                counters["bad_files"] += len(batch["bad"])
+                counters.bad_files += len(batch["bad"])
                 if cfg.run.log_batches:
+                    open_run_folder()
                     _log_batch(out, rank, step, kind, batch, lr_now)
                 g = step_generator(cfg.run.seed, step * o.grad_accum + micro, rank, device)
                 with accelerator.accumulate(unet):
                     if "latents" not in batch and batch["pixels"] is None:
-                        counters["empty_batches"] += 1
+                        counters.empty_batches += 1
                         loss = torch.tensor(float("nan"), device=device)
                     else:
                         inputs = batch_inputs(batch, vae, pe, empty_cached, device, torch.float32)
@@ -221,24 +229,28 @@ def train(cfg: Config, resume: bool = False) -> Path:
                     else:
                         optimizer.zero_grad(set_to_none=True)
             if not losses:
-                counters["nonfinite"] += 1
-                counters["nonfinite_in_a_row"] += 1
+                counters.skipped()
                 logger.warning(
-                    "step %d: non-finite loss, step skipped (%d in a row)",
+                    "step %d: non-finite loss or no usable sample, step skipped (%d in a row)",
                     step,
-                    counters["nonfinite_in_a_row"],
+                    counters.nonfinite_in_a_row,
                 )
-                if counters["nonfinite_in_a_row"] >= cfg.run.max_nonfinite:
-                    checkpoint(step)
+                if counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
+                    bar.close()
                     accelerator.end_training()
+                    if not counters.trained_steps:
+                        raise TrainingStopped(counters.nothing_learnt(cfg.data.manifest, lr_now))
+                    checkpoint(step)
                     raise TrainingStopped(
-                        f"{counters['nonfinite_in_a_row']} non-finite losses in a row at step {step}; "
-                        f"the last good state is saved in {out}. Lower optim.lr or check the data, then --resume."
+                        f"{counters.nonfinite_in_a_row} non-finite losses in a row at step "
+                        f"{step}; the state after the last step that trained is saved in {out}. "
+                        "Lower optim.lr or check the data, then --resume."
                     )
                 step += 1  # the step is spent (its data is consumed), the weights are unchanged
                 bar.update(1)
                 continue
-            counters["nonfinite_in_a_row"] = 0
+            counters.trained()
+            open_run_folder()
             if not optimizer.step_was_skipped:  # fp16: a step the scaler skipped moves no LR
                 lr_scheduler.step()
             if ema is not None:
@@ -254,8 +266,8 @@ def train(cfg: Config, resume: bool = False) -> Path:
                     "loss": loss_value,
                     "lr": lr_now,
                     "samples_per_s": rate,
-                    "nonfinite": counters["nonfinite"],
-                    "bad_files": counters["bad_files"],
+                    "nonfinite": counters.nonfinite,
+                    "bad_files": counters.bad_files,
                 }
                 accelerator.log(logs, step=step)
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}", sps=f"{rate:.1f}")
@@ -280,12 +292,15 @@ def train(cfg: Config, resume: bool = False) -> Path:
                 )
                 raise SystemExit(128 + signals.received)
     bar.close()
+    if not counters.trained_steps:
+        accelerator.end_training()
+        raise TrainingStopped(counters.nothing_learnt(cfg.data.manifest, lr_now))
     checkpoint(step)
     final = out / "pipeline"
     model = whole_unet(base, ema, main)
     if main:
         save_pipeline(cfg, comps, model, final)
-        logger.info("training done: %s; %s", final, _summary(counters))
+        logger.info("training done: %s; %s", final, counters.summary())
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
@@ -295,10 +310,6 @@ def _log_batch(out: Path, rank: int, step: int, kind: str, batch: dict, lr: floa
     record = {"step": step, "kind": kind, "lr": lr, "captions": batch["captions"]}
     with open(out / f"batches-rank{rank}.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
-
-
-def _summary(counters: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in counters.items() if k != "nonfinite_in_a_row")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
