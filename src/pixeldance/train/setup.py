@@ -35,7 +35,7 @@ def _load_vae(cfg: Config):
         )
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(m.vae, subfolder=m.vae_subfolder)
+    return AutoencoderKL.from_pretrained(m.vae, subfolder=m.vae_subfolder, use_safetensors=True)
 
 
 def build_components(cfg: Config) -> Components:
@@ -64,10 +64,12 @@ def build_components(cfg: Config) -> Components:
             raise ValueError(
                 "model.init=stable-diffusion needs model.pretrained (a Stable Diffusion folder)"
             )
-        unet2d = UNet2DConditionModel.from_pretrained(m.pretrained, subfolder="unet")
+        unet2d = UNet2DConditionModel.from_pretrained(
+            m.pretrained, subfolder="unet", use_safetensors=True
+        )
         unet, info = PixelDanceUNet.from_unet2d(unet2d, output_loading_info=True)
         logger.info("inflated Stable Diffusion UNet: %d new temporal tensors", len(info.new_keys))
-        vae = AutoencoderKL.from_pretrained(m.pretrained, subfolder="vae")
+        vae = AutoencoderKL.from_pretrained(m.pretrained, subfolder="vae", use_safetensors=True)
         te, tok = load_text_encoder(m.pretrained, subfolder="text_encoder")
         sd_sched = Path(m.pretrained) / "scheduler" / "scheduler_config.json"
         if sd_sched.exists():
