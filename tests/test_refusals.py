@@ -114,6 +114,10 @@ CASES = [
     (["train", "--data", "videos.csv", "--max-steps", "0"], "--max-steps", "at least 1"),
     (["train", "--data", "videos.csv", "--set", "optim.lr_rate=1"], "--set", "unknown config"),
     (["train", "--data", "videos.csv", "--output-dir", "afile"], "--output-dir", "is a file"),
+    (["train", "--data", "videos.csv", "--set", "model.init=stable-diffusion",
+      "--set", "model.pretrained=m_bin"], "--set", "no text_encoder/ folder"),
+    (["train", "--data", "videos.csv", "--set", "model.init=pixeldance",
+      "--set", "model.pretrained=m_bin"], "--set", "only pickle weights"),
     # preprocess
     (["preprocess", "--data", "videos.csv", "--out", "full"], "--out", "not empty"),
     (["preprocess", "--data", "stills.csv", "--out", "c"], "--data", "lists still images"),

@@ -88,6 +88,18 @@ def check_training_inputs(cfg) -> None:
     from .cli_common import new_or_empty_folder
     from .data.check import image_list_problem
 
+    m = cfg.model
+    if m.init == "pixeldance" and m.pretrained:
+        from .folders import pipeline_folder
+
+        pipeline_folder(m.pretrained)
+    elif m.init == "stable-diffusion" and m.pretrained and Path(m.pretrained).is_dir():
+        from .folders import check_weights
+
+        for sub in ("unet", "vae", "text_encoder"):
+            if not Path(m.pretrained, sub).is_dir():
+                raise UsageError(f"model.pretrained has no {sub}/ folder: {m.pretrained}")
+            check_weights(Path(m.pretrained, sub))
     d = cfg.data
     if d.latent_cache:
         if not Path(d.latent_cache, "index.json").is_file():
