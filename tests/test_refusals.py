@@ -115,7 +115,7 @@ CASES = [
     (["train", "--data", "videos.csv", "--set", "optim.lr_rate=1"], "--set", "unknown config"),
     (["train", "--data", "videos.csv", "--output-dir", "afile"], "--output-dir", "is a file"),
     (["train", "--data", "videos.csv", "--set", "model.init=stable-diffusion",
-      "--set", "model.pretrained=m_bin"], "--set", "no text_encoder/ folder"),
+      "--set", "model.pretrained=m_bin"], "--set", "m_bin/unet holds only pickle"),
     (["train", "--data", "videos.csv", "--set", "model.init=pixeldance",
       "--set", "model.pretrained=m_bin"], "--set", "only pickle weights"),
     # preprocess
