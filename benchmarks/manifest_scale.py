@@ -112,7 +112,6 @@ def measure(manifest: str, start_step: int, world: int, three_buckets: bool) -> 
     """One rank's start-up, in this (fresh) process."""
     t0 = time.perf_counter()
     from pixeldance.train.config import load_config
-    from pixeldance.train.setup import data_buckets
     from pixeldance.train.stream import make_stream
 
     import_s = time.perf_counter() - t0
@@ -120,7 +119,7 @@ def measure(manifest: str, start_step: int, world: int, three_buckets: bool) -> 
     overrides = [f"data.manifest={manifest}", "data.images=null", "data.num_workers=0"]
     cfg = load_config(CONFIG, overrides + ([THREE_BUCKETS] if three_buckets else []))
     t1 = time.perf_counter()
-    stream, _ = make_stream(cfg, data_buckets(cfg), start_step, rank=0, world=world)
+    stream, _ = make_stream(cfg, start_step, rank=0, world=world)
     built_s = time.perf_counter() - t1
     step, kind, batch = next(stream)
     startup_s = time.perf_counter() - t1

@@ -7,6 +7,7 @@ import pytest
 
 from pixeldance.data.buckets import parse_buckets
 from pixeldance.train.config import load_config
+from pixeldance.train.stages import plan
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
@@ -16,6 +17,7 @@ CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
 def test_configs_load(path):
     cfg = load_config(path)
     assert parse_buckets(cfg.data.buckets)
+    assert plan(cfg)[-1].end == cfg.optim.max_steps  # its stages (if any) fit the run
     assert cfg.instructions.last_frame_drop_prob == 0.25
     if path.name.startswith("shapes"):  # the shapes model's step is matched to its latents
         assert (

@@ -65,7 +65,7 @@ def consumed(cache: Path, world: int, grad_accum: int, start: int = 0, steps: in
     per_step: dict[int, dict] = {}
     per_rank = []
     for rank in range(world):
-        stream, _ = make_stream(cfg, parse_buckets(cfg.data.buckets), start, rank, world)
+        stream, _ = make_stream(cfg, start, rank, world)
         seen = []
         for _ in range(steps * grad_accum):
             step, kind, batch = next(stream)
@@ -170,7 +170,7 @@ def test_one_bucket_without_size_columns_probes_no_file_at_start(tmp_path, count
     cfg = config(data, micro_batch=2, grad_accum=1)
     cfg.data.buckets = cfg.data.buckets[:1]
     for rank in (0, 1):
-        stream, _ = make_stream(cfg, parse_buckets(cfg.data.buckets), 0, rank, 2)
+        stream, _ = make_stream(cfg, 0, rank, 2)
         step, kind, batch = next(stream)  # DataLoader workers share the mapped manifest
         assert (step, kind, batch["pixels"]) == (0, "video", None)
         assert len(batch["bad"]) == 4 and "missing" not in count_probes
@@ -181,7 +181,7 @@ def test_several_buckets_without_sizes_probe_once_for_all_ranks(tmp_path, count_
     manifest = webvid_manifest(tmp_path, 40)
     cfg = config({"manifest": str(manifest)}, micro_batch=2, grad_accum=1)
     for rank in (0, 1):
-        make_stream(cfg, parse_buckets(cfg.data.buckets), 0, rank, 2)
+        make_stream(cfg, 0, rank, 2)
     assert len(count_probes) == 40 and len(set(count_probes)) == 40
 
 

@@ -99,6 +99,7 @@ def _cmd_check_data(args) -> int:
 def _cmd_preprocess(args) -> int:
     from .devices import PlacementError, resolve_placement
     from .train.config import load_config
+    from .train.stages import bucket_sets
 
     at_least("--clips-per-video", args.clips_per_video, 1)
     out = new_or_empty_folder(args.out, "--out")
@@ -107,6 +108,7 @@ def _cmd_preprocess(args) -> int:
     except PlacementError as err:
         raise flag_error(err) from err
     cfg = load_config(args.config, args.set)
+    sets = bucket_sets(cfg)  # one set of buckets per training stage
     manifest = args.data or cfg.data.manifest
     images = args.images or cfg.data.images
     if manifest is None and images is None:
@@ -122,7 +124,7 @@ def _cmd_preprocess(args) -> int:
         raise UsageError(f"--images not found: {images}")
     work_started()
     from .data.latents import preprocess
-    from .train.setup import build_components, data_buckets, prompt_encoder
+    from .train.setup import build_components, prompt_encoder
 
     comps = build_components(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def _cmd_preprocess(args) -> int:
             tmp,
             comps.vae,
             prompt_encoder(comps),
-            data_buckets(cfg),
+            sets,
             manifest=manifest,
             images=images,
             fps=cfg.data.fps,

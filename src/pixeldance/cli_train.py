@@ -87,6 +87,9 @@ def check_training_inputs(cfg) -> None:
     cannot be written."""
     from .cli_common import new_or_empty_folder
     from .data.check import image_list_problem
+    from .train.stages import plan
+
+    plan(cfg)  # the stages fit the run
 
     m = cfg.model
     if m.init == "pixeldance" and m.pretrained:

@@ -135,6 +135,26 @@ class LatentCache:
     def __len__(self) -> int:
         return len(self.shard_of)
 
+    def select(self, buckets: list[Bucket]) -> LatentCache:
+        """The samples of these buckets only (matched by name), numbered by their place in
+        ``buckets``: one stage's part of a cache made for several. Refused if a bucket is not
+        in the cache."""
+        names = [b.name for b in self.buckets]
+        missing = [b.name for b in buckets if b.name not in names]
+        if missing:
+            raise ValueError(
+                f"the latent cache {self.folder} has no bucket {missing[0]!r} (it has "
+                f"{', '.join(names)}); run `pixeldance preprocess` again with this config"
+            )
+        place = np.full(len(names), -1, np.int16)
+        for i, b in enumerate(buckets):
+            place[names.index(b.name)] = i
+        keep = place[self.bucket_of] >= 0
+        self.shard_of, self.row_of = self.shard_of[keep], self.row_of[keep]
+        self.bucket_of = place[self.bucket_of[keep]]
+        self.buckets = list(buckets)
+        return self
+
     @property
     def record_buckets(self) -> np.ndarray:
         return self.bucket_of
@@ -176,7 +196,7 @@ def preprocess(
     out: str | Path,
     vae,
     prompt_encoder,
-    buckets: list[Bucket],
+    buckets: list[Bucket] | list[list[Bucket]],
     manifest: str | Path | None = None,
     images: str | Path | None = None,
     fps: float = 4.0,
@@ -190,8 +210,9 @@ def preprocess(
 ) -> dict:
     """Encode a manifest's clips (and optional captioned images) into a latent cache at ``out``.
 
-    Each video gives ``clips_per_video`` clips with different random starts. Bad files are
-    skipped and counted. The VAE and the text encoder run on ``device`` in ``dtype`` (None:
+    ``buckets`` is one set of buckets, or several (one per training stage): every set gets its
+    own encoding of each clip, at its sizes. Each video gives ``clips_per_video`` clips with
+    different random starts. Bad files are skipped and counted. The VAE and the text encoder run on ``device`` in ``dtype`` (None:
     as they are); the cache holds float16 either way. Returns the index written.
     """
     from tqdm import tqdm
@@ -204,32 +225,32 @@ def preprocess(
     out = Path(out)
     counter = BadDataCounter()
     shards: list[dict] = []
-    jobs = []
-    if manifest is not None:
-        records = read_manifest(manifest)
-        ds = VideoClipDataset(records, buckets, fps=fps, seed=seed)
-        rb = record_buckets(records, buckets).tolist()
-        jobs.append(
-            (
-                "video",
-                ds,
-                [
-                    (c * len(records) + i, rb[i])
-                    for c in range(clips_per_video)
-                    for i in range(len(records))
-                ],
-            )
-        )
-    if images is not None:
-        irecords = read_image_records(images)
-        ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in buckets]
-        ids = ImageDataset(irecords, ibuckets, seed=seed)
-        rb = record_buckets(irecords, ibuckets, images=True).tolist()
-        jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))]))
+    sets = [list(buckets)] if buckets and isinstance(buckets[0], Bucket) else list(buckets)
+    flat = [b for bucket_set in sets for b in bucket_set]
+    jobs = []  # (kind, dataset, [(sample key, bucket within its set)], offset of its set)
+    records = read_manifest(manifest) if manifest is not None else None
+    irecords = read_image_records(images) if images is not None else None
+    offset = 0
+    for bucket_set in sets:
+        if records is not None:
+            ds = VideoClipDataset(records, bucket_set, fps=fps, seed=seed)
+            rb = record_buckets(records, bucket_set).tolist()
+            keys = [
+                (c * len(records) + i, rb[i])
+                for c in range(clips_per_video)
+                for i in range(len(records))
+            ]
+            jobs.append(("video", ds, keys, offset))
+        if irecords is not None:
+            ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in bucket_set]
+            ids = ImageDataset(irecords, ibuckets, seed=seed)
+            rb = record_buckets(irecords, ibuckets, images=True).tolist()
+            jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))], offset))
+        offset += len(bucket_set)
     vae.to(device=device, dtype=dtype)
     prompt_encoder.text_encoder.to(device=device, dtype=dtype)
-    for kind, ds, keys in jobs:
-        writer = LatentCacheWriter(out, buckets, shard_size, kind)
+    for kind, ds, keys, offset in jobs:
+        writer = LatentCacheWriter(out, flat, shard_size, kind)
         writer.shards = shards  # one numbering across kinds
         pending: list = []
 
@@ -249,7 +270,7 @@ def preprocess(
                 continue
             if pending and pending[0][0].shape != sample["pixels"].shape:
                 flush()  # a batch holds one bucket's shape
-            pending.append((sample["pixels"], sample["caption"], key[1]))
+            pending.append((sample["pixels"], sample["caption"], offset + key[1]))
             if len(pending) >= batch_size:
                 flush()
         if pending:
@@ -270,5 +291,5 @@ def preprocess(
             "scaling_factor": float(vae.config.scaling_factor),
         },
     }
-    write_index(out, shards, buckets, info)
+    write_index(out, shards, flat, info)
     return json.loads((out / "index.json").read_text())

@@ -71,6 +71,10 @@ class DataConfig:
     image_every: int = 8  # paper, sec. 4.1: an image batch every 8th iteration (0: never)
     image_batch_size: int = 4
     buckets: list[dict] = field(default_factory=_default_buckets)
+    # progressive training (not in the paper): earlier, cheaper stages that run before the main
+    # one, each `{steps, buckets, image_every (optional), name (optional)}`; the main stage (the
+    # `buckets` above, the size generation uses) takes the steps left to optim.max_steps
+    stages: list[dict] = field(default_factory=list)
     num_workers: int = 0
     max_retries: int = 3
     decode_timeout: float = 30.0

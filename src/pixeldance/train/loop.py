@@ -126,7 +126,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
     comps = build_components(cfg)
     buckets = data_buckets(cfg)
     stream, empty_cached = make_stream(
-        cfg, buckets, start, procs.process_index, procs.num_processes, vae=comps.vae
+        cfg, start, procs.process_index, procs.num_processes, vae=comps.vae
     )
     mixing = _mixes_images(stream, cfg)
     accelerator = Accelerator(

@@ -1,5 +1,6 @@
 """The training data stream: per optimizer step one global batch (videos, or images every Nth
-step), split among processes and accumulation micro-steps; resumable at any step.
+step), split among processes and accumulation micro-steps; resumable at any step, and staged
+(:mod:`pixeldance.train.stages`): each stage's steps draw from its own buckets.
 
 The samples optimizer step k consumes are a function of the seed, k and the global batch
 (``bucket.batch_size x processes x optim.grad_accum``) only, so one process with a micro-batch
@@ -26,6 +27,7 @@ from ..data.latents import LatentCache, collate_latents
 from ..data.manifest import read_image_records, read_manifest
 from ..data.sizes import record_buckets
 from .config import Config
+from .stages import Stage, plan, stage_at
 
 logger = logging.getLogger(__name__)
 
@@ -47,36 +49,84 @@ def _latent_caches(cfg: Config, buckets: list[Bucket], vae) -> tuple[LatentCache
             cache.rescale,
             made_for["scaling_factor"],
         )
-    cache.buckets = buckets
-    return cache, LatentCache(cfg.data.latent_cache, "image", **made_for)
+    icache = LatentCache(cfg.data.latent_cache, "image", **made_for)
+    return cache.select(buckets), icache.select(buckets)
 
 
-def make_stream(
+def make_stream(cfg: Config, start_step: int, rank: int = 0, world: int = 1, vae=None):
+    """The data stream of a run, positioned at optimizer step ``start_step`` for this rank.
+
+    Each ``next()`` gives one micro-step's ``(step, kind, batch)``; ``cfg.optim.grad_accum`` of
+    them make optimizer step ``step``. Returns ``(stream, empty_text)`` where ``empty_text`` is
+    the cached empty-prompt state when training from a latent cache (else None). With ``vae``
+    given, a latent cache is checked against it (latent channels) and rescaled to its scaling
+    factor.
+    """
+    stages = plan(cfg)
+
+    def build(stage: Stage, local_start: int):
+        return stage_stream(
+            cfg, list(stage.buckets), stage.image_every, local_start, rank, world, vae
+        )
+
+    return StagedStream(build, stages, start_step, cfg.optim.grad_accum), _empty_text(cfg)
+
+
+class StagedStream:
+    """Micro-steps ``(step, kind, batch)`` across the stages of a run: the stream of the stage
+    that step ``step`` belongs to, started at the step's place within it (built when the run
+    reaches the stage, so a resumed run starts each stage where an uninterrupted one would)."""
+
+    def __init__(self, build, stages: list[Stage], start_step: int, grad_accum: int):
+        self.build, self.stages, self.grad_accum = build, stages, grad_accum
+        self.step, self.micro = start_step, 0
+        self.stage = stage_at(stages, start_step)
+        self.mixer = build(self.stage, start_step - self.stage.start)
+        # images reach the UNet in some stage (DDP then looks for unused parameters)
+        has_images = self.mixer.images is not None
+        self.image_every = max(s.image_every for s in stages) if has_images else 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        stage = stage_at(self.stages, self.step)
+        if stage is not self.stage:
+            self.stage, self.mixer = stage, self.build(stage, self.step - stage.start)
+        _, kind, batch = next(self.mixer)
+        out = (self.step, kind, batch)
+        self.micro += 1
+        if self.micro == self.grad_accum:
+            self.step, self.micro = self.step + 1, 0
+        return out
+
+
+def _empty_text(cfg: Config):
+    """The cached empty prompt's text states of a latent cache (None for other data)."""
+    if not cfg.data.latent_cache:
+        return None
+    return LatentCache(cfg.data.latent_cache, "video").empty_text
+
+
+def stage_stream(
     cfg: Config,
     buckets: list[Bucket],
+    image_every: int,
     start_step: int,
     rank: int = 0,
     world: int = 1,
     vae=None,
 ):
-    """A :class:`Mixer` positioned at optimizer step ``start_step`` for this rank.
-
-    Each ``next()`` gives one micro-step's ``(step, kind, batch)``; ``cfg.optim.grad_accum`` of
-    them make optimizer step ``step``. Returns ``(mixer, empty_text)`` where ``empty_text`` is
-    the cached empty-prompt state when training from a latent cache (else None). With ``vae``
-    given, a latent cache is checked against it (latent channels) and rescaled to its scaling
-    factor.
-    """
+    """A :class:`Mixer` over ``buckets`` (an image batch every ``image_every``-th step),
+    positioned at optimizer step ``start_step`` of its stage for this rank."""
     d = cfg.data
     seed, accum = cfg.run.seed, cfg.optim.grad_accum
     image_buckets = [Bucket(b.name, b.height, b.width, 1, d.image_batch_size) for b in buckets]
-    empty_text = None
     videos = images = None  # (dataset, bucket of each record, buckets, collate)
     if d.latent_cache:
         cache, icache = _latent_caches(cfg, buckets, vae)
-        empty_text = cache.empty_text
         videos = (cache, cache.record_buckets, buckets, collate_latents)
-        if len(icache) and d.image_every:
+        if len(icache) and image_every:
             images = (icache, icache.record_buckets, image_buckets, collate_latents)
     elif d.manifest:
         records = read_manifest(d.manifest)
@@ -86,12 +136,12 @@ def make_stream(
         raise ValueError(
             "no training data: set data.manifest, data.shards or data.latent_cache (or pass --data)"
         )
-    if images is None and d.images and d.image_every:
+    if images is None and d.images and image_every:
         irecords = read_image_records(d.images)
         ids = ImageDataset(irecords, image_buckets, seed=seed + 1, max_retries=d.max_retries)
         rb = record_buckets(irecords, image_buckets, images=True, workers=d.num_workers)
         images = (ids, rb, image_buckets, collate)
-    image_every = d.image_every if images is not None else 0
+    image_every = image_every if images is not None else 0
     videos_done, images_done = batches_before(start_step, image_every)
 
     def loader(source, seed: int, start: int):
@@ -124,4 +174,4 @@ def make_stream(
             stream, batch_size=None, num_workers=d.num_workers, collate_fn=collate
         )
     image_batches = loader(images, seed + 1, images_done) if images is not None else None
-    return Mixer(video_batches, image_batches, image_every, start_step, accum), empty_text
+    return Mixer(video_batches, image_batches, image_every, start_step, accum)
