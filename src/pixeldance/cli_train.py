@@ -87,8 +87,10 @@ def check_training_inputs(cfg) -> None:
     cannot be written."""
     from .cli_common import new_or_empty_folder
     from .data.check import image_list_problem
+    from .train.distributed import check_launch
     from .train.stages import plan
 
+    check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)  # DeepSpeed, FSDP plugin...
     plan(cfg)  # the stages fit the run
 
     m = cfg.model
