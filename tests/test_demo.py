@@ -1,13 +1,12 @@
 """The web demo's request handling (no Gradio needed) and, where Gradio is installed, its page."""
 
-import importlib.util
-
 import av
 import pytest
 from PIL import Image
 
 from helpers import ROOT
-from pixeldance.demo import MAX_STEPS, DemoInputError, DemoRunner, build_app
+from pixeldance.demo import MAX_STEPS, DemoInputError, DemoRunner
+from pixeldance.demo_page import build_app
 from pixeldance.shipped import shipped_model_path
 
 pytestmark = pytest.mark.skipif(
@@ -75,11 +74,18 @@ def test_bad_requests_say_what_to_change(runner, change, message, monkeypatch):
     assert sorted(runner.out_dir.iterdir()) == before  # nothing written
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="gradio not installed")
-def test_page_builds_with_a_bounded_queue(runner):
+def test_page_builds_with_examples_a_story_tab_and_a_bounded_queue(runner):
+    """Gradio is in the test extra, so this runs in CI."""
+    import gradio as gr
+
     app = build_app(runner, queue_size=3)
     assert app.title == "PixelDance"
     assert app._queue.max_size == 3
+    blocks = list(app.blocks.values())
+    tabs = [b.label for b in blocks if isinstance(b, gr.Tab)]
+    assert tabs == ["Video", "Story"]
+    datasets = [b for b in blocks if isinstance(b, gr.Dataset)]  # what gr.Examples shows
+    assert datasets and len(datasets[0].samples) == 3
 
 
 def test_demo_command_without_gradio_says_how_to_install(monkeypatch, capsys):
@@ -109,3 +115,31 @@ def test_uploads_arrive_as_paths(runner, tmp_path):
         64,
         64,
     )
+
+
+def test_every_example_runs_and_gives_a_playable_video(runner):
+    """The page's clickable examples, through the same handler: a first and last frame pair, a
+    text-only prompt, a 16:9 one. Videos are scaled up by whole pixels to the display size."""
+    from pixeldance.demo import DISPLAY_SIZE
+
+    examples = runner.examples()
+    assert len(examples) == 3 and examples[0][1] and examples[0][2]  # the pair has both frames
+    assert any(row[5] == "16:9" for row in examples)
+    for prompt, first, last, tau, _steps, aspect, seed in examples:  # 4 steps: quick
+        frames = frames_of(runner(prompt, first, last, tau, 4, aspect, seed))
+        assert len(frames) == runner.defaults.frames
+        h, w, _ = frames[0].shape
+        assert DISPLAY_SIZE // 2 < max(h, w) <= DISPLAY_SIZE and (w > h) == (aspect == "16:9")
+        block = frames[0][:8, :8].reshape(-1, 3).astype(int)  # one model pixel, 8x8 on screen
+        assert (block.max(axis=0) - block.min(axis=0)).max() <= 12  # nearly flat: no blur
+
+
+def test_story_chains_its_shots_into_one_video(runner):
+    first = Image.new("RGB", (48, 48), (200, 40, 40))
+    last = Image.new("RGB", (48, 48), (40, 40, 200))
+    path = runner.story(first, [("a red circle moves right", None), ("", None),
+                                ("a red circle moves down", last)], steps=3, seed=0)  # fmt: skip
+    n = runner.defaults.frames
+    assert len(frames_of(path)) == 2 * n - 1  # two shots (the empty row skipped), one boundary
+    with pytest.raises(DemoInputError, match="at least one shot"):
+        runner.story(None, [("", None), ("  ", None)])

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import DemoRunner, build_app
+    from .demo import DemoRunner
+    from .demo_page import build_app
     from .generation import SettingError
 
     if args.queue < 1:

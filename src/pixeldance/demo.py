@@ -1,11 +1,13 @@
-"""A Gradio web demo that only calls the pipeline: text + first frame (+ last frame) -> video.
+"""The web demo's requests: text + first frame (+ last frame) -> video, and stories of shots.
 
 ``pixeldance demo [--model PATH] [--port N]`` (needs the ``demo`` extra: ``pip install
 "pixeldance[demo]"``). One generation runs at a time; at most ``--queue`` requests wait, and a
 request beyond that is refused rather than piling up. Inputs are bounded (prompt length,
-steps, image size) and a bad input is answered with a message saying what to change.
+steps, image size, shots) and a bad input is answered with a message saying what to change.
 
-:class:`DemoRunner` holds everything but the page, so it is usable (and tested) without Gradio.
+:class:`DemoRunner` holds everything but the page (:mod:`pixeldance.demo_page`), so it is
+usable (and tested) without Gradio. Videos are shown scaled up with nearest-neighbour
+sampling (whole pixels, no blur): the shipped model's clips are 48 pixels high.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 from PIL import Image
 
 from .generation import (
-    ASPECTS,
     GenerationConfig,
     GenerationSettings,
     Geometry,
@@ -28,6 +29,11 @@ from .generation import (
 MAX_PROMPT_CHARS = 300
 MAX_STEPS = 100
 MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_SHOTS = 6
+DISPLAY_SIZE = 384  # long side of a shown video, reached by a whole-pixel (nearest) upscale
+# a held-out Dancing Shapes clip (seed base 7, never trained on): "A red circle glides right on a
+# checkered background"; its first and last frames are the examples' instructions
+EXAMPLE_CLIP_SEED = 7_023_646
 
 
 class DemoInputError(ValueError):
@@ -82,23 +88,13 @@ class DemoRunner:
         self, prompt, first_frame, last_frame, tau, steps, aspect, seed
     ) -> tuple[dict, GenerationSettings]:
         """The request and its resolved settings, or :class:`DemoInputError` naming the problem."""
-        prompt = (prompt or "").strip()
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise DemoInputError(
-                f"the prompt is {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS}"
-            )
-        steps = self.defaults.steps if steps is None else int(steps)
-        if not 1 <= steps <= MAX_STEPS:
-            raise DemoInputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+        prompt = _prompt(prompt, "the prompt")
+        steps = self._steps(steps)
         first_frame = _image(first_frame, "first frame")
         last_frame = _image(last_frame, "last frame")
         # the tau slider can stand above the steps slider: tau counts steps, so cap it there
         tau = None if tau is None else min(int(tau), steps)
-        try:
-            check_prompt(prompt)
-            settings = self.settings(steps=steps, tau=tau, aspect=aspect)
-        except SettingError as err:
-            raise DemoInputError(str(err)) from err
+        settings = self.settings(steps=steps, tau=tau, aspect=aspect)
         if last_frame is not None and settings.tau == 0:
             raise DemoInputError("a last frame needs tau > 0 to guide anything")
         if not prompt and first_frame is None:
@@ -110,19 +106,25 @@ class DemoRunner:
 
     def settings(self, **choices) -> GenerationSettings:
         """The model's generation defaults merged with ``choices`` (see ``resolve``), on the
-        runner's device."""
+        runner's device; a bad choice is a :class:`DemoInputError`."""
         from .generation import resolve
 
         p = self.placement
         placed = dict(device=p.device, dtype=p.dtype, offload=p.offload)
-        return resolve(self.defaults, self.geometry, **placed, **choices)
+        try:
+            return resolve(self.defaults, self.geometry, **placed, **choices)
+        except SettingError as err:
+            raise DemoInputError(str(err)) from err
+
+    def _steps(self, steps) -> int:
+        steps = self.defaults.steps if steps is None else int(steps)
+        if not 1 <= steps <= MAX_STEPS:
+            raise DemoInputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+        return steps
 
     def __call__(
         self, prompt, first_frame=None, last_frame=None, tau=None, steps=None, aspect="1:1", seed=0
     ) -> str:
-        from .files import write_video
-        from .pipeline import frames_to_uint8
-
         request, settings = self.check(prompt, first_frame, last_frame, tau, steps, aspect, seed)
         with self._lock:
             result = self.pipe(
@@ -133,10 +135,75 @@ class DemoRunner:
                 output_type="np",
                 **settings.pipeline_kwargs(),
             )
-            self._count += 1
-            out = self.out_dir / f"video-{self._count:05d}.mp4"
-            write_video(frames_to_uint8(result.frames), out, fps=settings.fps)
+            return self._write(result.frames, settings.fps)
+
+    def story(self, first_frame, shots, steps=None, seed=0) -> str:
+        """A long video from ``shots``, ``[(prompt, last_frame or None), ...]`` (rows with no
+        prompt and no last frame are skipped), each shot starting from the last frame of the one
+        before; the first from ``first_frame`` if given. Returns the mp4's path."""
+        from .pipeline import Shot
+
+        rows = [(p, last) for p, last in shots if (p or "").strip() or last is not None]
+        if not rows:
+            raise DemoInputError("give at least one shot: a prompt, or a last frame")
+        if len(rows) > MAX_SHOTS:
+            raise DemoInputError(f"{len(rows)} shots; keep it to {MAX_SHOTS}")
+        steps = self._steps(steps)
+        first = _image(first_frame, "first frame")
+        story = [
+            Shot(_prompt(p, f"shot {k + 1}'s prompt"), _image(last, f"shot {k + 1}'s last frame"))
+            for k, (p, last) in enumerate(rows)
+        ]
+        settings = self.settings(steps=steps)
+        with self._lock:
+            result = self.pipe.generate_story(
+                story,
+                first_frame=first,
+                generator=settings.placement.generator(int(seed)),
+                output_type="np",
+                **settings.pipeline_kwargs(),
+            )
+            return self._write(result.frames, settings.fps)
+
+    def _write(self, frames, fps: float) -> str:
+        """Frames to the next mp4 in ``out_dir``, scaled up by whole pixels to about
+        :data:`DISPLAY_SIZE` on the long side."""
+        from .files import write_video
+        from .pipeline import frames_to_uint8
+
+        video = frames_to_uint8(frames)  # (F, H, W, 3)
+        k = max(1, DISPLAY_SIZE // max(video.shape[1:3]))
+        if k > 1:
+            video = video.repeat(k, axis=1).repeat(k, axis=2)
+        self._count += 1
+        out = self.out_dir / f"video-{self._count:05d}.mp4"
+        write_video(video, out, fps=fps)
         return str(out)
+
+    def examples(self) -> list[list]:
+        """Requests that show the model at work, as rows of the page's inputs (prompt, first
+        frame, last frame, tau, steps, aspect, seed): a first and last frame pair, a text-only
+        prompt and a 16:9 one. The pair's images are written to ``out_dir``."""
+        first, last = example_frames(self.out_dir)
+        d = self.defaults
+        return [
+            ["a red circle moves to the right", str(first), str(last), d.tau, d.steps, "1:1", 0],
+            ["a blue square moves up", None, None, d.tau, d.steps, "1:1", 1],
+            ["a yellow triangle slides to the left", None, None, d.tau, d.steps, "16:9", 2],
+        ]
+
+
+def _prompt(prompt, name: str) -> str:
+    """A prompt stripped, bounded in length and checked to be UTF-8 text."""
+    prompt = (prompt or "").strip()
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise DemoInputError(
+            f"{name} is {len(prompt)} characters; keep it under {MAX_PROMPT_CHARS}"
+        )
+    try:
+        return check_prompt(prompt, name)
+    except SettingError as err:
+        raise DemoInputError(str(err)) from err
 
 
 def _image(image, name: str) -> Image.Image | None:
@@ -171,48 +238,14 @@ def _image(image, name: str) -> Image.Image | None:
         raise DemoInputError(f"the {name} is not an image: {Path(image).name}") from err
 
 
-def build_app(runner: DemoRunner, queue_size: int = 8):
-    """The Gradio page around ``runner`` with a bounded queue (one generation at a time)."""
-    try:
-        import gradio as gr
-    except ImportError as err:
-        raise ImportError(
-            'the demo needs Gradio: pip install "pixeldance[demo]" (or pip install gradio)'
-        ) from err
+def example_frames(folder: str | Path) -> tuple[Path, Path]:
+    """The first and last frames of the example clip (:data:`EXAMPLE_CLIP_SEED`), rendered from
+    the Dancing Shapes world at its 128x128 into ``folder``."""
+    from .data.shapes import render_clip, sample_clip
 
-    d = runner.defaults
-
-    def generate(prompt, first_frame, last_frame, tau, steps, aspect, seed):
-        try:
-            return runner(prompt, first_frame, last_frame, tau, steps, aspect, seed)
-        except DemoInputError as err:
-            raise gr.Error(str(err)) from err
-
-    with gr.Blocks(title="PixelDance") as app:
-        gr.Markdown(
-            "# PixelDance\nA text, a first frame and an optional last frame make a video. "
-            f"Model: `{runner.model.name}`."
-        )
-        with gr.Row():
-            with gr.Column():
-                prompt = gr.Textbox(
-                    label="prompt", max_lines=2, value="a red circle moves to the right"
-                )
-                with gr.Row():
-                    first = gr.Image(label="first frame (optional)", type="filepath")
-                    last = gr.Image(label="last frame (optional)", type="filepath")
-                steps = gr.Slider(1, MAX_STEPS, value=d.steps, step=1, label="denoising steps")
-                tau = gr.Slider(
-                    0,
-                    MAX_STEPS,
-                    value=d.tau,
-                    step=1,
-                    label="tau: steps guided by the last frame (at most the steps)",
-                )
-                aspect = gr.Radio(list(ASPECTS), value="1:1", label="aspect")
-                seed = gr.Number(value=0, precision=0, label="seed")
-                button = gr.Button("Generate", variant="primary")
-            video = gr.Video(label="video")
-        button.click(generate, [prompt, first, last, tau, steps, aspect, seed], video)
-    app.queue(max_size=queue_size, default_concurrency_limit=1)
-    return app
+    folder = Path(folder)
+    frames = render_clip(sample_clip(EXAMPLE_CLIP_SEED, aspect="1:1"))
+    paths = folder / "red_circle.png", folder / "red_circle_end.png"
+    for path, frame in zip(paths, (frames[0], frames[-1]), strict=True):
+        Image.fromarray(frame).save(path)
+    return paths
