@@ -22,12 +22,13 @@ CASES = {
     "readme": [
         "--prompt", "a red circle moves to the right",
         "--first-frame", "examples/red_circle.png",
+        "--last-frame", "examples/red_circle_end.png",
     ],
     # a last frame, the tau rule, another aspect, another seed, fewer steps
     "last_frame_16x9": [
         "--prompt", "a blue square moves up",
         "--first-frame", "examples/red_circle.png",
-        "--last-frame", "examples/red_circle.png",
+        "--last-frame", "examples/red_circle_end.png",
         "--steps", "10", "--tau", "5", "--aspect", "16:9", "--seed", "3",
     ],
 }  # fmt: skip

@@ -11,8 +11,10 @@ import torch
 from helpers import ROOT, cli
 from pixeldance import PixelDancePipeline
 from pixeldance.data.shapes import render_clip, sample_clip
+from pixeldance.files import read_image
 from pixeldance.folders import shipped_model_path
 from pixeldance.generation import GenerationConfig
+from pixeldance.images import resize_cover_crop
 from pixeldance.shipped import generation_defaults
 
 pytestmark = pytest.mark.skipif(
@@ -45,6 +47,12 @@ def test_readme_main_command_writes_the_expected_video(tmp_path):
     d = GenerationConfig.load(shipped_model_path())
     n, h, w = video_info(Path(cmd[out_index]))
     assert n == d.frames and (h, w) == d.sizes["1:1"]
+    # it uses the paper's pair, and the clip ends nearer the last-frame image than it starts
+    last_image = cmd[cmd.index("--last-frame") + 1]
+    with av.open(cmd[out_index]) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    target = np.asarray(resize_cover_crop(read_image(ROOT / last_image), h, w))
+    assert mse(frames[-1], target) < mse(frames[0], target)
 
 
 @pytest.mark.parametrize("aspect,landscape", [("16:9", True), ("9:16", False)])
