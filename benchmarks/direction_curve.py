@@ -49,12 +49,16 @@ def one_step_accuracy(unet, comps, z, text, truth, seeds, first_frame: bool) -> 
     return float(np.mean(hits))
 
 
-def curve(run: Path, clips: int, seeds: list[int], weights: str) -> list[dict]:
+def curve(run: Path, clips: int, seeds: list[int], weights: str, at=None) -> list[dict]:
+    """The run's rows; ``at`` = (frames, height, width) to draw the clips at instead of the
+    main stage's first bucket."""
     cfg = load_config(run / "config.yaml")
     torch.manual_seed(cfg.run.seed)
     comps = build_components(cfg)
     main = cfg.data.buckets[0]
     size, frames = (main["height"], main["width"]), main.get("frames", 16)
+    if at is not None:
+        frames, size = at[0], (at[1], at[2])
     movers = held_out_clips(clips, cfg.data.fps, frames, size, single_mover=True)
     z = encode_videos(comps.vae, np.stack([v for _, v in movers]))
     text = prompt_encoder(comps).encode([c.caption for c, _ in movers])
@@ -69,6 +73,7 @@ def curve(run: Path, clips: int, seeds: list[int], weights: str) -> list[dict]:
             "run": run.name,
             "step": int(ckpt.name.split("-")[1]),
             "minutes": round((ckpt.stat().st_mtime - t0) / 60, 1),
+            "clips_at": f"{frames}x{size[0]}x{size[1]}",
             "text_only": one_step_accuracy(unet, comps, z, text, truth, seeds, False),
             "first_frame": one_step_accuracy(unet, comps, z, text, truth, seeds, True),
         }
@@ -94,11 +99,11 @@ def main() -> None:
         f"One-step x0 direction accuracy ({args.weights} weights, {args.clips} held-out movers x "
         f"{args.seeds} noise seeds, chance 12.5%)",
         "",
-        "| run | step | minutes | text only | first frame + text |",
-        "| --- | --- | --- | --- | --- |",
+        "| run | step | minutes | clips (F x H x W) | text only | first frame + text |",
+        "| --- | --- | --- | --- | --- | --- |",
         *[
-            f"| {r['run']} | {r['step']} | {r['minutes']} | {r['text_only']:.0%} | "
-            f"{r['first_frame']:.0%} |"
+            f"| {r['run']} | {r['step']} | {r['minutes']} | {r['clips_at']} | "
+            f"{r['text_only']:.0%} | {r['first_frame']:.0%} |"
             for r in rows
         ],
     ]

@@ -35,6 +35,7 @@ from .instructions import build_c_image, draw_noise, noise_instruction, without_
 # imported, so importing the pipeline imports them
 from .models import codec as _codec  # noqa: F401
 from .models import unet as _unet  # noqa: F401
+from .pipeline_checks import check_call
 
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
 
@@ -250,51 +251,18 @@ class PixelDancePipeline(DiffusionPipeline):
                 lower the memory peak and change nothing else.
         """
         # 1. check inputs
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts:
-            raise ValueError("prompt must be a string or a non-empty list of strings")
-        negative = None
-        if negative_prompt is not None:
-            negative = (
-                [negative_prompt] * len(prompts)
-                if isinstance(negative_prompt, str)
-                else list(negative_prompt)
-            )
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(
-                f"num_inference_steps must be a positive integer, got {num_inference_steps!r}"
-            )
-        if not isinstance(num_frames, int) or num_frames < 2:
-            raise ValueError(f"num_frames must be an integer >= 2, got {num_frames!r}")
-        if (
-            not isinstance(tau, int)
-            or tau < 0
-            or (last_frame is not None and tau > num_inference_steps)
-        ):
-            raise ValueError(
-                f"tau must be an integer in [0, num_inference_steps={num_inference_steps}], got {tau!r}"
-            )
-        if guidance_interval is not None:
-            interval = tuple(guidance_interval)
-            if (
-                len(interval) != 2
-                or not all(isinstance(x, int) for x in interval)
-                or not (0 <= interval[0] <= interval[1])
-            ):
-                raise ValueError(
-                    "guidance_interval must be two integer timesteps (low, high) with "
-                    f"0 <= low <= high, got {guidance_interval!r}"
-                )
-            guidance_interval = interval
+        prompts, negative, guidance_interval = check_call(
+            prompt,
+            negative_prompt,
+            tau,
+            num_inference_steps,
+            num_frames,
+            last_frame is not None,
+            guidance_interval,
+            decode_chunk_size,
+            output_type,
+        )
         chunk = decode_chunk_size
-        if chunk is not None and (
-            isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1
-        ):
-            raise ValueError(f"decode_chunk_size must be a positive integer or None, got {chunk!r}")
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(
-                f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}"
-            )
         if height is None or width is None:
             dh, dw = self.default_size()
             height, width = height or dh, width or dw

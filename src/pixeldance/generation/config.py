@@ -71,7 +71,7 @@ class GenerationConfig:
             bad("steps", f"must be an integer >= 1, got {self.steps!r}")
         if not _is_number(self.guidance) or self.guidance < 0:
             bad("guidance", f"must be a number >= 0, got {self.guidance!r}")
-        problem = _interval_problem(self.guidance_interval)
+        problem = interval_problem(self.guidance_interval)
         if problem:
             bad("guidance_interval", problem)
         if not _is_int(self.tau) or self.tau < 0:
@@ -245,7 +245,7 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _interval_problem(interval) -> str | None:
+def interval_problem(interval) -> str | None:
     """What is wrong with a guidance interval, or None if nothing (None is no interval)."""
     if interval is None:
         return None

@@ -12,9 +12,9 @@ from .config import (
     Geometry,
     SettingError,
     _check_tau,
-    _interval_problem,
     _is_int,
     _is_number,
+    interval_problem,
 )
 
 # Caps that refuse a request before it exhausts a machine; --max-pixels raises the size cap.
@@ -105,7 +105,7 @@ def resolve(
     interval = config.guidance_interval if guidance_interval is None else guidance_interval
     if interval is not None:
         interval = tuple(interval)
-        problem = _interval_problem(interval)
+        problem = interval_problem(interval)
         if problem:
             raise SettingError("guidance_interval", f"guidance_interval {problem}")
     if tau is None:
