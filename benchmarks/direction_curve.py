@@ -49,9 +49,11 @@ def one_step_accuracy(unet, comps, z, text, truth, seeds, first_frame: bool) -> 
     return float(np.mean(hits))
 
 
-def curve(run: Path, clips: int, seeds: list[int], weights: str, at=None) -> list[dict]:
+def curve(
+    run: Path, clips: int, seeds: list[int], weights: str, at=None, every: int = 1
+) -> list[dict]:
     """The run's rows; ``at`` = (frames, height, width) to draw the clips at instead of the
-    main stage's first bucket."""
+    main stage's first bucket; every ``every``-th checkpoint and the last."""
     cfg = load_config(run / "config.yaml")
     torch.manual_seed(cfg.run.seed)
     comps = build_components(cfg)
@@ -66,7 +68,10 @@ def curve(run: Path, clips: int, seeds: list[int], weights: str, at=None) -> lis
     t0 = (run / "config.yaml").stat().st_mtime
     unet = comps.unet.eval()
     rows = []
-    for ckpt in list_checkpoints(run):
+    checkpoints = list_checkpoints(run)
+    for k, ckpt in enumerate(checkpoints):
+        if k % every and k != len(checkpoints) - 1:
+            continue
         state = load_file(ckpt / f"{weights}.safetensors")
         unet.load_state_dict(state, strict=weights == "unet")
         row = {
@@ -89,11 +94,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="noise seeds per clip")
     parser.add_argument("--weights", choices=["unet", "ema"], default="unet")
     parser.add_argument("--out", type=Path, help="also write the table here (markdown)")
+    parser.add_argument(
+        "--at",
+        type=int,
+        nargs=3,
+        metavar=("F", "H", "W"),
+        help="draw the clips at F frames of H x W pixels (default: the run's main size)",
+    )
+    parser.add_argument(
+        "--every", type=int, default=1, help="score every n-th checkpoint (and the last)"
+    )
     args = parser.parse_args()
     rows = [
         r
         for run in args.runs
-        for r in curve(run, args.clips, list(range(args.seeds)), args.weights)
+        for r in curve(run, args.clips, list(range(args.seeds)), args.weights, args.at, args.every)
     ]
     lines = [
         f"One-step x0 direction accuracy ({args.weights} weights, {args.clips} held-out movers x "

@@ -23,6 +23,7 @@ CASES = {
         "--prompt", "a red circle moves to the right",
         "--first-frame", "examples/red_circle.png",
         "--last-frame", "examples/red_circle_end.png",
+        "--tau", "50",
     ],
     # a last frame, the tau rule, another aspect, another seed, fewer steps
     "last_frame_16x9": [

@@ -53,6 +53,22 @@ def test_readme_main_command_writes_the_expected_video(tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     target = np.asarray(resize_cover_crop(read_image(ROOT / last_image), h, w))
     assert mse(frames[-1], target) < mse(frames[0], target)
+    # the circle travels from where the first image has it to where the last image has it,
+    # never backwards by more than a pixel
+    first_image = cmd[cmd.index("--first-frame") + 1]
+    start = red_centre_x(np.asarray(resize_cover_crop(read_image(ROOT / first_image), h, w)))
+    end = red_centre_x(target)
+    xs = [red_centre_x(f) for f in frames]
+    assert abs(xs[0] - start) < 1.5 and abs(xs[-1] - end) < 2.5, (start, end, xs)
+    assert min(np.diff(xs)) > -1.0, xs
+
+
+def red_centre_x(frame: np.ndarray) -> float:
+    """Mean column of the pixels much redder than green or blue (the example's circle)."""
+    f = frame.astype(np.float32)
+    mask = f[..., 0] - f[..., 1:].max(-1) > 60
+    assert mask.sum() > 20, "no red circle in the frame"
+    return float(np.nonzero(mask)[1].mean())
 
 
 @pytest.mark.parametrize("aspect,landscape", [("16:9", True), ("9:16", False)])

@@ -187,7 +187,8 @@ class DemoRunner:
         first, last = example_frames(self.out_dir)
         d = self.defaults
         return [
-            ["a red circle moves to the right", str(first), str(last), d.tau, d.steps, "1:1", 0],
+            # tau = all the steps: the clip ends on the last frame
+            ["a red circle moves to the right", str(first), str(last), d.steps, d.steps, "1:1", 0],
             ["a blue square moves up", None, None, d.tau, d.steps, "1:1", 1],
             ["a yellow triangle slides to the left", None, None, d.tau, d.steps, "16:9", 2],
         ]
