@@ -86,14 +86,3 @@ def test_overrides_and_unknown_keys(tmp_path):
         load_config(None, ["optim.lr"])
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
-
-
-def test_first_frame_hold_needs_x0_prediction():
-    from pixeldance.train.setup import build_components
-
-    tiny = CONFIG_DIR / "tiny.yaml"
-    cfg = load_config(tiny, ["model.unet.first_frame_hold=true", "model.prediction_type=epsilon"])
-    with pytest.raises(ValueError, match="first_frame_hold.*prediction_type=sample"):
-        build_components(cfg)
-    held = load_config(tiny, ["model.unet.first_frame_hold=true", "model.prediction_type=sample"])
-    assert build_components(held).unet.config.first_frame_hold is True

@@ -294,34 +294,3 @@ def test_frame_embedding_tells_frames_apart_and_can_be_added_to_a_trained_unet(t
     with torch.no_grad():
         assert torch.equal(loaded(x, t, ctx).sample, out)
         loaded(x[:, :, 0], t, ctx)  # image batches still work (frame index 0)
-
-
-def test_first_frame_hold_starts_every_uninstructed_frame_as_the_first_frame():
-    """With the input skip copying c_image and the network's own output at zero, the prediction
-    is the first frame in every frame, except the last when a last frame is given; without a
-    first frame, or for an image, the hold adds nothing."""
-    from pixeldance.instructions import build_c_image
-
-    torch.manual_seed(0)
-    unet = PixelDanceUNet(**TINY, input_skip=True, first_frame_hold=True).eval()
-    unet.init_input_skip_as_instruction_copy()
-    with torch.no_grad():
-        unet.conv_out.weight.zero_()
-        unet.conv_out.bias.zero_()
-    b, f = 2, 5
-    first, last = torch.randn(b, 4, 8, 8), torch.randn(b, 4, 8, 8)
-    z = torch.randn(b, 4, f, 8, 8)
-    _, t, ctx = inputs(b=b, f=f)
-    keep_last = torch.tensor([True, False])
-    c_image = build_c_image(f, first, last, last_mask=keep_last)
-    with torch.no_grad():
-        out = unet(torch.cat([z, c_image], 1), t, ctx).sample  # (B, C, F, h, w)
-    for k in range(f - 1):
-        torch.testing.assert_close(out[:, :, k], first)
-    torch.testing.assert_close(out[0, :, -1], last[0])  # its own last frame
-    torch.testing.assert_close(out[1, :, -1], first[1])  # no last frame: held too
-    text_only = torch.cat([z, torch.zeros_like(z)], 1)
-    with torch.no_grad():
-        assert not unet(text_only, t, ctx).sample.abs().any()
-    with pytest.raises(ValueError, match="2 x out_channels"):
-        PixelDanceUNet(**{**TINY, "in_channels": 9}, first_frame_hold=True)

@@ -76,13 +76,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             resolution; a small model that drops the costly spatial attention at its highest
             resolution can keep the cheap temporal one there, so fine detail (a static
             background) travels between frames at full latent resolution. Off by default.
-        first_frame_hold: add the first-frame instruction (c_image's slot 0) to the output of
-            every frame that has no instruction of its own: the frames between the first and
-            the last, and the last frame when no last-frame instruction is given (a slot of
-            exact zeros). Not in the paper; for x0 prediction only. Each frame then starts as
-            a still copy of the first frame and the network predicts what changes, so a static
-            background stays sharp from the first step on instead of being redrawn frame by
-            frame. Without a first frame (text only) it adds nothing. Off by default.
         frame_embedding: add a learned embedding of each frame's index (a linear map of the
             sinusoidal frame position, zero at initialisation) to the timestep embedding, so
             every ResBlock knows which frame it is drawing. Not in the paper, where the frame
@@ -119,14 +112,8 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         input_skip: bool = False,
         temporal_attention_all_levels: bool = False,
         frame_embedding: bool = False,
-        first_frame_hold: bool = False,
     ):
         super().__init__()
-        if first_frame_hold and in_channels != 2 * out_channels:
-            raise ValueError(
-                "first_frame_hold needs in_channels = 2 x out_channels (z_t and c_image); "
-                f"got {in_channels} and {out_channels}"
-            )
         n = len(block_out_channels)
         if len(down_block_types) != n or len(up_block_types) != n:
             raise ValueError(
@@ -317,8 +304,6 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             x = x + self.conv_skip(frames)
 
         out = rearrange(x, "(b f) c h w -> b c f h w", b=b)
-        if self.config.first_frame_hold and f > 1:
-            out = out + held_first_frame(sample[:, self.config.out_channels :])
         if image_input:
             out = out[:, :, 0]
         if not return_dict:
@@ -335,14 +320,3 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
 
         model, info = inflate_unet2d(cls, unet2d, in_channels)
         return (model, info) if output_loading_info else model
-
-
-def held_first_frame(c_image: torch.Tensor) -> torch.Tensor:
-    """c_image ``(B, C, F, h, w)`` -> the first-frame instruction in every frame that has no
-    instruction of its own, zeros elsewhere: slot 0 keeps its own (zero here), the last slot
-    gets it only where its own is absent (all exact zeros, the c_image contract)."""
-    held = c_image[:, :, :1].expand_as(c_image).clone()  # (B, C, F, h, w)
-    held[:, :, 0] = 0
-    has_last = c_image[:, :, -1].flatten(1).abs().amax(dim=1) > 0  # (B,)
-    held[:, :, -1] *= (~has_last).to(held.dtype).view(-1, 1, 1, 1)
-    return held

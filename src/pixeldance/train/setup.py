@@ -96,11 +96,6 @@ def build_components(cfg: Config) -> Components:
         )
         if unet.conv_skip is not None and m.prediction_type == "sample":
             unet.init_input_skip_as_instruction_copy()
-        if unet.config.first_frame_hold and m.prediction_type != "sample":
-            raise ValueError(
-                "model.unet.first_frame_hold adds the first frame to the prediction, which is "
-                "the clean clip only for model.prediction_type=sample (x0)"
-            )
     else:
         raise ValueError(
             f"model.init must be scratch, stable-diffusion or pixeldance; got {m.init!r}"
