@@ -19,7 +19,8 @@ TEXT_DIM = 24
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli_env() -> dict:
+def cli_env() -> dict:
+    """The environment every test-started command runs in: unbuffered, one thread."""
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -27,7 +28,7 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m pixeldance.cli ARGS`` from the repository root; stdout and stderr apart."""
     return subprocess.run(
         [sys.executable, "-m", "pixeldance.cli", *args],
-        env=_cli_env(),
+        env=cli_env(),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -41,18 +42,6 @@ def cli_ok(*args: str, timeout: float = 600) -> str:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     return out
-
-
-def start_cli(*args: str) -> subprocess.Popen:
-    """Start the command in the background (stderr into stdout), e.g. to kill it mid-run."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pixeldance.cli", *args],
-        env=_cli_env(),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def tiny_text_encoder():

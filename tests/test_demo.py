@@ -124,6 +124,8 @@ def test_every_example_runs_and_gives_a_playable_video(runner):
 
     examples = runner.examples()
     assert len(examples) == 3 and examples[0][1] and examples[0][2]  # the pair has both frames
+    assert examples[0][3] == examples[0][4]  # the pair: the last frame guides every step
+    assert any(row[1] is None and row[2] is None for row in examples)  # a text-only one
     assert any(row[5] == "16:9" for row in examples)
     for prompt, first, last, tau, _steps, aspect, seed in examples:  # 4 steps: quick
         frames = frames_of(runner(prompt, first, last, tau, 4, aspect, seed))

@@ -1,8 +1,11 @@
 """Bad input is refused before any work, in one line, and leaves nothing behind; odd but valid
 input (16-bit images, palettes) is read correctly."""
 
+import struct
 import subprocess
 import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +26,32 @@ def test_16_bit_and_palette_images_keep_their_brightness(tmp_path):
     Image.fromarray(colours).quantize(16).save(tmp_path / "palette.png")
     palette = np.asarray(read_image(tmp_path / "palette.png"), dtype=np.float64)
     assert abs(palette.mean() - colours.mean()) < 0.05 * colours.mean()
+
+
+def write_rgb16_png(path: Path, rgb: np.ndarray) -> None:
+    """A 16-bit-per-channel RGB PNG, written by hand (PIL cannot write one)."""
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    png = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+
+
+def test_16_bit_rgb_and_dark_16_bit_grey_keep_their_values(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint16)
+    rgb[..., 0], rgb[..., 1] = 65535, 32896  # 255 and 128 in 8 bits
+    write_rgb16_png(tmp_path / "rgb16.png", rgb)
+    assert np.asarray(read_image(tmp_path / "rgb16.png"))[0, 0].tolist() == [255, 128, 0]
+    # a dark 16-bit image (every value under 256) stays dark: scaled by its depth, not its max
+    Image.fromarray(np.full((8, 8), 2570, np.uint16)).save(tmp_path / "dark.png")
+    assert np.asarray(read_image(tmp_path / "dark.png"))[0, 0].tolist() == [10, 10, 10]
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "darker.png")
+    assert np.asarray(read_image(tmp_path / "darker.png"))[0, 0].tolist() == [1, 1, 1]
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,24 @@ def test_the_stream_serves_each_stages_frames_and_size(shapes):
         assert kind == "video" and size in main_sizes, seen
 
 
+def test_each_stage_mixes_images_at_its_own_rate(shapes):
+    early = EARLY.replace("steps: 3,", "steps: 4, image_every: 2,")
+    cfg = load_config(
+        TINY,
+        [
+            f"data.manifest={shapes / 'manifest.csv'}",
+            f"data.images={shapes / 'images.csv'}",
+            "data.image_every=0",  # the main stage: videos only
+            early,
+            "optim.max_steps=8",
+        ],
+    )
+    seen = shapes_by_step(make_stream(cfg, 0)[0], 8)
+    kinds = [{kind for kind, _ in seen[step]} for step in range(8)]
+    assert kinds[:4] == [{"video"}, {"image"}, {"video"}, {"image"}], kinds
+    assert all(k == {"video"} for k in kinds[4:]), kinds
+
+
 def test_a_stream_started_inside_a_stage_matches_the_uninterrupted_one(shapes):
     cfg = staged(shapes, "optim.max_steps=8", "run.seed=2")
 

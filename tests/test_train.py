@@ -2,23 +2,21 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from helpers import ROOT, cli_ok, start_cli
+from helpers import ROOT, cli_ok
 from pixeldance import PixelDancePipeline
 from pixeldance.data.shapes import write_dataset
 from pixeldance.train.checkpoint import latest_checkpoint, list_checkpoints
 from pixeldance.train.config import load_config
 from pixeldance.train.loop import TrainingStopped, train
+from train_runs import assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
 
 TINY = ROOT / "configs" / "tiny.yaml"
 pytestmark = pytest.mark.slow  # training runs; the multi-process ones start several processes
@@ -78,51 +76,20 @@ def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
 
 
 def test_resume_after_sigkill_is_bit_identical(shapes, tmp_path):
-    n = 3
-    common = [
-        "train",
-        "--config",
-        str(TINY),
-        "--data",
-        str(shapes / "manifest.csv"),
-        "--set",
-        f"data.images={shapes / 'images.csv'}",
-        "--set",
-        "data.image_every=4",
-        "--set",
-        "optim.warmup_steps=1",
-        "--checkpoint-every",
-        str(n),
-        "--max-steps",
-        str(2 * n),
+    """With image batches mixed in: killed right after checkpoint n (asserted: the run had not
+    finished), resumed, it ends as the uninterrupted run does."""
+    n = 4
+    args = [
+        *sets(f"data.images={shapes / 'images.csv'}", "data.image_every=4"),
+        *sets("optim.warmup_steps=1"),
+        *["--checkpoint-every", str(n), "--max-steps", str(2 * n)],
     ]
-    cli_ok(*common, "--output-dir", str(tmp_path / "a"))
-
-    proc = start_cli(*common, "--output-dir", str(tmp_path / "b"))
-    deadline = time.time() + 240
-    while not (tmp_path / "b" / f"checkpoint-{n:08d}" / "COMPLETE").exists():
-        assert proc.poll() is None and time.time() < deadline, (
-            "run B ended before its first checkpoint"
-        )
-        time.sleep(0.05)
-    time.sleep(0.5)  # a fixed delay, so a failure can be reproduced
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if (
-        tmp_path / "b" / "pipeline"
-    ).exists():  # finished before the kill: make it redo the second half
-        import shutil
-
-        shutil.rmtree(tmp_path / "b" / "pipeline")
-        shutil.rmtree(tmp_path / "b" / f"checkpoint-{2 * n:08d}", ignore_errors=True)
-    cli_ok(*common, "--output-dir", str(tmp_path / "b"), "--resume")
-
-    for name in ("unet.safetensors", "ema.safetensors", "optimizer.safetensors"):
-        a = load_file(tmp_path / "a" / f"checkpoint-{2 * n:08d}" / name)
-        b = load_file(tmp_path / "b" / f"checkpoint-{2 * n:08d}" / name)
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{name}:{key} differs"
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_ok(train_cmd(1, shapes, a, *args))
+    assert run_killed_after(train_cmd(1, shapes, b, *args), b, n), "finished before the kill"
+    assert not (b / f"checkpoint-{2 * n:08d}").exists()
+    run_ok(train_cmd(1, shapes, b, *args, "--resume"))
+    assert_same_checkpoint(a, b, 2 * n)
 
 
 def test_half_written_checkpoint_is_never_resumed(tmp_path):

@@ -5,6 +5,7 @@ Run alone with ``python -m pytest -m multiprocess``.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, cli_env
 from pixeldance.data.shapes import write_dataset
 from train_runs import (
-    _env,
     assert_same_checkpoint,
     checkpoint_tensors,
     free_port,
@@ -56,7 +56,7 @@ def test_ddp_and_fsdp_update_as_one_process_does():
     image step moves no temporal parameter (see dist_worker.py)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--master_port", str(free_port()), str(ROOT / "tests" / "dist_worker.py")]
-    env = {**_env(), "PYTHONPATH": str(ROOT / "src")}
+    env = {**cli_env(), "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     reports = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
@@ -76,9 +76,14 @@ def test_two_processes_resume_bit_identical(shapes, tmp_path, fsdp):
     args = ["--max-steps", "8", "--checkpoint-every", "4"]
     args += sets(*MIXED, f"data.images={shapes / 'images.csv'}", f"optim.fsdp={fsdp}")
     a, b = tmp_path / "a", tmp_path / "b"
-    run_ok(train_cmd(2, shapes, a, *args))
+    out = run_ok(train_cmd(2, shapes, a, *args))
     assert run_killed_after(train_cmd(2, shapes, b, *args), b, 4), "finished before the kill"
-    run_ok(train_cmd(2, shapes, b, *args, "--resume"))
+    resumed = run_ok(train_cmd(2, shapes, b, *args, "--resume"))
+    # the mechanism asked for is the one that ran: sharded parameters, or DDP's search
+    said = "sharded across 2 processes" if fsdp else "DDP looks for unused parameters"
+    assert said in out and said in resumed, out[-2000:]
+    if fsdp:
+        assert re.search(r"FSDP2: ([1-9]\d*) of \1 parameter tensors sharded", out), out[-2000:]
     assert_same_checkpoint(a, b, 8)
     unet = checkpoint_tensors(a, 8, "unet")
     assert {t.dtype for t in unet.values()} == {torch.float32}

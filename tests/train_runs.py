@@ -3,7 +3,6 @@ several processes), killed with SIGKILL after a checkpoint, and their checkpoint
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -15,13 +14,9 @@ import psutil
 import torch
 from safetensors.torch import load_file
 
-from helpers import ROOT
+from helpers import ROOT, cli_env
 
 TINY = ROOT / "configs" / "tiny.yaml"
-
-
-def _env() -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
 def free_port() -> int:
@@ -57,7 +52,7 @@ def sets(*pairs: str) -> list[str]:
 
 def run_ok(cmd: list[str], timeout: float = 600) -> str:
     done = subprocess.run(
-        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
+        cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
@@ -68,7 +63,7 @@ def run_killed_after(cmd: list[str], folder: Path, step: int, timeout: float = 6
     """Start ``cmd``, SIGKILL it and every process it started once checkpoint ``step`` is
     complete. Returns False if the run had already finished (then nothing was killed)."""
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     marker = folder / f"checkpoint-{step:08d}" / "COMPLETE"
     deadline = time.time() + timeout

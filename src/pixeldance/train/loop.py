@@ -26,7 +26,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import Config, save_config
-from .distributed import check_launch, ddp_kwargs, shard_unet
+from .distributed import check_launch, ddp_kwargs, is_sharded, shard_unet
 from .ema import EMA
 from .guard import Counters, TrainingStopped
 from .outputs import save_pipeline, whole_unet, write_sample
@@ -89,6 +89,14 @@ def _model_and_optimizer(cfg: Config, unet, accelerator):
     unet.train()
     if o.fsdp:
         unet = shard_unet(unet, accelerator.device)
+        sharded = [p for p in unet.parameters() if is_sharded(p)]
+        if accelerator.is_main_process:
+            logger.info(
+                "FSDP2: %d of %d parameter tensors sharded across %d processes",
+                len(sharded),
+                len(list(unet.parameters())),
+                accelerator.num_processes,
+            )
     optimizer = torch.optim.AdamW(
         unet.parameters(),
         lr=o.lr,
