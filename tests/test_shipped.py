@@ -101,6 +101,10 @@ def test_storyboard_length(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     frames = GenerationConfig.load(shipped_model_path()).frames
     assert video_info(out)[0] == 3 * frames - 2
+    # progress, shot by shot
+    for k in (1, 2, 3):
+        assert f"shot {k} of 3: a blue square" in result.stdout, result.stdout
+        assert f"shot {k} of 3 done" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize(

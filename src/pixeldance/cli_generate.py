@@ -212,6 +212,8 @@ def _cmd_story(args) -> int:
 
     def progress(k, latents):
         print(f"shot {k + 1} of {shots} done", flush=True)
+        if k + 1 < shots:
+            print(f"shot {k + 2} of {shots}: {board.shots[k + 1].prompt}", flush=True)
 
     print(f"shot 1 of {shots}: {board.shots[0].prompt}", flush=True)
     result = pipe.generate_story(
