@@ -70,7 +70,7 @@ def image_list_problem(manifest, rows: int = 50) -> str | None:
     import json
     from pathlib import Path
 
-    from .manifest import PATH_COLUMNS
+    from .manifest_index import PATH_COLUMNS
 
     path = Path(manifest)
     try:

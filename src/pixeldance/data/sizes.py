@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .buckets import Bucket, assign_buckets
-from .manifest import Manifest, Record, file_lock
+from .manifest import Manifest, Record
+from .manifest_index import file_lock
 from .video import probe
 
 logger = logging.getLogger(__name__)
