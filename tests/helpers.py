@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler
 from transformers import AutoTokenizer, BertConfig, BertModel
@@ -42,6 +43,14 @@ def cli_ok(*args: str, timeout: float = 600) -> str:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     return out
+
+
+SMALL = dict(num_frames=3, height=16, width=24, num_inference_steps=4)  # a quick pipeline call
+
+
+def random_image(seed=0, size=(40, 30)):
+    """A random RGB uint8 image, ``size`` = (width, height)."""
+    return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
 
 
 def tiny_text_encoder():

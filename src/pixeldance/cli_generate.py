@@ -164,7 +164,7 @@ def _load_pipeline(folder: Path, settings: GenerationSettings):
 
 def _write(frames, out: Path, fps: float) -> None:
     from .files import write_video
-    from .pipeline import frames_to_uint8
+    from .images import frames_to_uint8
 
     path = write_video(frames_to_uint8(frames), out, fps=fps)
     print(f"wrote {path}")

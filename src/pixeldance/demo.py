@@ -169,7 +169,7 @@ class DemoRunner:
         """Frames to the next mp4 in ``out_dir``, scaled up by whole pixels to about
         :data:`DISPLAY_SIZE` on the long side."""
         from .files import write_video
-        from .pipeline import frames_to_uint8
+        from .images import frames_to_uint8
 
         video = frames_to_uint8(frames)  # (F, H, W, 3)
         k = max(1, DISPLAY_SIZE // max(video.shape[1:3]))

@@ -99,3 +99,21 @@ def to_output(frames: torch.Tensor, output_type: str):
         u8 = (arr * 255).round().astype(np.uint8)
         return [[Image.fromarray(f) for f in video] for video in u8]
     raise ValueError(f"unknown output_type {output_type!r}")
+
+
+def frames_to_uint8(frames) -> np.ndarray:
+    """Pipeline output (``np`` or ``pt``, one video or a batch) -> uint8 ``(F, H, W, 3)`` of the first."""
+    if isinstance(frames, torch.Tensor):  # (B, 3, F, H, W) in [0, 1]
+        frames = (
+            frames[0].permute(1, 2, 3, 0).cpu().numpy()
+            if frames.ndim == 5
+            else frames.cpu().numpy()
+        )
+    elif isinstance(frames, np.ndarray) and frames.ndim == 5:
+        frames = frames[0]
+    elif isinstance(frames, list):  # PIL
+        frames = np.stack(
+            [np.asarray(f) for f in (frames[0] if isinstance(frames[0], list) else frames)]
+        )
+        return frames.astype(np.uint8)
+    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
@@ -382,21 +381,3 @@ class PixelDancePipeline(DiffusionPipeline):
         if not return_dict:
             return (frames,)
         return PixelDancePipelineOutput(frames=frames, latents=latents)
-
-
-def frames_to_uint8(frames) -> np.ndarray:
-    """Pipeline output (``np`` or ``pt``, one video or a batch) -> uint8 ``(F, H, W, 3)`` of the first."""
-    if isinstance(frames, torch.Tensor):  # (B, 3, F, H, W) in [0, 1]
-        frames = (
-            frames[0].permute(1, 2, 3, 0).cpu().numpy()
-            if frames.ndim == 5
-            else frames.cpu().numpy()
-        )
-    elif isinstance(frames, np.ndarray) and frames.ndim == 5:
-        frames = frames[0]
-    elif isinstance(frames, list):  # PIL
-        frames = np.stack(
-            [np.asarray(f) for f in (frames[0] if isinstance(frames[0], list) else frames)]
-        )
-        return frames.astype(np.uint8)
-    return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)

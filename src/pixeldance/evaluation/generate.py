@@ -91,7 +91,7 @@ def generate_videos(
     :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``);
     ``first_frame``: where first-frame instructions come from ("manifest": its column only,
     "reference": else frame 0 of the reference video, "none": text only)."""
-    from ..pipeline import frames_to_uint8
+    from ..images import frames_to_uint8
 
     if first_frame not in FIRST_FRAME_SOURCES:
         raise ValueError(f"first_frame must be one of {', '.join(FIRST_FRAME_SOURCES)}")

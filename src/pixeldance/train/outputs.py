@@ -69,7 +69,7 @@ def save_pipeline(cfg: Config, comps, unet: nn.Module, folder: Path) -> None:
 def write_sample(cfg: Config, comps, unet: nn.Module, buckets, out: Path, step: int) -> None:
     """A sample video of ``cfg.run.sample_prompt`` at the first bucket's size."""
     from ..files import write_video
-    from ..pipeline import frames_to_uint8
+    from ..images import frames_to_uint8
 
     pipe = build_pipeline(comps, unet)
     pipe.set_progress_bar_config(disable=True)
