@@ -65,9 +65,7 @@ def main() -> None:
     if args.every < 1 or args.scale < 1:
         parser.error("--every and --scale must be at least 1")
     frames = read_frames(args.clip)
-    instructions = [
-        np.asarray(read_image(p).convert("RGB")) for p in (args.first_frame, args.last_frame) if p
-    ]
+    instructions = [np.asarray(read_image(p)) for p in (args.first_frame, args.last_frame) if p]
     picture = sheet(frames, args.every, args.scale, instructions)
     with atomic_path(args.out) as tmp:
         Image.fromarray(picture).save(tmp, format="PNG")

@@ -41,20 +41,18 @@ def load_text_encoder(name_or_path: str | Path | None = None, subfolder: str | N
     path = str(name_or_path or default_text_encoder_path())
     kw = {"subfolder": subfolder} if subfolder else {}
     config = AutoConfig.from_pretrained(path, **kw)
-    kw["use_safetensors"] = True  # never unpickle a user's weights
+    model_kw = {**kw, "use_safetensors": True}  # never unpickle a user's weights
     if config.model_type in ("clip", "clip_text_model"):
         from transformers import CLIPTextModel
 
-        model = CLIPTextModel.from_pretrained(path, **kw)
+        model = CLIPTextModel.from_pretrained(path, **model_kw)
     elif config.model_type in ("t5", "mt5", "umt5"):
         from transformers import T5EncoderModel
 
-        model = T5EncoderModel.from_pretrained(path, **kw)
+        model = T5EncoderModel.from_pretrained(path, **model_kw)
     else:
-        model = AutoModel.from_pretrained(path, **kw)
-    tok_kw = {"subfolder": "tokenizer"} if subfolder == "text_encoder" else {}
-    if subfolder and subfolder != "text_encoder":
-        tok_kw["subfolder"] = subfolder
+        model = AutoModel.from_pretrained(path, **model_kw)
+    tok_kw = {"subfolder": "tokenizer"} if subfolder == "text_encoder" else kw
     tokenizer = AutoTokenizer.from_pretrained(path, **tok_kw)
     model.requires_grad_(False).eval()
     return model, tokenizer

@@ -261,7 +261,6 @@ class PixelDancePipeline(DiffusionPipeline):
             decode_chunk_size,
             output_type,
         )
-        chunk = decode_chunk_size
         if height is None or width is None:
             dh, dw = self.default_size()
             height, width = height or dh, width or dw
@@ -279,10 +278,10 @@ class PixelDancePipeline(DiffusionPipeline):
         # 3. image instructions -> c_image (B, C, F, h, w)
         z_first = first_latent
         if z_first is None and first_frame is not None:
-            z_first = self.encode_images(first_frame, height, width, batch, chunk)
+            z_first = self.encode_images(first_frame, height, width, batch, decode_chunk_size)
         z_last = None
         if last_frame is not None:
-            z_last = self.encode_images(last_frame, height, width, batch, chunk)
+            z_last = self.encode_images(last_frame, height, width, batch, decode_chunk_size)
         if z_first is not None and instruction_noise:
             z_first = noise_instruction(z_first, self.scheduler, instruction_noise, generator)
         if z_last is not None and instruction_noise:
