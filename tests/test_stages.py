@@ -99,6 +99,23 @@ def test_each_stage_mixes_images_at_its_own_rate(shapes):
     assert all(k == {"video"} for k in kinds[4:]), kinds
 
 
+def test_images_in_a_later_stage_count_from_the_first_step(shapes):
+    """DDP's unused-parameter search is chosen at start: a run whose images come only in a
+    later stage must know it from step 0, as a run resumed in that stage does."""
+    cfg = load_config(
+        TINY,
+        [
+            f"data.manifest={shapes / 'manifest.csv'}",
+            f"data.images={shapes / 'images.csv'}",
+            "data.image_every=2",  # the main stage mixes images in
+            EARLY.replace("steps: 3,", "steps: 3, image_every: 0,"),
+            "optim.max_steps=8",
+        ],
+    )
+    assert make_stream(cfg, 0)[0].image_every == 2
+    assert make_stream(cfg, 5)[0].image_every == 2
+
+
 def test_a_stream_started_inside_a_stage_matches_the_uninterrupted_one(shapes):
     cfg = staged(shapes, "optim.max_steps=8", "run.seed=2")
 

@@ -73,12 +73,6 @@ def _trackers(names: list[str]) -> list[str]:
     return out
 
 
-def _mixes_images(stream, cfg: Config) -> bool:
-    """Whether image batches (which leave the temporal layers unused) reach the UNet: the
-    stream's own rate, which is 0 when no image source is configured."""
-    return int(getattr(stream, "image_every", cfg.data.image_every)) > 0
-
-
 def _model_and_optimizer(cfg: Config, unet, accelerator):
     """The UNet placed (DDP replica or FSDP shards), AdamW, the LR schedule and the EMA."""
     from diffusers.optimization import get_scheduler
@@ -136,7 +130,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
     stream, empty_cached = make_stream(
         cfg, start, procs.process_index, procs.num_processes, vae=comps.vae
     )
-    mixing = _mixes_images(stream, cfg)
+    mixing = stream.image_every > 0  # image batches leave the temporal layers unused
     accelerator = Accelerator(
         cpu=cpu,
         mixed_precision=o.mixed_precision,
@@ -245,10 +239,11 @@ def train(cfg: Config, resume: bool = False) -> Path:
                 )
                 if counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
                     bar.close()
-                    accelerator.end_training()
                     if not counters.trained_steps:
+                        accelerator.end_training()
                         raise TrainingStopped(counters.nothing_learnt(cfg.data.manifest, lr_now))
-                    checkpoint(step)
+                    checkpoint(step)  # collective: before the process group ends
+                    accelerator.end_training()
                     raise TrainingStopped(
                         f"{counters.nonfinite_in_a_row} non-finite losses in a row at step "
                         f"{step}; the state after the last step that trained is saved in {out}. "

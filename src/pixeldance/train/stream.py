@@ -69,7 +69,14 @@ def make_stream(cfg: Config, start_step: int, rank: int = 0, world: int = 1, vae
             cfg, list(stage.buckets), stage.image_every, local_start, rank, world, vae
         )
 
-    return StagedStream(build, stages, start_step, cfg.optim.grad_accum), _empty_text(cfg)
+    stream = StagedStream(build, stages, start_step, cfg.optim.grad_accum, _has_images(cfg))
+    return stream, _empty_text(cfg)
+
+
+def _has_images(cfg: Config) -> bool:
+    """Whether the run has an image source, whichever stage it starts in."""
+    d = cfg.data
+    return bool(d.images) or bool(d.latent_cache and len(LatentCache(d.latent_cache, "image")))
 
 
 class StagedStream:
@@ -77,13 +84,15 @@ class StagedStream:
     that step ``step`` belongs to, started at the step's place within it (built when the run
     reaches the stage, so a resumed run starts each stage where an uninterrupted one would)."""
 
-    def __init__(self, build, stages: list[Stage], start_step: int, grad_accum: int):
+    def __init__(
+        self, build, stages: list[Stage], start_step: int, grad_accum: int, has_images: bool
+    ):
         self.build, self.stages, self.grad_accum = build, stages, grad_accum
         self.step, self.micro = start_step, 0
         self.stage = stage_at(stages, start_step)
         self.mixer = build(self.stage, start_step - self.stage.start)
-        # images reach the UNet in some stage (DDP then looks for unused parameters)
-        has_images = self.mixer.images is not None
+        # images reach the UNet in some stage (DDP then looks for unused parameters), decided
+        # from the whole run, not the stage it starts in
         self.image_every = max(s.image_every for s in stages) if has_images else 0
 
     def __iter__(self):
