@@ -35,6 +35,15 @@ def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions:
         )
 
 
+def read_empty_text(folder: Path):
+    """The cached empty prompt's text states (float32), or None if the cache has none."""
+    empty = Path(folder) / "empty_text.safetensors"
+    if not empty.exists():
+        return None
+    with safe_open(empty, "pt") as f:
+        return f.get_tensor("text").float()
+
+
 class LatentCacheWriter:
     """Accumulates encoded samples per bucket and writes a shard each ``shard_size`` samples."""
 
@@ -126,11 +135,7 @@ class LatentCache:
         self.row_of = (np.arange(int(counts.sum())) - starts).astype(np.int32)
         self.bucket_of = np.repeat(np.array([s["bucket"] for s in shards], np.int16), counts)
         self._handles: dict[str, object] = {}
-        self.empty_text = None
-        empty = self.folder / "empty_text.safetensors"
-        if empty.exists():
-            with safe_open(empty, "pt") as f:
-                self.empty_text = f.get_tensor("text").float()
+        self.empty_text = read_empty_text(self.folder)
 
     def __len__(self) -> int:
         return len(self.shard_of)

@@ -160,18 +160,19 @@ def train(cfg: Config, resume: bool = False) -> Path:
             set_rng_state(meta["rng"])
         logger.info("resumed from %s at step %d", ckpt_path, start)
     step = start
-    opened = [ckpt_path is not None]
+    opened = ckpt_path is not None
 
     def open_run_folder() -> None:
         """Make the run folder, its config and its logs: at the first step that trains, so a
         run that cannot learn leaves nothing behind."""
-        if opened[0]:
+        nonlocal opened
+        if opened:
             return
         out.mkdir(parents=True, exist_ok=True)
         if main:
             save_config(cfg, out / "config.yaml")
             accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))
-        opened[0] = True
+        opened = True
 
     if ckpt_path is not None and main:
         accelerator.init_trackers("pixeldance", config=_flat(cfg.to_dict()))
@@ -182,8 +183,10 @@ def train(cfg: Config, resume: bool = False) -> Path:
             "counters": counters.to_dict(),
             "ema_optimization_step": ema.optimization_step if ema is not None else 0,
         }
-        state = (lr_scheduler.state_dict(), rngs, extra, cfg.run.keep_checkpoints, main)
-        save_checkpoint(out, at_step, base, ema, optimizer.optimizer, *state)
+        save_checkpoint(
+            out, at_step, base, ema, optimizer.optimizer, lr_scheduler.state_dict(), rngs, extra,
+            cfg.run.keep_checkpoints, main,
+        )  # fmt: skip
         accelerator.wait_for_everyone()
 
     bar = tqdm(total=o.max_steps, initial=start, disable=not main, desc="train", dynamic_ncols=True)

@@ -23,7 +23,7 @@ from ..data.datasets import (
     batches_before,
     collate,
 )
-from ..data.latents import LatentCache, collate_latents
+from ..data.latents import LatentCache, collate_latents, read_empty_text
 from ..data.manifest import read_image_records, read_manifest
 from ..data.sizes import record_buckets
 from .config import Config
@@ -69,7 +69,7 @@ def make_stream(cfg: Config, start_step: int, rank: int = 0, world: int = 1, vae
             cfg, list(stage.buckets), stage.image_every, local_start, rank, world, vae
         )
 
-    stream = StagedStream(build, stages, start_step, cfg.optim.grad_accum, _has_images(cfg))
+    stream = StagedStream(build, stages, start_step, _has_images(cfg))
     return stream, _empty_text(cfg)
 
 
@@ -84,11 +84,8 @@ class StagedStream:
     that step ``step`` belongs to, started at the step's place within it (built when the run
     reaches the stage, so a resumed run starts each stage where an uninterrupted one would)."""
 
-    def __init__(
-        self, build, stages: list[Stage], start_step: int, grad_accum: int, has_images: bool
-    ):
-        self.build, self.stages, self.grad_accum = build, stages, grad_accum
-        self.step, self.micro = start_step, 0
+    def __init__(self, build, stages: list[Stage], start_step: int, has_images: bool):
+        self.build, self.stages = build, stages
         self.stage = stage_at(stages, start_step)
         self.mixer = build(self.stage, start_step - self.stage.start)
         # images reach the UNet in some stage (DDP then looks for unused parameters), decided
@@ -99,22 +96,19 @@ class StagedStream:
         return self
 
     def __next__(self):
-        stage = stage_at(self.stages, self.step)
-        if stage is not self.stage:
-            self.stage, self.mixer = stage, self.build(stage, self.step - stage.start)
-        _, kind, batch = next(self.mixer)
-        out = (self.step, kind, batch)
-        self.micro += 1
-        if self.micro == self.grad_accum:
-            self.step, self.micro = self.step + 1, 0
-        return out
+        step = self.stage.start + self.mixer.step  # the mixer counts steps within its stage
+        if step >= self.stage.end and self.stage is not self.stages[-1]:
+            self.stage = stage_at(self.stages, step)
+            self.mixer = self.build(self.stage, step - self.stage.start)
+        local, kind, batch = next(self.mixer)
+        return self.stage.start + local, kind, batch
 
 
 def _empty_text(cfg: Config):
     """The cached empty prompt's text states of a latent cache (None for other data)."""
     if not cfg.data.latent_cache:
         return None
-    return LatentCache(cfg.data.latent_cache, "video").empty_text
+    return read_empty_text(cfg.data.latent_cache)
 
 
 def stage_stream(
