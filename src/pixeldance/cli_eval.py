@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .cli_common import UsageError
+from .cli_common import UsageError, at_least
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
@@ -155,9 +155,7 @@ def _cmd_eval(args) -> int:
             "give --manifest (generate, then score) or --videos (score existing videos)"
         )
     for flag in ("samples", "frames", "batch_size", "is_splits"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+        at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
     frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)
@@ -212,13 +210,12 @@ def _cmd_eval(args) -> int:
 def _as_generated(items, args) -> list:
     """The items with the first-frame instructions generation will use (the reference video
     standing for its frame 0), so the metrics can be checked before generating."""
+    from .evaluation.generate import first_frame_source
 
-    def first(it):
-        if args.first_frame == "none":
-            return None
-        return it.first_frame or (it.reference if args.first_frame == "reference" else None)
-
-    return [dataclasses.replace(it, first_frame=first(it)) for it in items]
+    return [
+        dataclasses.replace(it, first_frame=first_frame_source(it, args.first_frame))
+        for it in items
+    ]
 
 
 def _default_cache() -> Path:

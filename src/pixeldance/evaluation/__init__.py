@@ -36,29 +36,7 @@ _EXPORTS = {
     "ssim": "metrics",
 }
 
-__all__ = [
-    "Extractors",
-    "FrameFeatures",
-    "ScoreConfig",
-    "SmallSampleWarning",
-    "TextImageFeatures",
-    "VideoFeatures",
-    "WeightsChecksumError",
-    "WeightsNotFound",
-    "clipsim",
-    "feature_statistics",
-    "flicker",
-    "frechet_distance",
-    "frechet_distance_from_features",
-    "inception_score",
-    "instruction_fidelity",
-    "last_frame_fidelity_by_tau",
-    "load_clip",
-    "load_i3d",
-    "load_inception",
-    "psnr",
-    "ssim",
-]
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..images import resize_cover_crop
+
 
 def square_crop(frames: torch.Tensor) -> torch.Tensor:
     """Centre crop ``(..., H, W)`` to a square of side min(H, W)."""
@@ -74,7 +76,40 @@ class Extractor:
         return {"extractor": self.name, "sha256": self.checksum, "checksum_verified": self.verified}
 
 
-class VideoFeatures(Extractor):
+class _PixelFeatures(Extractor):
+    """What the I3D and Inception wrappers share: a network called on frames centre-cropped to
+    a square, resized to ``size`` x ``size`` (bilinear, no antialias) and mapped to
+    ``value_range``, ``batch_size`` inputs to a call."""
+
+    def __init__(
+        self,
+        network,
+        name: str,
+        checksum: str,
+        verified: bool | None,
+        size: int,
+        value_range: tuple[float, float],
+        batch_size: int,
+        device: str | torch.device,
+    ):
+        super().__init__(name, checksum, verified, device)
+        self.network, self.size, self.value_range = network, size, tuple(value_range)
+        self.batch_size = batch_size
+
+    def _geometry(self) -> str:
+        """The preprocessing of :meth:`_prepare`, as the report states it."""
+        return (
+            f"centre square crop; bilinear resize to {self.size}x{self.size} "
+            f"(align_corners=False, no antialias); values in "
+            f"[{self.value_range[0]:g}, {self.value_range[1]:g}]"
+        )
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """float ``(N, 3, H, W)`` in [0, 255] -> ``(N, 3, size, size)`` in ``value_range``."""
+        return _to_range(_resize(square_crop(x), self.size), self.value_range)
+
+
+class VideoFeatures(_PixelFeatures):
     """One feature vector per clip, for FVD.
 
     Preprocessing: the first ``frames`` frames; each frame centre-cropped to a square and
@@ -96,26 +131,21 @@ class VideoFeatures(Extractor):
         batch_size: int = 8,
         device: str | torch.device = "cpu",
     ):
-        super().__init__(name, checksum, verified, device)
-        self.network, self.frames, self.size = network, frames, size
-        self.value_range, self.call_kwargs = tuple(value_range), dict(call_kwargs or {})
-        self.batch_size = batch_size
+        super().__init__(network, name, checksum, verified, size, value_range, batch_size, device)
+        self.frames, self.call_kwargs = frames, dict(call_kwargs or {})
 
     def protocol(self) -> dict:
         return {
             **super().protocol(),
             "frames": self.frames,
-            "preprocess": f"first {self.frames} frames; centre square crop; bilinear resize to "
-            f"{self.size}x{self.size} (align_corners=False, no antialias); values in "
-            f"[{self.value_range[0]:g}, {self.value_range[1]:g}]",
+            "preprocess": f"first {self.frames} frames; {self._geometry()}",
             "call": ", ".join(f"{k}={v}" for k, v in self.call_kwargs.items()) or "(plain)",
         }
 
     def preprocess(self, clip: np.ndarray) -> torch.Tensor:
         """uint8 ``(F, H, W, 3)`` -> float ``(3, frames, size, size)``."""
         x = torch.from_numpy(_check_clip(clip, self.frames)).permute(0, 3, 1, 2).float()
-        x = _to_range(_resize(square_crop(x), self.size), self.value_range)  # (F, 3, S, S)
-        return x.permute(1, 0, 2, 3)  # (3, F, S, S)
+        return self._prepare(x).permute(1, 0, 2, 3)  # (F, 3, S, S) -> (3, F, S, S)
 
     @torch.no_grad()
     def __call__(self, clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -128,7 +158,7 @@ class VideoFeatures(Extractor):
         return np.concatenate(out).astype(np.float64)
 
 
-class FrameFeatures(Extractor):
+class FrameFeatures(_PixelFeatures):
     """Per-frame features (FID) and class probabilities (IS) from an image classifier.
 
     Preprocessing: centre square crop, bilinear resize to ``size`` x ``size``, values mapped
@@ -149,18 +179,14 @@ class FrameFeatures(Extractor):
         batch_size: int = 64,
         device: str | torch.device = "cpu",
     ):
-        super().__init__(name, checksum, verified, device)
-        self.network, self.size, self.value_range = network, size, tuple(value_range)
+        super().__init__(network, name, checksum, verified, size, value_range, batch_size, device)
         self.feature_kwargs = dict(feature_kwargs or {})
         self.probability_kwargs = dict(probability_kwargs or {})
-        self.batch_size = batch_size
 
     def protocol(self) -> dict:
         return {
             **super().protocol(),
-            "preprocess": f"each frame: centre square crop; bilinear resize to "
-            f"{self.size}x{self.size} (align_corners=False, no antialias); values in "
-            f"[{self.value_range[0]:g}, {self.value_range[1]:g}]",
+            "preprocess": f"each frame: {self._geometry()}",
             "features_call": ", ".join(f"{k}={v}" for k, v in self.feature_kwargs.items()),
             "probabilities_call": ", ".join(f"{k}={v}" for k, v in self.probability_kwargs.items()),
         }
@@ -171,7 +197,7 @@ class FrameFeatures(Extractor):
         out = []
         for i in range(0, len(frames), self.batch_size):
             x = torch.from_numpy(frames[i : i + self.batch_size]).permute(0, 3, 1, 2).float()
-            x = _to_range(_resize(square_crop(x), self.size), self.value_range)  # (b, 3, S, S)
+            x = self._prepare(x)  # (b, 3, S, S)
             out.append(self.network(x.to(self.device), **kwargs).float().cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
@@ -222,13 +248,7 @@ class TextImageFeatures(Extractor):
         }
 
     def _pixels(self, frame: np.ndarray) -> np.ndarray:
-        image = Image.fromarray(frame)
-        w, h = image.size
-        scale = self.size / min(w, h)
-        nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
-        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = (nw - self.size) // 2, (nh - self.size) // 2
-        return np.asarray(image.crop((left, top, left + self.size, top + self.size)))
+        return np.asarray(resize_cover_crop(Image.fromarray(frame), self.size, self.size))
 
     @staticmethod
     def _tensor(out) -> torch.Tensor:

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..files import atomic_path, write_video
-from .inputs import Item, class_prompt, load_clip
+from .inputs import Item, class_prompt, read_clip
 from .protocol import FIRST_FRAME_SOURCES
 
 GENERATION_RECORD = "generation.json"
@@ -44,20 +44,30 @@ def plan_samples(
     return out
 
 
+def first_frame_source(item: Item, source: str) -> Path | None:
+    """Where a sample's first-frame instruction comes from under the ``source`` rule: its
+    ``first_frame`` image, else (``source == "reference"``) its reference video, whose frame 0
+    is the instruction; None for none (always under ``source == "none"``)."""
+    if source == "none":
+        return None
+    if item.first_frame is not None:
+        return item.first_frame
+    if source == "reference" and item.reference is not None:
+        return item.reference
+    return None
+
+
 def _first_frame(item: Item, source: str, out: Path, index: int):
     """The first-frame instruction of a sample under the ``source`` rule, and its file."""
-    if source == "none":
-        return None, None
-    if item.first_frame is not None:
-        return item.first_frame, item.first_frame
-    if source == "reference" and item.reference is not None:
-        frame = load_clip(item.reference, 1)[0]
-        path = out / "instructions" / f"{index:05d}_first.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            Image.fromarray(frame).save(tmp, format="PNG")
-        return frame, path
-    return None, None
+    found = first_frame_source(item, source)
+    if found is None or found is item.first_frame:
+        return found, found
+    frame = read_clip(found, 1)[0]
+    path = out / "instructions" / f"{index:05d}_first.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(frame).save(tmp, format="PNG")
+    return frame, path
 
 
 def _check_record(folder: Path, record: dict) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,12 +185,12 @@ def native_fps(path: str | Path) -> float:
     return probe(path).fps
 
 
-def load_clip(path: str | Path, frames: int, fps: float | None = None) -> np.ndarray:
+def read_clip(path: str | Path, frames: int, fps: float | None = None) -> np.ndarray:
     """uint8 ``(frames, H, W, 3)``: ``frames`` frames from the start of the video at ``fps``
     (None: the video's own rate, i.e. consecutive frames). Deterministic (no random start);
     raises :class:`pixeldance.data.video.VideoError` for a video that cannot give them."""
-    if fps is None:
-        fps = native_fps(path)
+    # decode_clip never goes above the video's own rate: an unbounded fps is that rate
+    fps = math.inf if fps is None else fps
     return decode_clip(path, num_frames=frames, fps=fps, start=0.0).frames
 
 

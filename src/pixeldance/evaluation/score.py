@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..data.video import VideoError
 from . import metrics as M
-from .inputs import Item, fit_clip, fit_image, load_clip, native_fps
+from .inputs import Item, fit_clip, fit_image, native_fps, read_clip
 from .protocol import DEFAULT_FRAMES, DEFAULT_IS_SPLITS, METRICS
 from .references import cached_statistics
 
@@ -83,9 +83,28 @@ def choose_metrics(
     return list(requested)
 
 
+class _VideoBatches:
+    """Clips for FVD, ``size`` to an I3D call, their features added to ``stats``. The I3D
+    extractor is looked up at the first call (a missing one is an error only then)."""
+
+    def __init__(self, extractors: Extractors, stats: M.RunningStatistics, size: int):
+        self.extractors, self.stats, self.size = extractors, stats, size
+        self.pending: list[np.ndarray] = []
+
+    def add(self, clip: np.ndarray) -> None:
+        self.pending.append(clip)
+        if len(self.pending) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stats.add(self.extractors.i3d(self.pending))
+            self.pending.clear()
+
+
 def _read(path: Path, frames: int, fps: float | None, what: str) -> np.ndarray:
     try:
-        return load_clip(path, frames, fps)
+        return read_clip(path, frames, fps)
     except VideoError as err:
         raise ValueError(f"{what} {path}: {err}") from err
 
@@ -115,21 +134,13 @@ def score(
     if "clipsim" in chosen:
         prompts = sorted({it.prompt for it in items})
         text = dict(zip(prompts, extractors.clip.text_embeddings(prompts), strict=True))
-    pending: list[np.ndarray] = []
-
-    def flush_fvd():
-        if pending:
-            running["fvd"].add(extractors.i3d(pending))
-            pending.clear()
-
+    fvd = _VideoBatches(extractors, running["fvd"], config.batch_size)
     for it in tqdm(items, desc="scoring", **bar):
         clip = _read(it.video, frames, None, "generated video")
         h, w = clip.shape[1:3]
         sizes.add((h, w))
         if "fvd" in chosen:
-            pending.append(clip)
-            if len(pending) >= config.batch_size:
-                flush_fvd()
+            fvd.add(clip)
         if "fid" in chosen:
             running["fid"].add(extractors.inception.features(clip))
         if "is" in chosen:  # (F, K) per clip, kept as float32 for the splits
@@ -150,7 +161,7 @@ def score(
             for key, fn in (("psnr", M.psnr), ("ssim", M.ssim)):
                 if key in chosen:
                     paired[key].append(fn(clip, ref))
-    flush_fvd()
+    fvd.flush()
 
     common = {
         "pixeldance_version": __version__,
@@ -264,22 +275,18 @@ def _reference_statistics(chosen, references, extractors, config, ref_fps) -> di
         if done:
             return done
         video, frame = M.RunningStatistics(), M.RunningStatistics()
-        batch: list[np.ndarray] = []
+        batches = _VideoBatches(extractors, video, config.batch_size)
         for p in tqdm(references, desc="references", disable=not config.progress, leave=False):
             try:
-                clip = load_clip(p, frames, ref_fps)
+                clip = read_clip(p, frames, ref_fps)
             except VideoError as err:
                 skipped.append(f"{p}: {err}")
                 continue
             if "fvd" in wanted:
-                batch.append(clip)
-                if len(batch) >= config.batch_size:
-                    video.add(extractors.i3d(batch))
-                    batch.clear()
+                batches.add(clip)
             if "fid" in wanted:
                 frame.add(extractors.inception.features(clip))
-        if batch:
-            video.add(extractors.i3d(batch))
+        batches.flush()
         if not video.count and not frame.count:
             raise ValueError(f"no reference video could be read ({len(skipped)} failed)")
         if skipped:

@@ -123,14 +123,15 @@ def verify(known: KnownWeights, path: Path, trust: bool = False) -> tuple[str, b
     return actual, False
 
 
-def load_torchscript(known: KnownWeights, path=None, trust: bool = False, device="cpu"):
-    """(TorchScript module in eval mode, its SHA-256, verified?) after the checksum check."""
+def _load_torchscript(known: KnownWeights, path, trust: bool, device, wrapper, name: str, **kwargs):
+    """``wrapper`` around the TorchScript network ``known`` (in eval mode), loaded after the
+    checksum check, with its name, SHA-256, verified? and device, and ``kwargs``."""
     p = resolve(known, path)
     checksum, verified = verify(known, p, trust)
     with warnings.catch_warnings():  # torch marks TorchScript deprecated; these files are it
         warnings.simplefilter("ignore", DeprecationWarning)
         module = torch.jit.load(str(p), map_location=device).eval()
-    return module, checksum, verified
+    return wrapper(module, name=name, checksum=checksum, verified=verified, device=device, **kwargs)
 
 
 I3D_MIN_FRAMES = 9  # fewer frames are pooled away to nothing inside the I3D network
@@ -145,18 +146,18 @@ def load_i3d(
     features per clip."""
     if frames < I3D_MIN_FRAMES:
         raise ValueError(f"FVD's I3D network needs at least {I3D_MIN_FRAMES} frames, got {frames}")
-    module, checksum, verified = load_torchscript(I3D, path, trust, device)
-    return VideoFeatures(
-        module,
+    return _load_torchscript(
+        I3D,
+        path,
+        trust,
+        device,
+        VideoFeatures,
         name=f"I3D Kinetics-400 ({I3D.filename})",
-        checksum=checksum,
-        verified=verified,
         frames=frames,
         size=224,  # the I3D input size of the FVD protocol
         value_range=(-1.0, 1.0),
         call_kwargs=dict(rescale=False, resize=False, return_features=True),
         batch_size=batch_size,
-        device=device,
     )
 
 
@@ -166,18 +167,18 @@ def load_inception(
     """The FID/IS extractor: 2048-d pool features (``return_features=True``) and 1008-class
     probabilities without the output bias (``no_output_bias=True``, as the TensorFlow IS code)
     on 299x299 frames in [0, 255]."""
-    module, checksum, verified = load_torchscript(INCEPTION, path, trust, device)
-    return FrameFeatures(
-        module,
+    return _load_torchscript(
+        INCEPTION,
+        path,
+        trust,
+        device,
+        FrameFeatures,
         name=f"Inception 2015-12-05 ({INCEPTION.filename})",
-        checksum=checksum,
-        verified=verified,
         size=299,
         value_range=(0.0, 255.0),
         feature_kwargs=dict(return_features=True),
         probability_kwargs=dict(no_output_bias=True),
         batch_size=batch_size,
-        device=device,
     )
 
 
@@ -231,7 +232,11 @@ def load_clip(
     config = json.loads(pre.read_text()) if pre.is_file() else {}
     crop = config.get("crop_size", 224)
     size = crop.get("height", 224) if isinstance(crop, dict) else int(crop)
-    extra = {k: config[k] for k in ("image_mean", "image_std") if k in config}
+    extra = {
+        new: config[old]
+        for old, new in (("image_mean", "mean"), ("image_std", "std"))
+        if old in config
+    }
     return TextImageFeatures(
         model.eval().to(device),
         tokenizer,
@@ -239,9 +244,8 @@ def load_clip(
         checksum=sha256_of(weights),
         verified=None,  # no known checksum to compare with: the report records the file's own
         size=size,
-        mean=extra.get("image_mean", (0.48145466, 0.4578275, 0.40821073)),
-        std=extra.get("image_std", (0.26862954, 0.26130258, 0.27577711)),
         max_length=min(77, model.config.text_config.max_position_embeddings),
         batch_size=batch_size,
         device=device,
+        **extra,  # the folder's mean / std, else TextImageFeatures' (CLIP's own)
     )
