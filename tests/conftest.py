@@ -1,5 +1,11 @@
+import os
 import sys
 from pathlib import Path
+
+# The suite is the CPU contract (the GPU checks are benchmarks/gpu_smoke.py): on a machine with
+# a GPU, `auto` would pick it and the pinned CPU outputs would not hold. Set before torch starts
+# CUDA; the commands the tests start inherit it.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 import pytest
 import torch

@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_env() -> dict:
-    """The environment every test-started command runs in: unbuffered, one thread."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    """The environment every test-started command runs in: unbuffered, one thread, and the
+    source tree first on the path (for scripts run by file)."""
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evaluation_helpers import TinyImageNet, TinyVideoNet, save_tiny_clip, save_torchscript
 from helpers import tiny_pipeline
 from pixeldance.cli import main
 from pixeldance.data.shapes import write_dataset
 from pixeldance.evaluation.weights import I3D, sha256_of
 from pixeldance.files import write_mp4
 from pixeldance.generation import GenerationConfig
-from test_evaluation_helpers import TinyImageNet, TinyVideoNet, save_tiny_clip, save_torchscript
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,19 @@ import socket
 import numpy as np
 import pytest
 
+from evaluation_helpers import (
+    CLASSES,
+    IMAGE_DIM,
+    VIDEO_DIM,
+    TinyImageNet,
+    TinyVideoNet,
+    random_clip,
+    save_tiny_clip,
+    save_torchscript,
+    tiny_frame_features,
+    tiny_text_image_features,
+    tiny_video_features,
+)
 from pixeldance.data.shapes import write_dataset
 from pixeldance.evaluation import Extractors, ScoreConfig, WeightsChecksumError, WeightsNotFound
 from pixeldance.evaluation.inputs import Item, list_videos, read_manifest
@@ -19,19 +32,6 @@ from pixeldance.evaluation.weights import (
     load_i3d,
     load_inception,
     sha256_of,
-)
-from test_evaluation_helpers import (
-    CLASSES,
-    IMAGE_DIM,
-    VIDEO_DIM,
-    TinyImageNet,
-    TinyVideoNet,
-    random_clip,
-    save_tiny_clip,
-    save_torchscript,
-    tiny_frame_features,
-    tiny_text_image_features,
-    tiny_video_features,
 )
 
 

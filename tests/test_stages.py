@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, cli_ok
+from helpers import cli_ok
 from pixeldance.data.shapes import write_dataset
 from pixeldance.train.config import load_config
 from pixeldance.train.stages import bucket_sets, plan
 from pixeldance.train.stream import make_stream
-from train_runs import assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
+from train_runs import TINY, assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
 
-TINY = ROOT / "configs" / "tiny.yaml"
 # stage 1: 2 frames at 16x16 for 3 steps; then tiny.yaml's own buckets (4 frames, 32x32...)
 EARLY = "data.stages=[{name: small, steps: 3, buckets: [{name: s16, height: 16, width: 16, frames: 2, batch_size: 2}]}]"
 

@@ -1,24 +1,20 @@
 """Training: component setup, a tiny run, exact resume after SIGKILL, checkpoints, faults, 2 processes, SD start."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, cli_ok
+from helpers import cli_ok
 from pixeldance import PixelDancePipeline
 from pixeldance.data.shapes import write_dataset
 from pixeldance.train.checkpoint import latest_checkpoint, list_checkpoints
 from pixeldance.train.config import load_config
 from pixeldance.train.loop import TrainingStopped, train
-from train_runs import assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
+from train_runs import TINY, assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
 
-TINY = ROOT / "configs" / "tiny.yaml"
 pytestmark = pytest.mark.slow  # training runs; the multi-process ones start several processes
 
 
@@ -134,35 +130,8 @@ def test_nonfinite_in_a_row_stops_with_a_checkpoint(shapes, tmp_path):
 
 @pytest.mark.multiprocess
 def test_two_processes_with_torchrun_see_different_data(shapes, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(29500 + os.getpid() % 1000),
-        "-m",
-        "pixeldance.cli",
-        "train",
-        "--config",
-        str(TINY),
-        "--data",
-        str(shapes / "manifest.csv"),
-        "--output-dir",
-        str(tmp_path / "ddp"),
-        "--max-steps",
-        "2",
-        "--set",
-        "run.log_batches=true",
-        "--set",
-        "data.image_every=0",
-        "--checkpoint-every",
-        "0",
-    ]
-    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    args = ["--max-steps", "2", "--checkpoint-every", "0"]
+    run_ok(train_cmd(2, shapes, tmp_path / "ddp", *args, *sets("run.log_batches=true", "data.image_every=0")), timeout=300)  # fmt: skip
     seen = []
     for rank in (0, 1):
         lines = (tmp_path / "ddp" / f"batches-rank{rank}.jsonl").read_text().splitlines()

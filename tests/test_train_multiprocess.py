@@ -56,7 +56,7 @@ def test_ddp_and_fsdp_update_as_one_process_does():
     image step moves no temporal parameter (see dist_worker.py)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--master_port", str(free_port()), str(ROOT / "tests" / "dist_worker.py")]
-    env = {**cli_env(), "PYTHONPATH": str(ROOT / "src")}
+    env = cli_env()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     reports = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]

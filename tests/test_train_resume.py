@@ -2,7 +2,6 @@
 from before optimizer state was keyed by name."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ROOT, tiny_unet
+from helpers import ROOT, cli_env, tiny_unet
 from pixeldance.data.shapes import write_dataset
 from pixeldance.train import checkpoint
 from pixeldance.train.ema import EMA
@@ -60,7 +59,7 @@ def test_resume_reads_a_window_at_a_time(tmp_path):
     """Peak host memory of restoring a checkpoint grows by the optimizer moments it builds
     plus a read window, not by the checkpoint; holding the checkpoint would exceed it."""
     worker = [sys.executable, str(ROOT / "tests" / "resume_memory_worker.py")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env = cli_env()
     subprocess.run([*worker, "write", str(tmp_path)], env=env, check=True, timeout=300)
     done = subprocess.run(
         [*worker, "measure", str(tmp_path)],

@@ -1,20 +1,18 @@
 """The GPU smoke check (benchmarks/gpu_smoke.py) does not bit-rot: its CPU mode runs here."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, cli_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_gpu_smoke_runs_in_cpu_mode(tmp_path):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = str(ROOT / "src")
+    env = {**cli_env(), "CUDA_VISIBLE_DEVICES": ""}
     out = tmp_path / "smoke.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_smoke.py"), "--out", str(out)],
