@@ -58,11 +58,15 @@ def test_16_bit_rgb_and_dark_16_bit_grey_keep_their_values(tmp_path):
     "make, name, message",
     [
         (lambda d: (d / "clip.mp4").mkdir(), "clip.mp4", "is a folder"),
-        (lambda d: (d / "frames").mkdir(), "frames", "exists; PNG frames go to a new folder"),
+        (lambda d: (d / "frames").mkdir() or (d / "frames" / "a.txt").write_text("x"),
+         "frames", "holds files pixeldance did not write"),
+        (lambda d: (d / "frames").mkdir() or (d / "frames" / "frame_00000.png").write_bytes(b""),
+         "frames", "pass --overwrite"),
+        (lambda d: (d / "clip.mp4").write_text("x"), "clip.mp4", "exists; pass --overwrite"),
         (lambda d: (d / "file").write_text("x"), "file/clip.mp4", "is a file, not a folder"),
         (lambda d: None, "clip.avi", "unknown output type"),
     ],
-)
+)  # fmt: skip
 def test_output_path_problems_are_found_before_work(tmp_path, make, name, message):
     make(tmp_path)
     before = sorted(tmp_path.rglob("*"))

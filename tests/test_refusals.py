@@ -27,6 +27,7 @@ def prepare(d: Path) -> None:
     (d / "adir").mkdir()
     (d / "frames").mkdir()
     (d / "clip.mp4").mkdir()  # a folder named like a video
+    (d / "clip.gif").write_bytes(b"GIF89a")  # a user's file
     (d / "stills.csv").write_text("path,caption\nimg.png,a red square\nimg.png,a blue one\n")
     (d / "videos.csv").write_text("path,caption\nmissing.mp4,a red circle\n")
     (d / "full").mkdir()
@@ -53,7 +54,9 @@ G = ["generate", "--prompt", RED]
 CASES = [
     # generate: the output
     (G + ["--out", "clip.mp4"], "--out", "clip.mp4 is a folder"),
-    (G + ["--out", "frames"], "--out", "frames exists"),
+    (G + ["--out", "full"], "--out", "full exists and holds files pixeldance did not write"),
+    (G + ["--out", "clip.gif"], "--out", "clip.gif exists; pass --overwrite"),
+    (G + ["--out", ".mp4"], "--out", "hidden file"),
     (G + ["--out", "afile/clip.mp4"], "--out", "afile is a file, not a folder"),
     (G + ["--out", "clip.avi"], "--out", "unknown output type '.avi'"),
     # generate: the images and the prompt
@@ -103,7 +106,8 @@ CASES = [
     (["make-shapes", "--out", "new", "--num", "-5"], "--num", "at least 1"),
     (["make-shapes", "--out", "new", "--num", "0"], "--num", "at least 1"),
     (["make-shapes", "--out", "afile", "--num", "2"], "--out", "is a file"),
-    (["make-shapes", "--out", "full", "--num", "2"], "--out", "not empty"),
+    (["make-shapes", "--out", "full", "--num", "2"], "--out", "pixeldance did not write"),
+    (["make-shapes", "--out", ".", "--num", "2"], "--out", "is the current folder"),
     (["make-shapes", "--out", "new", "--num", "2", "--workers", "0"], "--workers", "at least 1"),
     (["make-shapes", "--out", "new", "--num", "2", "--mover-share", "2"], "--mover-share", "0"),
     # train
@@ -114,17 +118,26 @@ CASES = [
     (["train", "--data", "videos.csv", "--max-steps", "0"], "--max-steps", "at least 1"),
     (["train", "--data", "videos.csv", "--set", "optim.lr_rate=1"], "--set", "unknown config"),
     (["train", "--data", "videos.csv", "--output-dir", "afile"], "--output-dir", "is a file"),
+    (["train", "--data", "videos.csv", "--output-dir", "full"], "--output-dir", "did not write"),
     (["train", "--data", "videos.csv", "--set", "model.init=stable-diffusion",
       "--set", "model.pretrained=m_bin"], "--set", "m_bin/unet holds only pickle"),
     (["train", "--data", "videos.csv", "--set", "model.init=pixeldance",
       "--set", "model.pretrained=m_bin"], "--set", "only pickle weights"),
     # preprocess
-    (["preprocess", "--data", "videos.csv", "--out", "full"], "--out", "not empty"),
+    (["preprocess", "--data", "videos.csv", "--out", "full"], "--out", "pixeldance did not write"),
     (["preprocess", "--data", "stills.csv", "--out", "c"], "--data", "lists still images"),
     (["preprocess", "--data", "videos.csv", "--out", "c", "--clips-per-video", "0"], "--clips", "1"),
     # export
     (["export", str(shipped_model_path()), "--out", "e", "--choices", "{5"], "--choices", "JSON"),
     (["export", "adir", "--out", "e"], "pipeline", "no model_index.json"),
+    (["export", "m_gen", "--out", "full"], "--out", "full exists and holds files pixeldance"),
+    (["export", "m_gen", "--out", "."], "--out", "is the current folder or holds it"),
+    (["export", "m_gen", "--out", ".."], "--out", "is the current folder or holds it"),
+    (["export", "m_gen", "--out", "m_gen/inner"], "--out", "overlaps what the command reads"),
+    (["export", "m_gen", "--out", "m_nounet"], "--out", "pass --overwrite to replace it"),
+    (["export", "m_gen", "--out", "afile"], "--out", "is a file"),
+    # eval
+    (["eval", "--videos", "adir", "--out", "full"], "--out", "pixeldance did not write"),
 ]  # fmt: skip
 
 

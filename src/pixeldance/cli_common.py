@@ -56,21 +56,26 @@ def input_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def new_or_empty_folder(path: str | Path, what: str, allow_existing: bool = False) -> Path:
-    """A folder the command will create (or, with ``allow_existing``, add to), checked to be
-    creatable before any work. Nothing is created here."""
+def destination(
+    path: str | Path,
+    kind: str,
+    overwrite: bool = False,
+    flag: str = "--out",
+    sources=(),
+    add_to: bool = False,
+) -> Path:
+    """A folder the command will write, checked before any work: new, empty, or recognisably
+    this project's output of ``kind`` that the user asked to replace (``--overwrite``) or that
+    the command adds to (``add_to``). Nothing is created here; see :mod:`pixeldance.owned`."""
     from .files import check_writable_place
+    from .owned import check_destination
 
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{what} is a file, not a folder: {path}")
-    if path.is_dir() and any(path.iterdir()) and not allow_existing:
-        raise UsageError(f"{what} exists and is not empty: {path}; choose a new folder")
     try:
-        check_writable_place(path / "x")
+        out = check_destination(path, kind, overwrite, flag, sources, add_to)
+        check_writable_place(out / "x")
     except ValueError as err:
-        raise UsageError(f"{what}: {err}") from err
-    return path
+        raise UsageError(str(err)) from err
+    return out
 
 
 def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:

@@ -4,8 +4,6 @@ renamed into place only when it holds something."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from .cli_common import (
@@ -13,9 +11,9 @@ from .cli_common import (
     WorkFailed,
     add_placement_args,
     at_least,
+    destination,
     flag_error,
     input_file,
-    new_or_empty_folder,
     work_started,
 )
 
@@ -24,7 +22,13 @@ def add_data_parsers(sub) -> None:
     m = sub.add_parser(
         "make-shapes", help="write a Dancing Shapes dataset (mp4 + manifest + ground truth)"
     )
-    m.add_argument("--out", required=True, help="a new (or empty) folder")
+    m.add_argument(
+        "--out",
+        required=True,
+        help="a new (or empty) folder; a dataset make-shapes wrote is replaced only with "
+        "--overwrite",
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace --out if make-shapes wrote it")
     m.add_argument("--num", type=int, required=True, help="number of clips (at least 1)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--images", type=int, help="number of captioned stills (default: num / 2)")
@@ -51,7 +55,13 @@ def add_data_parsers(sub) -> None:
     pp.add_argument("--config", help="YAML config (model and buckets)")
     pp.add_argument("--data", help="manifest of videos (default: the config's)")
     pp.add_argument("--images", help="captioned images (default: the config's)")
-    pp.add_argument("--out", required=True, help="a new (or empty) folder for the cache")
+    pp.add_argument(
+        "--out",
+        required=True,
+        help="a new (or empty) folder for the cache; a cache preprocess wrote is replaced only "
+        "with --overwrite",
+    )
+    pp.add_argument("--overwrite", action="store_true", help="replace --out if preprocess wrote it")
     pp.add_argument("--clips-per-video", type=int, default=1)
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     add_placement_args(pp, offload=False)
@@ -64,18 +74,20 @@ def _cmd_make_shapes(args) -> int:
     at_least("--workers", args.workers, 1)
     if not 0.0 <= args.mover_share <= 1.0:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
-    new_or_empty_folder(args.out, "--out")
+    out = destination(args.out, "dataset", args.overwrite)
     work_started()
     from .data.shapes import write_dataset
+    from .owned import replacing
 
-    write_dataset(
-        args.out,
-        args.num,
-        args.seed,
-        num_images=args.images,
-        workers=args.workers,
-        mover_share=args.mover_share,
-    )
+    with replacing(out) as tmp:
+        write_dataset(
+            tmp,
+            args.num,
+            args.seed,
+            num_images=args.images,
+            workers=args.workers,
+            mover_share=args.mover_share,
+        )
     print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
     return 0
 
@@ -102,7 +114,7 @@ def _cmd_preprocess(args) -> int:
     from .train.stages import bucket_sets
 
     at_least("--clips-per-video", args.clips_per_video, 1)
-    out = new_or_empty_folder(args.out, "--out")
+    out = destination(args.out, "cache", args.overwrite)
     try:
         placement = resolve_placement(args.device, args.dtype)
     except PlacementError as err:
@@ -124,12 +136,11 @@ def _cmd_preprocess(args) -> int:
         raise UsageError(f"--images not found: {images}")
     work_started()
     from .data.latents import preprocess
+    from .owned import replacing
     from .train.setup import build_components, prompt_encoder
 
     comps = build_components(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing(out) as tmp:
         index = preprocess(
             tmp,
             comps.vae,
@@ -150,12 +161,6 @@ def _cmd_preprocess(args) -> int:
                 f"nothing could be encoded ({bad} bad files: {index['bad_files']}); no cache "
                 f"written. Run `pixeldance check-data {manifest}` to see what is wrong"
             )
-        if out.exists():
-            out.rmdir()  # checked empty above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(
         f"wrote {n} cached samples in {len(index['shards'])} shards to {out}; "
         f"bad files: {index['bad_files']}"

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .cli_common import UsageError, at_least
+from .cli_common import UsageError, at_least, destination
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
@@ -156,6 +156,7 @@ def _cmd_eval(args) -> int:
         )
     for flag in ("samples", "frames", "batch_size", "is_splits"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    destination(args.out, "eval", add_to=True)  # new, empty, or an evaluation folder to add to
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
     frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)

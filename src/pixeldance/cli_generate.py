@@ -91,8 +91,14 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="output .mp4 or .gif (an existing file is replaced once the new one is complete), "
-        "or a new folder name for PNG frames",
+        help="output .mp4 or .gif, or a new folder name for PNG frames; an existing output is "
+        "refused unless --overwrite",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out file (or a PNG-frame folder pixeldance wrote) once the "
+        "new one is complete",
     )
 
 
@@ -162,18 +168,18 @@ def _load_pipeline(folder: Path, settings: GenerationSettings):
     return pipe
 
 
-def _write(frames, out: Path, fps: float) -> None:
+def _write(frames, out: Path, fps: float, overwrite: bool) -> None:
     from .files import write_video
     from .images import frames_to_uint8
 
-    path = write_video(frames_to_uint8(frames), out, fps=fps)
+    path = write_video(frames_to_uint8(frames), out, fps=fps, overwrite=overwrite)
     print(f"wrote {path}")
 
 
 def _cmd_generate(args) -> int:
     from .files import check_output_path
 
-    out = check_output_path(args.out)
+    out = check_output_path(args.out, args.overwrite)
     _check_prompt(args.prompt, "--prompt")
     _check_image(args.first_frame, "--first-frame")
     _check_image(args.last_frame, "--last-frame")
@@ -187,7 +193,7 @@ def _cmd_generate(args) -> int:
         output_type="np",
         **settings.pipeline_kwargs(),
     )
-    _write(result.frames, out, settings.fps)
+    _write(result.frames, out, settings.fps, args.overwrite)
     return 0
 
 
@@ -195,7 +201,7 @@ def _cmd_story(args) -> int:
     from .files import check_output_path
     from .storyboard import load_storyboard
 
-    out = check_output_path(args.out)
+    out = check_output_path(args.out, args.overwrite)
     board = load_storyboard(args.storyboard)
     for k, shot in enumerate(board.shots):
         _check_prompt(shot.prompt, f"shot {k + 1} prompt")
@@ -224,5 +230,5 @@ def _cmd_story(args) -> int:
         output_type="np",
         **settings.pipeline_kwargs(),
     )
-    _write(result.frames, out, settings.fps)
+    _write(result.frames, out, settings.fps, args.overwrite)
     return 0

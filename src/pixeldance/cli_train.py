@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cli_common import UsageError, at_least, input_file, work_started
+from .cli_common import UsageError, at_least, destination, input_file, work_started
 
 
 def add_train_parsers(sub) -> None:
@@ -33,7 +33,15 @@ def add_train_parsers(sub) -> None:
         "export", help="copy a trained pipeline for shipping (UNet in float16, generation.json)"
     )
     e.add_argument("pipeline", help="pipeline folder written by train")
-    e.add_argument("--out", required=True, help="folder to write (an existing one is replaced)")
+    e.add_argument(
+        "--out",
+        required=True,
+        help="a new (or empty) folder to write; a pipeline folder pixeldance wrote is replaced "
+        "only with --overwrite, any other existing folder is refused",
+    )
+    e.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is a pixeldance pipeline"
+    )
     e.add_argument(
         "--config", help="the training config: frames, fps and sizes for generation.json"
     )
@@ -85,7 +93,6 @@ def check_training_inputs(cfg) -> None:
     """What can be known wrong about a run before its folder is made: data paths that are
     missing or of the wrong kind, a stills list given as the videos, an output folder that
     cannot be written."""
-    from .cli_common import new_or_empty_folder
     from .data.check import image_list_problem
     from .train.distributed import check_launch
     from .train.stages import plan
@@ -123,7 +130,7 @@ def check_training_inputs(cfg) -> None:
         )
     if d.images and not Path(d.images).exists():
         raise UsageError(f"data.images not found: {d.images}")
-    new_or_empty_folder(cfg.run.output_dir, "the run folder (--output-dir)", allow_existing=True)
+    destination(cfg.run.output_dir, "run", flag="the run folder (--output-dir)", add_to=True)
 
 
 def _cmd_export(args) -> int:
@@ -147,10 +154,11 @@ def _cmd_export(args) -> int:
             generation = GenerationConfig.from_dict(choices, "--choices") if choices else None
     except SettingError as err:
         raise UsageError(str(err).replace("generation settings", "--choices")) from err
-    pipeline_folder(args.pipeline)
+    source = pipeline_folder(args.pipeline)
+    out = destination(args.out, "pipeline", args.overwrite, sources=[source])
     work_started()
     path = export_pipeline(
-        args.pipeline, args.out, half=not args.full_precision, generation=generation
+        source, out, half=not args.full_precision, generation=generation, overwrite=args.overwrite
     )
     print(f"exported {args.pipeline} to {path}")
     return 0

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from .folders import pipeline_folder
 from .generation import GenerationConfig
+from .owned import check_destination, replacing
 
 
 def export_pipeline(
@@ -16,18 +16,20 @@ def export_pipeline(
     out: str | Path,
     half: bool = True,
     generation: GenerationConfig | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Copy the pipeline folder ``src`` to ``out`` (complete, then renamed into place).
 
-    ``half`` stores the UNet's floating-point tensors in float16 (they load back as float32);
-    ``generation``, if given, replaces the copy's ``generation.json``.
+    ``out`` must be new, empty, or (with ``overwrite``) a pipeline folder this project wrote;
+    anything else raises ValueError before anything is written. ``half`` stores the UNet's
+    floating-point tensors in float16 (they load back as float32); ``generation``, if given,
+    replaces the copy's ``generation.json``.
     """
     from safetensors.torch import load_file, save_file
 
-    src, out = pipeline_folder(src), Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    src = pipeline_folder(src)
+    out = check_destination(out, "pipeline", overwrite, sources=[src])
+    with replacing(out) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         if half:
             for weights in (tmp / "unet").glob("*.safetensors"):
@@ -38,10 +40,4 @@ def export_pipeline(
                 )
         if generation is not None:
             generation.save(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -164,37 +164,41 @@ def write_gif(frames, path: str | os.PathLike, fps: float = 8.0) -> Path:
 
 
 def write_png_frames(frames, folder: str | os.PathLike) -> Path:
-    """Write ``frame_00000.png``... into ``folder`` (made complete, then renamed into place)."""
+    """Write ``frame_00000.png``... into ``folder`` (made complete, then swapped into place;
+    an existing ``folder`` must have passed :func:`check_output_path` with ``overwrite``)."""
+    from .owned import replacing
+
     frames = _check_frames(frames)
-    folder = Path(folder)
-    if folder.exists():
-        raise FileExistsError(f"output folder exists: {folder}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with replacing(folder) as tmp:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Check an output path before any work: ``.mp4`` or ``.gif`` (an existing file is replaced
-    when the new one is complete), or a name with no suffix for a new folder of PNG frames; and
-    a place this process can write. Raises ValueError saying what to change."""
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check an output path before any work: ``.mp4`` or ``.gif``, or a name with no suffix for
+    a folder of PNG frames; and a place this process can write. An existing file is replaced
+    only with ``overwrite``; an existing folder only if it holds nothing but PNG frames this
+    project wrote, and with ``overwrite``. Raises ValueError saying what to change."""
+    from .owned import check_destination
+
     path = Path(path)
     suffix = path.suffix.lower()
+    if not path.stem or path.name.startswith("."):
+        raise ValueError(
+            f"{path} has no name before its suffix (it would be a hidden file); give a name "
+            "such as clip.mp4"
+        )
     if suffix and suffix not in VIDEO_SUFFIXES:
         raise ValueError(
             f"unknown output type {path.suffix!r}: use .mp4, .gif, or a folder name for PNG frames"
         )
     if suffix and path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name ending in {suffix}")
-    if not suffix and path.exists():
-        raise ValueError(f"{path} exists; PNG frames go to a new folder: give a name not yet taken")
+    if suffix and path.exists() and not overwrite:
+        raise ValueError(f"{path} exists; pass --overwrite to replace it, or choose a new name")
+    if not suffix:
+        check_destination(path, "frames", overwrite)
     check_writable_place(path)
     return path
 
@@ -215,9 +219,10 @@ def check_writable_place(path: str | os.PathLike) -> None:
         raise ValueError(f"cannot write {path}: {place} is not writable ({err.strerror})") from err
 
 
-def write_video(frames, path: str | os.PathLike, fps: float = 8.0) -> Path:
-    """Write by suffix: ``.mp4`` (H.264), ``.gif``, or no suffix for a folder of PNG frames."""
-    path = check_output_path(path)
+def write_video(frames, path: str | os.PathLike, fps: float = 8.0, overwrite: bool = False) -> Path:
+    """Write by suffix: ``.mp4`` (H.264), ``.gif``, or no suffix for a folder of PNG frames.
+    An existing output is replaced only with ``overwrite`` (see :func:`check_output_path`)."""
+    path = check_output_path(path, overwrite)
     suffix = path.suffix.lower()
     if suffix == ".mp4":
         return write_mp4(frames, path, fps)
