@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT
+from helpers import ROOT, cli_env
 from pixeldance.files import check_output_path, read_image
 
 
@@ -131,3 +131,51 @@ def test_verbose_shows_the_traceback(tmp_path, monkeypatch, capsys):
     assert main(["-v", "check-data", "nowhere.csv"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("pixeldance check-data")
+
+
+def write_bomb_png(path: Path, width: int = 20000, height: int = 20000) -> None:
+    """A few hundred bytes of PNG that claim ``width`` x ``height`` grey pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 4, 9)
+    png = chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+
+
+@pytest.mark.parametrize("size", [(20000, 20000), (9000, 9000)])
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, size):
+    write_bomb_png(tmp_path / "bomb.png", *size)
+    assert (tmp_path / "bomb.png").stat().st_size < 2000
+    with pytest.raises(ValueError, match="image too large: .*bomb.png"):
+        read_image(tmp_path / "bomb.png")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_image(tmp_path / "pipe.png")
+
+
+@pytest.mark.parametrize("flag", ["--first-frame", "--last-frame"])
+def test_generate_refuses_a_bomb_and_a_fifo_in_one_line(tmp_path, flag):
+    import os
+
+    write_bomb_png(tmp_path / "bomb.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    for name, message in (("bomb.png", "image too large"), ("pipe.png", "not a regular file")):
+        argv = ["generate", "--prompt", "a red circle", flag, str(tmp_path / name)]
+        result = subprocess.run(
+            [sys.executable, "-m", "pixeldance.cli", *argv, "--out", str(tmp_path / "o.mp4")],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env=cli_env(),
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and flag in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.png", "pipe.png"]

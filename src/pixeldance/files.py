@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+# Instruction images larger than this are refused before their pixels are decoded (a small file
+# can claim 20000 x 20000 pixels: a decompression bomb). 64 megapixels is 8192 x 8192.
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 
 
 def read_image(
@@ -24,17 +28,31 @@ def read_image(
 ) -> Image.Image:
     """Open an image as RGB: EXIF orientation applied, transparency composited on ``background``.
 
-    Raises FileNotFoundError for a missing path and ValueError for a file that is not an image.
+    Raises FileNotFoundError for a missing path and ValueError for a file that is not an image,
+    is not a regular file, or claims more than :data:`MAX_IMAGE_PIXELS` pixels (checked from its
+    header, before decoding).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
     if path.is_dir():
         raise ValueError(f"expected an image file, got a folder: {path}")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise ValueError(f"not a regular file (a pipe or a device?): {path}")
+    limit = f"at most {MAX_IMAGE_PIXELS // (1024 * 1024)} megapixels; resize it first"
     try:
-        with Image.open(path) as im:
-            im.load()
-            image = ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size  # read from the header; no pixel decoded yet
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ValueError(
+                        f"image too large: {path} claims {width} x {height} pixels ({limit})"
+                    )
+                im.load()
+                image = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"image too large: {path} ({limit})") from err
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"not a readable image: {path} ({err})") from err
     return to_rgb(image, background)
