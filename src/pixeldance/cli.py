@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import traceback
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pixeldance",
         description="PixelDance video diffusion: generate, train, measure.",
         epilog="exit codes: 0 done, 1 the work failed, 2 the input was refused (nothing "
-        "written), 130 interrupted",
+        "written), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log more; show tracebacks of errors"
@@ -96,8 +97,21 @@ def _expected(err: BaseException) -> bool:
     return type(err).__name__ in ("SafetensorError", "TrainingStopped", "FFmpegError")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so every ``finally`` and temporary-folder cleanup
+    runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (a test harness): leave signals alone
+        previous = None
     logging.basicConfig(
         level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -105,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     cli_common.reset()
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"pixeldance {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        stopped = "terminated" if isinstance(err, Terminated) else "interrupted"
+        print(f"pixeldance {args.command}: {stopped}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
         if not _expected(err):
             raise
@@ -118,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, UsageError):
             return 2
         return 1 if cli_common.working() else 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
