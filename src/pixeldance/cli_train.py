@@ -18,7 +18,13 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--checkpoint-every", type=int, help="0: only at the end")
     t.add_argument("--seed", type=int)
     t.add_argument(
-        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue from the newest complete checkpoint of --output-dir, or from the "
+        "checkpoint folder given",
     )
     t.add_argument(
         "--set",
@@ -61,6 +67,7 @@ def _data_key(data: str) -> str:
 
 
 def _cmd_train(args) -> int:
+    from .train.checkpoint import resume_point
     from .train.config import load_config
 
     at_least("--max-steps", args.max_steps, 1)
@@ -81,6 +88,10 @@ def _cmd_train(args) -> int:
             overrides.append(f"{key}={value}")
     cfg = load_config(args.config, overrides)
     check_training_inputs(cfg)
+    try:  # a damaged checkpoint is named before anything is built
+        resume_point(Path(cfg.run.output_dir), args.resume)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     work_started()
     from .train.loop import train
 

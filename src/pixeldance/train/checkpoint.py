@@ -163,7 +163,63 @@ def checkpoint_meta(path: Path) -> dict:
     path = Path(path)
     if not (path / MARKER).exists():
         raise ValueError(f"incomplete checkpoint (no {MARKER} marker): {path}")
-    return json.loads((path / "state.json").read_text())
+    state = path / "state.json"
+    try:
+        meta = json.loads(state.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{state} is damaged ({err})") from err
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        raise ValueError(f"{state} is damaged (no step number)")
+    return meta
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with checkpoint ``path`` (a missing or damaged file, named), read from the
+    files' headers without loading any tensor; None if it looks whole."""
+    from ..folders import check_weights
+
+    try:
+        checkpoint_meta(path)
+        for name in ("unet", "optimizer"):
+            if not (path / f"{name}.safetensors").is_file():
+                raise ValueError(f"{path / f'{name}.safetensors'} is missing")
+        check_weights(path)  # every safetensors header against its file's size
+    except (OSError, ValueError) as err:
+        return str(err)
+    return None
+
+
+def resume_point(output_dir: Path, choice: bool | str | Path) -> Path | None:
+    """The checkpoint ``--resume`` continues from: the newest complete one in ``output_dir``
+    (``choice`` True), the one named (a path), or None (``choice`` False, or no checkpoint yet).
+    A damaged one is refused with ValueError naming its file and the newest intact earlier
+    checkpoint, to pass as ``--resume PATH``."""
+    if choice is False or choice is None:
+        return None
+    if choice is not True:
+        path = Path(choice)
+        if not (path / MARKER).exists():
+            raise ValueError(
+                f"--resume {path}: not a complete checkpoint (no {MARKER} marker); give a "
+                "checkpoint-NNNNNNNN folder of a run"
+            )
+        problem = checkpoint_problem(path)
+        if problem:
+            raise ValueError(f"--resume {path}: {problem}")
+        return path
+    found = list_checkpoints(output_dir)
+    if not found:
+        return None
+    problem = checkpoint_problem(found[-1])
+    if problem is None:
+        return found[-1]
+    intact = next((c for c in reversed(found[:-1]) if checkpoint_problem(c) is None), None)
+    earlier = (
+        f"the earlier checkpoint {intact} is intact: continue from it with --resume {intact}"
+        if intact
+        else "no earlier checkpoint is intact"
+    )
+    raise ValueError(f"the newest checkpoint is damaged: {problem}; {earlier}")
 
 
 # ----------------------------------------------------------------------------- restoring

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from .checkpoint import (
     checkpoint_meta,
-    latest_checkpoint,
     restore_checkpoint,
+    resume_point,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -112,8 +112,9 @@ def _model_and_optimizer(cfg: Config, unet, accelerator):
     return unet, optimizer, lr_scheduler, ema
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
-    """Train and return the folder of the final pipeline (``{output_dir}/pipeline``)."""
+def train(cfg: Config, resume: bool | str | Path = False) -> Path:
+    """Train and return the folder of the final pipeline (``{output_dir}/pipeline``).
+    ``resume``: True continues from the newest complete checkpoint, a path from that one."""
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration, gather_object
 
@@ -122,7 +123,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
     out = Path(cfg.run.output_dir)
     cpu = not torch.cuda.is_available()  # several CPU processes then talk over gloo
     procs = PartialState(cpu=cpu)
-    ckpt_path = latest_checkpoint(out) if resume else None
+    ckpt_path = resume_point(out, resume)
     start = checkpoint_meta(ckpt_path)["step"] if ckpt_path is not None else 0
     torch.manual_seed(cfg.run.seed)
     comps = build_components(cfg)
