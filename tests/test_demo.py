@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from helpers import ROOT
-from pixeldance.demo import MAX_STEPS, DemoInputError, DemoRunner
-from pixeldance.demo_page import build_app
+from pixeldance.cli.demo import MAX_STEPS, DemoInputError, DemoRunner
+from pixeldance.cli.demo_page import build_app
 from pixeldance.shipped import shipped_model_path
 
 pytestmark = pytest.mark.skipif(
@@ -120,7 +120,7 @@ def test_uploads_arrive_as_paths(runner, tmp_path):
 def test_every_example_runs_and_gives_a_playable_video(runner):
     """The page's clickable examples, through the same handler: a first and last frame pair, a
     text-only prompt, a 16:9 one. Videos are scaled up by whole pixels to the display size."""
-    from pixeldance.demo import DISPLAY_SIZE
+    from pixeldance.cli.demo import DISPLAY_SIZE
 
     examples = runner.examples()
     assert len(examples) == 3 and examples[0][1] and examples[0][2]  # the pair has both frames

@@ -67,8 +67,8 @@ def destination(
     """A folder the command will write, checked before any work: new, empty, or recognisably
     this project's output of ``kind`` that the user asked to replace (``--overwrite``) or that
     the command adds to (``add_to``). Nothing is created here; see :mod:`pixeldance.owned`."""
-    from .files import check_writable_place
-    from .owned import check_destination
+    from ..files import check_writable_place
+    from ..owned import check_destination
 
     try:
         out = check_destination(path, kind, overwrite, flag, sources, add_to)
@@ -81,7 +81,7 @@ def destination(
 def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:
     """``--device`` and ``--dtype`` (and ``--offload``), shared by generate, story, demo and
     preprocess; resolved by :func:`pixeldance.devices.resolve_placement`."""
-    from .devices import DEVICE_NAMES, DTYPES
+    from ..devices import DEVICE_NAMES, DTYPES
 
     p.add_argument(
         "--device",

@@ -5,7 +5,7 @@
 request beyond that is refused rather than piling up. Inputs are bounded (prompt length,
 steps, image size, shots) and a bad input is answered with a message saying what to change.
 
-:class:`DemoRunner` holds everything but the page (:mod:`pixeldance.demo_page`), so it is
+:class:`DemoRunner` holds everything but the page (:mod:`pixeldance.cli.demo_page`), so it is
 usable (and tested) without Gradio. Videos are shown scaled up with nearest-neighbour
 sampling (whole pixels, no blur): the shipped model's clips are 48 pixels high.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .generation import (
+from ..generation import (
     GenerationConfig,
     GenerationSettings,
     Geometry,
@@ -58,8 +58,8 @@ class DemoRunner:
         dtype: str | None = None,
         offload: bool = False,
     ):
-        from .devices import PlacementError, resolve_placement
-        from .folders import pipeline_folder
+        from ..devices import PlacementError, resolve_placement
+        from ..folders import pipeline_folder
 
         try:
             self.placement = resolve_placement(device, dtype, offload)
@@ -77,7 +77,7 @@ class DemoRunner:
     @property
     def pipe(self):
         if self._pipe is None:
-            from .pipeline import PixelDancePipeline
+            from ..pipeline import PixelDancePipeline
 
             pipe = PixelDancePipeline.from_pretrained(self.model, dtype=self.placement.torch_dtype)
             self._pipe = self.placement.apply(pipe)
@@ -107,7 +107,7 @@ class DemoRunner:
     def settings(self, **choices) -> GenerationSettings:
         """The model's generation defaults merged with ``choices`` (see ``resolve``), on the
         runner's device; a bad choice is a :class:`DemoInputError`."""
-        from .generation import resolve
+        from ..generation import resolve
 
         p = self.placement
         placed = dict(device=p.device, dtype=p.dtype, offload=p.offload)
@@ -141,7 +141,7 @@ class DemoRunner:
         """A long video from ``shots``, ``[(prompt, last_frame or None), ...]`` (rows with no
         prompt and no last frame are skipped), each shot starting from the last frame of the one
         before; the first from ``first_frame`` if given. Returns the mp4's path."""
-        from .pipeline import Shot
+        from ..pipeline import Shot
 
         rows = [(p, last) for p, last in shots if (p or "").strip() or last is not None]
         if not rows:
@@ -168,8 +168,8 @@ class DemoRunner:
     def _write(self, frames, fps: float) -> str:
         """Frames to the next mp4 in ``out_dir``, scaled up by whole pixels to about
         :data:`DISPLAY_SIZE` on the long side."""
-        from .files import write_video
-        from .images import frames_to_uint8
+        from ..files import write_video
+        from ..images import frames_to_uint8
 
         video = frames_to_uint8(frames)  # (F, H, W, 3)
         k = max(1, DISPLAY_SIZE // max(video.shape[1:3]))
@@ -231,7 +231,7 @@ def _image(image, name: str) -> Image.Image | None:
         )
     if isinstance(image, Image.Image):
         return image
-    from .files import read_image
+    from ..files import read_image
 
     try:
         return read_image(image)
@@ -242,7 +242,7 @@ def _image(image, name: str) -> Image.Image | None:
 def example_frames(folder: str | Path) -> tuple[Path, Path]:
     """The first and last frames of the example clip (:data:`EXAMPLE_CLIP_SEED`), rendered from
     the Dancing Shapes world at its 128x128 into ``folder``."""
-    from .data.shapes import render_clip, sample_clip
+    from ..data.shapes import render_clip, sample_clip
 
     folder = Path(folder)
     frames = render_clip(sample_clip(EXAMPLE_CLIP_SEED, aspect="1:1"))

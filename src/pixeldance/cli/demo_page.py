@@ -1,11 +1,11 @@
 """The web demo's page (Gradio): a video from a prompt and optional first and last frames, with
 clickable examples, and a story tab that chains shots into one video. It only calls
-:class:`~pixeldance.demo.DemoRunner`."""
+:class:`~pixeldance.cli.demo.DemoRunner`."""
 
 from __future__ import annotations
 
+from ..generation import ASPECTS
 from .demo import DISPLAY_SIZE, MAX_SHOTS, MAX_STEPS, DemoInputError, DemoRunner
-from .generation import ASPECTS
 
 
 def build_app(runner: DemoRunner, queue_size: int = 8):

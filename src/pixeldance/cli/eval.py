@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .cli_common import UsageError, at_least, destination
+from .common import UsageError, at_least, destination
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
@@ -23,7 +23,7 @@ see EVALUATION.md for the protocols, the weights files and the paper's numbers""
 
 def add_eval_parser(sub) -> None:
     """Register ``eval`` on the ``pixeldance`` sub-command parser."""
-    from .evaluation.protocol import FIRST_FRAME_SOURCES, METRICS, PRESETS
+    from ..evaluation.protocol import FIRST_FRAME_SOURCES, METRICS, PRESETS
 
     e = sub.add_parser(
         "eval",
@@ -125,8 +125,8 @@ def add_eval_parser(sub) -> None:
 
 
 def _extractors(args, device: str, frames: int):
-    from .evaluation.score import Extractors
-    from .evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
+    from ..evaluation.score import Extractors
+    from ..evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
 
     return Extractors(
         loaders={
@@ -144,11 +144,11 @@ def _unique(paths) -> list[Path]:
 def _cmd_eval(args) -> int:
     import torch
 
-    from .data.video import VideoError
-    from .evaluation.inputs import read_items, reference_paths, ucf101_class
-    from .evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
-    from .evaluation.report import score_lines, write_report
-    from .evaluation.score import ScoreConfig, choose_metrics, score
+    from ..data.video import VideoError
+    from ..evaluation.inputs import read_items, reference_paths, ucf101_class
+    from ..evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
+    from ..evaluation.report import score_lines, write_report
+    from ..evaluation.score import ScoreConfig, choose_metrics, score
 
     if bool(args.manifest) == bool(args.videos):
         raise UsageError(
@@ -211,7 +211,7 @@ def _cmd_eval(args) -> int:
 def _as_generated(items, args) -> list:
     """The items with the first-frame instructions generation will use (the reference video
     standing for its frame 0), so the metrics can be checked before generating."""
-    from .evaluation.generate import first_frame_source
+    from ..evaluation.generate import first_frame_source
 
     return [
         dataclasses.replace(it, first_frame=first_frame_source(it, args.first_frame))
@@ -228,10 +228,10 @@ def _generate(args, preset, items, frames: int, device: str):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .evaluation.generate import generate_videos, plan_samples
-    from .folders import pipeline_folder
-    from .generation import GenerationConfig, Geometry, resolve
-    from .pipeline import PixelDancePipeline
+    from ..evaluation.generate import generate_videos, plan_samples
+    from ..folders import pipeline_folder
+    from ..generation import GenerationConfig, Geometry, resolve
+    from ..pipeline import PixelDancePipeline
 
     folder = pipeline_folder(args.model)
     size = preset.size if preset else (None, None)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_common import UsageError, add_placement_args, flag_error, work_started
-from .generation import (
+from ..generation import (
     ASPECTS,
     DEFAULT_MAX_PIXELS,
     SCHEDULERS,
@@ -16,6 +15,7 @@ from .generation import (
     SettingError,
     check_prompt,
 )
+from .common import UsageError, add_placement_args, flag_error, work_started
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "
@@ -112,7 +112,7 @@ def _check_prompt(prompt, what: str) -> None:
 def _check_image(path: str | None, what: str) -> None:
     if path is None:
         return
-    from .files import read_image
+    from ..files import read_image
 
     try:
         read_image(path)
@@ -122,8 +122,8 @@ def _check_image(path: str | None, what: str) -> None:
 
 def _settings(args, frames: int | None = None, tau: int | None = None):
     """The model folder and its settings merged with the flags, checked before loading."""
-    from .folders import pipeline_folder
-    from .generation import GenerationConfig, Geometry, resolve
+    from ..folders import pipeline_folder
+    from ..generation import GenerationConfig, Geometry, resolve
 
     folder = pipeline_folder(args.model)
     try:
@@ -154,8 +154,8 @@ def _load_pipeline(folder: Path, settings: GenerationSettings):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .generation import make_scheduler
-    from .pipeline import PixelDancePipeline
+    from ..generation import make_scheduler
+    from ..pipeline import PixelDancePipeline
 
     diffusers_logging.disable_progress_bar()  # one progress bar: the denoising one
     transformers_logging.disable_progress_bar()
@@ -169,15 +169,15 @@ def _load_pipeline(folder: Path, settings: GenerationSettings):
 
 
 def _write(frames, out: Path, fps: float, overwrite: bool) -> None:
-    from .files import write_video
-    from .images import frames_to_uint8
+    from ..files import write_video
+    from ..images import frames_to_uint8
 
     path = write_video(frames_to_uint8(frames), out, fps=fps, overwrite=overwrite)
     print(f"wrote {path}")
 
 
 def _cmd_generate(args) -> int:
-    from .files import check_output_path
+    from ..files import check_output_path
 
     out = check_output_path(args.out, args.overwrite)
     _check_prompt(args.prompt, "--prompt")
@@ -198,8 +198,8 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_story(args) -> int:
-    from .files import check_output_path
-    from .storyboard import load_storyboard
+    from ..files import check_output_path
+    from ..storyboard import load_storyboard
 
     out = check_output_path(args.out, args.overwrite)
     board = load_storyboard(args.storyboard)
