@@ -7,7 +7,7 @@ from PIL import Image
 from helpers import ROOT
 from pixeldance.cli.demo import MAX_STEPS, DemoInputError, DemoRunner
 from pixeldance.cli.demo_page import build_app
-from pixeldance.shipped import shipped_model_path
+from pixeldance.folders import shipped_model_path
 
 pytestmark = pytest.mark.skipif(
     not (shipped_model_path() / "model_index.json").exists(),

@@ -15,7 +15,6 @@ from pixeldance.files import read_image
 from pixeldance.folders import shipped_model_path
 from pixeldance.generation import GenerationConfig
 from pixeldance.images import resize_cover_crop
-from pixeldance.shipped import generation_defaults
 
 pytestmark = pytest.mark.skipif(
     not (shipped_model_path() / "model_index.json").exists(),
@@ -190,8 +189,7 @@ def test_export_writes_generation_settings_and_refuses_unknown_choices(tmp_path)
     assert made["guidance"] == 5.0 and made["guidance_interval"] == [700, 1000]
     assert made["training_instruction_noise"] == 15 and made["sizes"]["16:9"] == [48, 80]
     assert GenerationConfig.load(out).guidance_interval == (700, 1000)
-    # the earlier name still answers, as a dict
-    assert generation_defaults(out)["guidance_interval"] == [700, 1000]
+    assert GenerationConfig.load(out).to_dict()["guidance_interval"] == [700, 1000]
     for bad, message in (
         ('{"guidence": 5.0}', "unknown key(s) guidence"),
         ("{5", "not valid JSON"),
