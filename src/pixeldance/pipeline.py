@@ -1,6 +1,7 @@
 """PixelDancePipeline: text + first frame + optional last frame -> video (paper, sec. 3.3).
 
-The UNet sees ``cat([z_t, c_image], dim=1)``. The last-frame instruction guides only the first
+The UNet sees ``cat([z_t, c_image], dim=1)`` through :class:`~pixeldance.diffusion.Denoiser`,
+which also guides. The last-frame instruction guides only the first
 ``tau`` of the denoising steps and is zeroed for the rest (the tau rule); classifier-free
 guidance acts on the text, with c_image kept in both branches. Long videos chain clips: the
 last latent frame of clip k is the first-frame instruction of clip k+1.
@@ -17,6 +18,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from .diffusion import Denoiser
 from .encoders import (
     PromptEncoder,
     decode_latents,
@@ -270,10 +272,11 @@ class PixelDancePipeline(DiffusionPipeline):
         dtype = self.unet.dtype  # the UNet's inputs; latents and c_image stay float32
         h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
         c = latent_channels(self.vae)
-        guided = guidance_scale > 1.0  # classifier-free guidance on the text
+        # the model call with c_image and guidance on the text (one batched UNet call)
+        denoiser = Denoiser(self.unet, self.scheduler, guidance_scale, guidance_interval, dtype)
 
         # 2. text states, (2B, L, D) with the unconditional half first when guiding
-        text_states = self.encode_prompts(prompts, negative, guided).to(dtype)
+        text_states = self.encode_prompts(prompts, negative, denoiser.guided).to(dtype)
 
         # 3. image instructions -> c_image (B, C, F, h, w)
         z_first = first_latent
@@ -301,21 +304,8 @@ class PixelDancePipeline(DiffusionPipeline):
 
         # 5. denoising loop
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            c_image = (
-                c_full if i < tau else c_no_last
-            )  # the tau rule: last frame for the first tau steps only
-            model_in = torch.cat([self.scheduler.scale_model_input(latents, t), c_image], dim=1)
-            model_in = model_in.to(dtype)
-            guide = guided and (
-                guidance_interval is None or guidance_interval[0] <= int(t) <= guidance_interval[1]
-            )
-            if guide:
-                pred = self.unet(torch.cat([model_in, model_in]), t, text_states).sample.float()
-                uncond, cond = pred.chunk(2)
-                pred = uncond + guidance_scale * (cond - uncond)
-            else:  # the conditional half alone
-                states = text_states[batch:] if guided else text_states
-                pred = self.unet(model_in, t, states).sample.float()
+            c_image = c_full if i < tau else c_no_last  # the tau rule (paper, sec. 3.3)
+            pred = denoiser(self.scheduler.scale_model_input(latents, t), t, c_image, text_states)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
                 callback(i, t, latents)
