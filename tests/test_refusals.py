@@ -177,7 +177,7 @@ def test_the_table_is_long_enough():
 
 
 DEMO_CASES = [
-    (dict(steps=0), "steps must be between 1"),
+    (dict(steps=0), "num_inference_steps must be an integer from 1 to 100"),
     (dict(aspect="4:3"), "unknown aspect"),
     (dict(prompt="x" * 1000), "keep it under"),
     (dict(prompt="", first_frame=None), "give a prompt"),

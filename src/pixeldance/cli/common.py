@@ -33,9 +33,14 @@ def reset() -> None:
     _STATE["working"] = False
 
 
+# the pipeline's argument names whose flags are shorter (the rest: --name-with-dashes)
+FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance", "num_frames": "--frames"}
+
+
 def flag_error(err) -> UsageError:
     """A setting error (``err.name`` is the setting) worded with the flag that sets it."""
-    message, flag = str(err), "--" + err.name.replace("_", "-")
+    message = str(err)
+    flag = FLAGS.get(err.name, "--" + err.name.replace("_", "-"))
     if message.startswith(err.name):
         message = flag + message[len(err.name) :]
     return UsageError(message)
@@ -76,6 +81,30 @@ def destination(
     except ValueError as err:
         raise UsageError(str(err)) from err
     return out
+
+
+def load_pipeline(folder: Path, settings, generation_config=None):
+    """The pipeline in ``folder`` where ``settings`` (a resolved
+    :class:`~pixeldance.generation.GenerationSettings`) place it, with their scheduler: how
+    ``generate``, ``story``, ``demo`` and ``eval`` load one. ``generation_config``: the
+    folder's ``generation.json`` if the caller has read it already (it is not read again)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from ..generation import make_scheduler
+    from ..pipeline import PixelDancePipeline
+
+    diffusers_logging.disable_progress_bar()  # one progress bar at most: the denoising one
+    transformers_logging.disable_progress_bar()
+    placement = settings.placement
+    pipe = PixelDancePipeline.from_pretrained(
+        folder, generation_config=generation_config, dtype=placement.torch_dtype
+    )
+    placement.apply(pipe)
+    pipe.set_progress_bar_config(desc="denoising", leave=False)
+    if settings.scheduler:
+        pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
+    return pipe
 
 
 def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:

@@ -46,7 +46,7 @@ def add_train_parsers(sub) -> None:
         "--config", help="the training config: frames, fps and sizes for generation.json"
     )
     e.add_argument(
-        "--choices", help="JSON of measured generation settings, e.g. '{\"guidance\": 3.0}'"
+        "--choices", help="JSON of measured generation settings, e.g. '{\"guidance_scale\": 3.0}'"
     )
     e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
     e.set_defaults(func=_cmd_export)
@@ -134,9 +134,10 @@ def check_training_inputs(cfg) -> None:
 
 
 def _cmd_export(args) -> int:
+    from ..devices import Placement
     from ..export import export_pipeline
     from ..folders import pipeline_folder
-    from ..generation import GenerationConfig, SettingError
+    from ..generation import GenerationConfig, Geometry, SettingError, resolve
 
     try:
         choices = json.loads(args.choices) if args.choices else {}
@@ -152,9 +153,11 @@ def _cmd_export(args) -> int:
             generation = GenerationConfig.from_training(config, **choices)
         else:
             generation = GenerationConfig.from_dict(choices, "--choices") if choices else None
+        source = pipeline_folder(args.pipeline)
+        if generation is not None:  # the one check of generation settings
+            resolve(generation, Geometry.of_folder(source), placement=Placement())
     except SettingError as err:
         raise UsageError(str(err).replace("generation settings", "--choices")) from err
-    source = pipeline_folder(args.pipeline)
     out = destination(args.out, "pipeline", args.overwrite, sources=[source])
     work_started()
     path = export_pipeline(
