@@ -180,7 +180,7 @@ def score(
     pipe.set_progress_bar_config(disable=True)
     d = pipe.generation_config
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-    frames, size = d.frames, pipe.default_size()
+    frames, size = d.num_frames, pipe.default_size()
     common = dict(guidance=guidance, frames=frames, size=size, steps=20, interval=interval)
     data = held_out_clips(clips, fps, frames, size)
     gts = np.stack([v for _, v in data])
