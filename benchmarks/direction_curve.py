@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from pixeldance.diffusion import predict_x0
+from pixeldance.diffusion import Denoiser
 from pixeldance.instructions import build_c_image
 from pixeldance.train.checkpoint import list_checkpoints
 from pixeldance.train.config import load_config
@@ -43,8 +43,8 @@ def one_step_accuracy(unet, comps, z, text, truth, seeds, first_frame: bool) -> 
     hits = []
     for s in seeds:
         noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(s))
-        pred = unet(torch.cat([noise, c_image], 1), t, text).sample
-        video = decode_videos(comps.vae, predict_x0(pred, noise, t, comps.scheduler))
+        x0 = Denoiser(unet, comps.scheduler).x0(noise, t, c_image, text)
+        video = decode_videos(comps.vae, x0)
         hits.append(direction_accuracy(video, truth))
     return float(np.mean(hits))
 

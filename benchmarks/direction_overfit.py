@@ -39,7 +39,7 @@ import torch
 from pixeldance import PixelDancePipeline
 from pixeldance.data.captions import DIRECTION_WORDS
 from pixeldance.data.shapes import DIRECTIONS, unit_vector
-from pixeldance.diffusion import diffusion_loss, predict_x0
+from pixeldance.diffusion import Denoiser, diffusion_loss
 from pixeldance.folders import shipped_model_path
 from pixeldance.generation import make_scheduler
 from pixeldance.instructions import build_c_image
@@ -131,10 +131,8 @@ def x0_from_noise(pipe, unet, latents, text, seeds) -> list[np.ndarray]:
     out = []
     for s in seeds:
         noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(s))
-        x = torch.cat([noise, torch.zeros_like(latents)], 1)
-        out.append(
-            decode_videos(pipe.vae, predict_x0(unet(x, t, text).sample, noise, t, pipe.scheduler))
-        )
+        x0 = Denoiser(unet, pipe.scheduler).x0(noise, t, torch.zeros_like(latents), text)
+        out.append(decode_videos(pipe.vae, x0))
     return out
 
 

@@ -46,9 +46,11 @@ FIRST_FRAME = Path(__file__).resolve().parents[1] / "examples" / "red_circle.png
 def shipped_pipeline():
     from pixeldance import PixelDancePipeline
     from pixeldance.folders import shipped_model_path
+    from pixeldance.pipeline import SETTING_ARGS
 
     pipe = PixelDancePipeline.from_pretrained(shipped_model_path())
-    return pipe, pipe.generation_settings(device="cpu", dtype="float32").pipeline_kwargs()
+    settings = pipe.generation_settings(device="cpu", dtype="float32")
+    return pipe, {k: getattr(settings, k) for k in SETTING_ARGS}
 
 
 def sd15_pipeline(frames: int, size: int, steps: int):

@@ -44,7 +44,7 @@ from shapes_scores import (
 
 def sweep_one(pipe, guidance: float, interval, clips, movers, seeds, text: bool) -> dict:
     d = pipe.generation_config
-    frames, size = d.frames, pipe.default_size()
+    frames, size = d.num_frames, pipe.default_size()
     common = dict(guidance=guidance, frames=frames, size=size, steps=20, interval=interval)
     t0 = time.time()
     truth = mover_truth(movers)
@@ -137,7 +137,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
     d = pipe.generation_config
-    frames, size, fps = d.frames, pipe.default_size(), d.fps
+    frames, size, fps = d.num_frames, pipe.default_size(), d.fps
     base = VALIDATION_BASE if args.clip_set == "validation" else HELD_OUT_BASE
     clips = held_out_clips(args.clips, fps, frames, size, base=base)
     movers = held_out_clips(args.direction_clips, fps, frames, size, single_mover=True, base=base)

@@ -40,7 +40,7 @@ def main() -> None:
     if args.noise_timestep is None:
         args.noise_timestep = d.training_instruction_noise or 100
     size = pipe.default_size()
-    data = held_out_clips(args.clips, d.fps, d.frames, size)
+    data = held_out_clips(args.clips, d.fps, d.num_frames, size)
     gts = np.stack([v for _, v in data])
     prompts = [c.caption for c, _ in data]
     result = {}
@@ -52,8 +52,8 @@ def main() -> None:
                 last_frame=list(gts[:, -1]),
                 tau=args.steps // 2,
                 num_inference_steps=args.steps,
-                guidance_scale=d.guidance,
-                num_frames=d.frames,
+                guidance_scale=d.guidance_scale,
+                num_frames=d.num_frames,
                 height=size[0],
                 width=size[1],
                 instruction_noise=noise,

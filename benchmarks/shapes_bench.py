@@ -141,10 +141,10 @@ def main() -> None:
     pipe = PixelDancePipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
     d = pipe.generation_config
-    guidance = args.guidance if args.guidance is not None else d.guidance
+    guidance = args.guidance if args.guidance is not None else d.guidance_scale
     interval = args.guidance_interval or d.guidance_interval
     interval = tuple(interval) if interval else None
-    frames, size, fps = d.frames, d.size_for(args.aspect, pipe.geometry), d.fps
+    frames, size, fps = d.num_frames, d.size_for(args.aspect, pipe.geometry), d.fps
     ddim = make_scheduler("ddim", pipe.scheduler.config)
     pipe.scheduler = ddim
 

@@ -39,7 +39,7 @@ def main() -> None:
         pipe.set_progress_bar_config(disable=True)
         d = pipe.generation_config
         pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-        frames, size = d.frames, pipe.default_size()
+        frames, size = d.num_frames, pipe.default_size()
         data = held_out_clips(args.clips, 4.0, frames, size)
         gts = np.stack([v for _, v in data])
         videos = run(

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from pixeldance import PixelDancePipeline
-from pixeldance.diffusion import predict_x0
+from pixeldance.diffusion import Denoiser
 from pixeldance.generation import make_scheduler
 from pixeldance.instructions import build_c_image
 from shapes_bench import add_guidance_interval, run
@@ -82,8 +82,7 @@ def x0_estimate(pipe, z: torch.Tensor, c_image: torch.Tensor, text: torch.Tensor
     tt = torch.full((z.shape[0],), t, dtype=torch.long)
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(t))
     zt = sched.add_noise(z, noise, tt)
-    pred = pipe.unet(torch.cat([zt, c_image], 1), tt, text).sample
-    return predict_x0(pred, zt, tt, sched)
+    return Denoiser(pipe.unet, sched).x0(zt, tt, c_image, text)
 
 
 def swap_words(caption: str, swap: dict[str, str]) -> str:
@@ -181,7 +180,7 @@ def score(
     pipe.set_progress_bar_config(disable=True)
     d = pipe.generation_config
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
-    frames, size = d.frames, pipe.default_size()
+    frames, size = d.num_frames, pipe.default_size()
     common = dict(guidance=guidance, frames=frames, size=size, steps=20, interval=interval)
     data = held_out_clips(clips, fps, frames, size)
     gts = np.stack([v for _, v in data])

@@ -7,7 +7,7 @@ clip (a red circle gliding right on a checkered background, still camera), at th
 
 from pathlib import Path
 
-from pixeldance.demo import example_frames
+from pixeldance.cli.demo import example_frames
 
 if __name__ == "__main__":
     for path in example_frames(Path(__file__).resolve().parent):

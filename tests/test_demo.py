@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from helpers import ROOT
-from pixeldance.demo import MAX_STEPS, DemoInputError, DemoRunner
-from pixeldance.demo_page import build_app
-from pixeldance.shipped import shipped_model_path
+from pixeldance.cli.demo import MAX_STEPS, DemoInputError, DemoRunner
+from pixeldance.cli.demo_page import build_app
+from pixeldance.folders import shipped_model_path
 
 pytestmark = pytest.mark.skipif(
     not (shipped_model_path() / "model_index.json").exists(),
@@ -29,7 +29,7 @@ def test_runner_writes_a_video_of_the_requested_aspect(runner):
     first = Image.new("RGB", (300, 200), (200, 40, 40))
     path = runner("a red circle moves to the right", first, None, 0, 3, "16:9", 1)
     frames = frames_of(path)
-    assert len(frames) == runner.defaults.frames
+    assert len(frames) == runner.defaults.num_frames
     h, w, _ = frames[0].shape
     assert w > h
     # text only works too, and each request gets its own file
@@ -42,8 +42,8 @@ def test_runner_writes_a_video_of_the_requested_aspect(runner):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(steps=0), "steps must be between 1"),
-        (dict(steps=MAX_STEPS + 1), "steps must be between 1"),
+        (dict(steps=0), "num_inference_steps must be an integer from 1 to 100"),
+        (dict(steps=MAX_STEPS + 1), "num_inference_steps must be an integer from 1 to 100"),
         (dict(tau=-1), "tau must be between 0"),
         (dict(first_frame="README.md"), "the first frame is not an image: README.md"),
         (dict(last_frame="missing.png", tau=5), "the last frame is not an image: missing.png"),
@@ -101,7 +101,7 @@ def test_tau_above_the_steps_is_capped_not_refused(runner):
     """Lowering the steps slider below the tau slider (the quick way to go faster on a CPU) runs,
     with or without a last frame."""
     _, settings = runner.check("a red circle", None, None, 25, 4, "1:1", 0)
-    assert settings.tau == 4 and settings.steps == 4
+    assert settings.tau == 4 and settings.num_inference_steps == 4
     last = Image.new("RGB", (48, 48), (200, 40, 40))
     _, settings = runner.check("a red circle", None, last, 25, 4, "1:1", 0)
     assert settings.tau == 4
@@ -120,7 +120,7 @@ def test_uploads_arrive_as_paths(runner, tmp_path):
 def test_every_example_runs_and_gives_a_playable_video(runner):
     """The page's clickable examples, through the same handler: a first and last frame pair, a
     text-only prompt, a 16:9 one. Videos are scaled up by whole pixels to the display size."""
-    from pixeldance.demo import DISPLAY_SIZE
+    from pixeldance.cli.demo import DISPLAY_SIZE
 
     examples = runner.examples()
     assert len(examples) == 3 and examples[0][1] and examples[0][2]  # the pair has both frames
@@ -129,7 +129,7 @@ def test_every_example_runs_and_gives_a_playable_video(runner):
     assert any(row[5] == "16:9" for row in examples)
     for prompt, first, last, tau, _steps, aspect, seed in examples:  # 4 steps: quick
         frames = frames_of(runner(prompt, first, last, tau, 4, aspect, seed))
-        assert len(frames) == runner.defaults.frames
+        assert len(frames) == runner.defaults.num_frames
         h, w, _ = frames[0].shape
         assert DISPLAY_SIZE // 2 < max(h, w) <= DISPLAY_SIZE and (w > h) == (aspect == "16:9")
         block = frames[0][:8, :8].reshape(-1, 3).astype(int)  # one model pixel, 8x8 on screen
@@ -141,7 +141,7 @@ def test_story_chains_its_shots_into_one_video(runner):
     last = Image.new("RGB", (48, 48), (40, 40, 200))
     path = runner.story(first, [("a red circle moves right", None), ("", None),
                                 ("a red circle moves down", last)], steps=3, seed=0)  # fmt: skip
-    n = runner.defaults.frames
+    n = runner.defaults.num_frames
     assert len(frames_of(path)) == 2 * n - 1  # two shots (the empty row skipped), one boundary
     with pytest.raises(DemoInputError, match="at least one shot"):
         runner.story(None, [("", None), ("  ", None)])

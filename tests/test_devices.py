@@ -153,7 +153,7 @@ def test_offload_on_the_cpu_is_refused_in_one_line(tmp_path, capsys):
 
 
 def test_demo_runs_on_the_device_and_dtype_it_was_given(tmp_path):
-    from pixeldance.demo import DemoRunner
+    from pixeldance.cli.demo import DemoRunner
 
     runner = DemoRunner(out_dir=tmp_path, device="cpu", dtype="bfloat16")
     assert runner.settings().placement == Placement("cpu", "bfloat16")

@@ -114,3 +114,46 @@ def test_motion_weighting_moves_the_loss_to_the_moving_positions():
     torch.testing.assert_close(plain.loss.detach(), se.mean())
     torch.testing.assert_close(weighted.loss.detach(), (se * w).mean() / w.mean())
     assert not torch.allclose(plain.loss, weighted.loss)
+
+
+class RecordingUNet(torch.nn.Module):
+    """A stand-in UNet whose output depends on its input, timestep and text; it records the
+    batch size of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, text):
+        from types import SimpleNamespace
+
+        self.calls.append(x.shape[0])
+        c = x.shape[1] // 2
+        out = x[:, :c] * 0.5 + x[:, c:] + text.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1)
+        return SimpleNamespace(sample=out + torch.as_tensor(t, dtype=x.dtype) / 1000)
+
+
+def test_denoiser_guides_in_one_batched_call_inside_the_interval_only():
+    from pixeldance.diffusion import Denoiser
+
+    unet, sched = RecordingUNet(), make_training_scheduler("sample")
+    z, c_image = torch.randn(2, 4, 3, 5, 5), torch.randn(2, 4, 3, 5, 5)
+    uncond, cond = torch.randn(2, 7, 8), torch.randn(2, 7, 8) + 1
+    text = torch.cat([uncond, cond])
+    d = Denoiser(unet, sched, guidance_scale=3.0, guidance_interval=(700, 1000))
+    assert d.guided
+    inside = d(z, 800, c_image, text)
+    u = unet(torch.cat([z, c_image], 1), 800, uncond).sample
+    c = unet(torch.cat([z, c_image], 1), 800, cond).sample
+    torch.testing.assert_close(inside, u + 3.0 * (c - u))
+    unet.calls.clear()
+    outside = d(z, 300, c_image, text)
+    assert unet.calls == [2]  # the conditional half alone
+    torch.testing.assert_close(outside, unet(torch.cat([z, c_image], 1), 300, cond).sample)
+    unet.calls.clear()
+    d(z, 800, c_image, text)
+    assert unet.calls == [4]  # both halves in one call
+    # unguided: the plain prediction, and x0 is the prediction itself for an x0 model
+    plain = Denoiser(unet, sched)
+    assert not plain.guided
+    torch.testing.assert_close(plain.x0(z, 800, c_image, cond), c)

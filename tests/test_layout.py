@@ -3,7 +3,8 @@
 Layers, lowest first: the method (``models``, ``diffusion``, ``instructions``); the edges
 (``files``, ``images``, ``encoders``, ``folders``, ``generation``, ``devices``); the data path
 (``data``); the product (``pipeline``, ``storyboard``, ``export``); training (``train``); the
-front ends (``cli``, ``cli_generate``, ``demo``). Imports inside functions count too.
+front ends (the ``cli`` package: the commands and the web demo). Imports inside functions count
+too.
 """
 
 import ast
@@ -17,9 +18,9 @@ LAYERS = {
     "models": 0, "diffusion": 0, "instructions": 0,
     "files": 1, "images": 1, "encoders": 1, "folders": 1, "generation": 1, "devices": 1, "owned": 1,
     "data": 2,
-    "pipeline": 3, "pipeline_checks": 3, "storyboard": 3, "export": 3, "shipped": 3, "evaluation": 3,
+    "pipeline": 3, "storyboard": 3, "export": 3, "evaluation": 3,
     "train": 4,
-    "cli": 5, "cli_common": 5, "cli_data": 5, "cli_generate": 5, "cli_eval": 5, "cli_train": 5, "demo": 5, "demo_page": 5, "__init__": 5,
+    "cli": 5, "__init__": 5,
 }  # fmt: skip
 
 

@@ -177,7 +177,7 @@ def test_the_table_is_long_enough():
 
 
 DEMO_CASES = [
-    (dict(steps=0), "steps must be between 1"),
+    (dict(steps=0), "num_inference_steps must be an integer from 1 to 100"),
     (dict(aspect="4:3"), "unknown aspect"),
     (dict(prompt="x" * 1000), "keep it under"),
     (dict(prompt="", first_frame=None), "give a prompt"),
@@ -189,14 +189,14 @@ DEMO_CASES = [
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
-    from pixeldance.demo import DemoRunner
+    from pixeldance.cli.demo import DemoRunner
 
     return DemoRunner(out_dir=tmp_path_factory.mktemp("demo"))
 
 
 @pytest.mark.parametrize("change, message", DEMO_CASES)
 def test_demo_requests_are_refused_in_one_line(runner, change, message):
-    from pixeldance.demo import DemoInputError
+    from pixeldance.cli.demo import DemoInputError
 
     request = dict(
         prompt=RED, first_frame=None, last_frame=None, tau=0, steps=2, aspect="1:1", seed=0

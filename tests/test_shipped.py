@@ -15,7 +15,6 @@ from pixeldance.files import read_image
 from pixeldance.folders import shipped_model_path
 from pixeldance.generation import GenerationConfig
 from pixeldance.images import resize_cover_crop
-from pixeldance.shipped import generation_defaults
 
 pytestmark = pytest.mark.skipif(
     not (shipped_model_path() / "model_index.json").exists(),
@@ -46,7 +45,7 @@ def test_readme_main_command_writes_the_expected_video(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     d = GenerationConfig.load(shipped_model_path())
     n, h, w = video_info(Path(cmd[out_index]))
-    assert n == d.frames and (h, w) == d.sizes["1:1"]
+    assert n == d.num_frames and (h, w) == d.sizes["1:1"]
     # it uses the paper's pair, and the clip ends nearer the last-frame image than it starts
     last_image = cmd[cmd.index("--last-frame") + 1]
     with av.open(cmd[out_index]) as c:
@@ -99,7 +98,7 @@ def test_storyboard_length(tmp_path):
     out = tmp_path / "story.mp4"
     result = cli("story", str(board), "--steps", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    frames = GenerationConfig.load(shipped_model_path()).frames
+    frames = GenerationConfig.load(shipped_model_path()).num_frames
     assert video_info(out)[0] == 3 * frames - 2
     # progress, shot by shot
     for k in (1, 2, 3):
@@ -180,18 +179,17 @@ def test_export_writes_generation_settings_and_refuses_unknown_choices(tmp_path)
     import json
 
     out = tmp_path / "exported"
-    choices = '{"guidance": 5.0, "guidance_interval": [700, 1000]}'
+    choices = '{"guidance_scale": 5.0, "guidance_interval": [700, 1000]}'
     result = cli(
         "export", str(shipped_model_path()), "--out", str(out),
         "--config", "configs/shapes.yaml", "--choices", choices,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     made = json.loads((out / "generation.json").read_text())
-    assert made["guidance"] == 5.0 and made["guidance_interval"] == [700, 1000]
+    assert made["guidance_scale"] == 5.0 and made["guidance_interval"] == [700, 1000]
     assert made["training_instruction_noise"] == 15 and made["sizes"]["16:9"] == [48, 80]
     assert GenerationConfig.load(out).guidance_interval == (700, 1000)
-    # the earlier name still answers, as a dict
-    assert generation_defaults(out)["guidance_interval"] == [700, 1000]
+    assert GenerationConfig.load(out).to_dict()["guidance_interval"] == [700, 1000]
     for bad, message in (
         ('{"guidence": 5.0}', "unknown key(s) guidence"),
         ("{5", "not valid JSON"),
@@ -211,5 +209,5 @@ def test_readme_python_example_runs(monkeypatch):
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)
     d = GenerationConfig.load(shipped_model_path())
-    assert len(scope["frames"]) == d.frames and scope["frames"][0].size == (48, 48)
-    assert len(scope["story"].frames[0]) == 2 * d.frames - 1
+    assert len(scope["frames"]) == d.num_frames and scope["frames"][0].size == (48, 48)
+    assert len(scope["story"].frames[0]) == 2 * d.num_frames - 1

@@ -1,4 +1,9 @@
-"""The training objective: noise a clip's latents, ask the UNet for the target, score it.
+"""The training objective and the denoiser that training, sampling and the benchmarks share.
+
+:class:`Denoiser` is the one model call: ``cat([z_t, c_image])`` into the UNet (paper, eq. 2),
+classifier-free guidance on the text as one batched call, and the parameterisation (the
+prediction and the x0 it implies). :func:`diffusion_loss` noises a clip's latents, asks the
+denoiser for the target and scores it.
 
 DDPM with T = 1000 steps (paper, sec. 3.2), noise and timesteps from a diffusers
 ``DDPMScheduler``. The prediction target is the scheduler's ``prediction_type``, so training
@@ -9,6 +14,7 @@ and an optional motion weighting (not in the paper; see ``motion_weights``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -117,6 +123,51 @@ def motion_weights(latents: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 @dataclass
+class Denoiser:
+    """The UNet's prediction for ``(z_t, t, c_image, text)``, guided (k-diffusion's denoiser).
+
+    ``prediction_type`` is the ``scheduler``'s (epsilon, v or x0): :meth:`__call__` returns the
+    prediction in it, :meth:`x0` the clean latents it implies. Classifier-free guidance on the
+    text (Ho & Salimans 2022) is on when ``guidance_scale > 1`` (:attr:`guided`): then ``text``
+    holds the unconditional states first, ``(2B, L, D)``, and both halves run in one UNet call
+    with c_image in both; ``guidance_interval = (low, high)`` guides only timesteps with
+    low <= t <= high and uses the conditional half alone elsewhere (guidance in a limited
+    interval, Kynkaenniemi et al. 2024; None: every step). ``dtype``: the UNet's input dtype
+    (None: as given). Predictions come back in float32.
+    """
+
+    unet: object
+    scheduler: object
+    guidance_scale: float = 1.0
+    guidance_interval: tuple[int, int] | None = None
+    dtype: torch.dtype | None = None
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale > 1.0
+
+    def __call__(
+        self, z_t: torch.Tensor, t, c_image: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """``z_t``, ``c_image``: ``(B, C, F, h, w)``; ``t``: a timestep or ``(B,)``; ``text``:
+        ``(B, L, D)``, or ``(2B, L, D)`` unconditional first when :attr:`guided`."""
+        x = torch.cat([z_t, c_image], dim=1)  # (B, 2C, F, h, w): paper, eq. 2
+        if self.dtype is not None:
+            x = x.to(self.dtype)
+        if not self.guided:
+            return self.unet(x, t, text).sample.float()
+        low, high = self.guidance_interval or (0, math.inf)
+        if not low <= int(t) <= high:  # outside the interval: the conditional half alone
+            return self.unet(x, t, text[x.shape[0] :]).sample.float()
+        uncond, cond = self.unet(torch.cat([x, x]), t, text).sample.float().chunk(2)
+        return uncond + self.guidance_scale * (cond - uncond)
+
+    def x0(self, z_t: torch.Tensor, t, c_image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The clean latents the (guided) prediction implies."""
+        return predict_x0(self(z_t, t, c_image, text), z_t, t, self.scheduler)
+
+
+@dataclass
 class LossOutput:
     loss: torch.Tensor  # scalar
     per_sample: torch.Tensor  # (B,) weighted mean squared error
@@ -135,7 +186,7 @@ def diffusion_loss(
 ) -> LossOutput:
     """Loss for clip latents ``(B, C, F, h, w)`` given c_image (same shape) and text states.
 
-    The UNet sees ``cat([z_t, c_image], dim=1)`` (paper, eq. 2). ``motion_weight`` > 0 weights
+    The prediction is the unguided :class:`Denoiser`'s. ``motion_weight`` > 0 weights
     each position by ``motion_weights`` (a weighted mean, so the loss keeps its scale).
     """
     b = latents.shape[0]
@@ -145,7 +196,7 @@ def diffusion_loss(
     )
     noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
     xt = scheduler.add_noise(latents, noise, t)
-    pred = unet(torch.cat([xt, c_image], dim=1), t, text_states).sample
+    pred = Denoiser(unet, scheduler)(xt, t, c_image, text_states)
     target = target_for(scheduler, latents, noise, t)
     se = F.mse_loss(pred.float(), target.float(), reduction="none")
     if motion_weight:

@@ -1,6 +1,7 @@
 """PixelDancePipeline: text + first frame + optional last frame -> video (paper, sec. 3.3).
 
-The UNet sees ``cat([z_t, c_image], dim=1)``. The last-frame instruction guides only the first
+The UNet sees ``cat([z_t, c_image], dim=1)`` through :class:`~pixeldance.diffusion.Denoiser`,
+which also guides. The last-frame instruction guides only the first
 ``tau`` of the denoising steps and is zeroed for the rest (the tau rule); classifier-free
 guidance acts on the text, with c_image kept in both branches. Long videos chain clips: the
 last latent frame of clip k is the first-frame instruction of clip k+1.
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from .devices import Placement
+from .diffusion import Denoiser
 from .encoders import (
     PromptEncoder,
     decode_latents,
@@ -25,7 +28,7 @@ from .encoders import (
     load_text_encoder,
     vae_scale_factor,
 )
-from .generation import GenerationConfig, GenerationSettings, Geometry, check_size, resolve
+from .generation import GenerationConfig, GenerationSettings, Geometry, resolve
 from .images import ImageInput, prepare_images, to_output
 from .instructions import build_c_image, draw_noise, noise_instruction, without_last_frame
 
@@ -34,9 +37,20 @@ from .instructions import build_c_image, draw_noise, noise_instruction, without_
 # imported, so importing the pipeline imports them
 from .models import codec as _codec  # noqa: F401
 from .models import unet as _unet  # noqa: F401
-from .pipeline_checks import check_call
 
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+# the call's arguments that are generation settings (unset: the model's generation_config)
+SETTING_ARGS = (
+    "num_inference_steps",
+    "guidance_scale",
+    "guidance_interval",
+    "tau",
+    "num_frames",
+    "height",
+    "width",
+    "instruction_noise",
+)
 
 
 @dataclass
@@ -67,8 +81,9 @@ class PixelDancePipeline(DiffusionPipeline):
     ``scheduler`` any diffusers scheduler (DDIM, DPM-Solver++, Euler, ...).
 
     ``generation_config`` holds the model's generation defaults (its folder's
-    ``generation.json``, loaded by ``from_pretrained`` and written by ``save_pretrained``);
-    :meth:`generation_settings` merges a user's choices with them.
+    ``generation.json``, loaded by ``from_pretrained`` and written by ``save_pretrained``):
+    arguments of a call left unset take them (as transformers' ``generate()`` takes a model's
+    ``generation_config``); :meth:`generation_settings` merges a user's choices with them.
 
     Devices as in diffusers: ``pipe.to("cuda", torch.bfloat16)`` moves every component (the
     packaged text encoder and the codec too), ``pipe.enable_model_cpu_offload()`` keeps them on
@@ -107,11 +122,17 @@ class PixelDancePipeline(DiffusionPipeline):
         self.generation_config.save(save_directory)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        generation_config: GenerationConfig | None = None,
+        **kwargs,
+    ):
         """Load a pipeline folder; a text encoder saved as "from its package" is loaded from
         the installed package (in the ``dtype`` asked for, like the rest), and
-        ``generation.json`` (if any) becomes ``generation_config``. Weights load from
-        safetensors only (``use_safetensors=True``; a pickle-only folder is refused)."""
+        ``generation.json`` (if any) becomes ``generation_config`` (unless one is given: a
+        caller that has read it already). Weights load from safetensors only
+        (``use_safetensors=True``; a pickle-only folder is refused)."""
         folder = Path(str(pretrained_model_name_or_path))
         kwargs.setdefault("use_safetensors", True)
         if (folder / PACKAGED_TEXT_ENCODER).exists() and "text_encoder" not in kwargs:
@@ -119,7 +140,7 @@ class PixelDancePipeline(DiffusionPipeline):
             dtype = kwargs.get("dtype") or kwargs.get("torch_dtype") or torch.float32
             kwargs["text_encoder"] = text_encoder.to(dtype)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        pipe.generation_config = GenerationConfig.load(folder)
+        pipe.generation_config = generation_config or GenerationConfig.load(folder)
         return pipe
 
     # ---------------------------------------------------------------- helpers
@@ -152,22 +173,18 @@ class PixelDancePipeline(DiffusionPipeline):
         """(height, width) the UNet was trained at (its ``sample_size``), else 256 x 256."""
         return self.geometry.default_size
 
-    def check_size(self, height: int, width: int) -> None:
-        for name, value in (("height", height), ("width", width)):
-            check_size(name, value, self.size_multiple)
-
     def generation_settings(self, **choices) -> GenerationSettings:
-        """This model's generation defaults merged with ``choices`` (steps, guidance,
-        guidance_interval, tau, frames, fps, aspect, height, width, scheduler, device, dtype,
-        offload) and checked: see :func:`pixeldance.generation.resolve`. Pass
-        ``.pipeline_kwargs()`` to the call. Without a device or dtype, ``placement`` says where
-        this pipeline is now; with one, ``settings.placement.apply(pipe)`` moves it there."""
-        if "device" not in choices and "dtype" not in choices:
+        """This model's generation defaults merged with ``choices`` (the call's setting
+        arguments, and fps, aspect, scheduler, device, dtype, offload, shot_taus) and checked:
+        see :func:`pixeldance.generation.resolve`. Pass them as ``pipe(..., settings=...)``.
+        Without a device, dtype or placement, ``placement`` says where this pipeline is now;
+        with one, ``settings.placement.apply(pipe)`` moves it there."""
+        if not {"device", "dtype", "placement"} & set(choices):
             d = self._execution_device
             device = f"cuda:{d.index}" if d.type == "cuda" and d.index is not None else d.type
             offloaded = bool(getattr(self, "_all_hooks", None)) and device != "cpu"
-            choices.update(device=device, offload=offloaded)
-            choices["dtype"] = str(self.unet.dtype).removeprefix("torch.")
+            dtype = str(self.unet.dtype).removeprefix("torch.")
+            choices["placement"] = Placement(device, dtype, offloaded)
         return resolve(self.generation_config, self.geometry, **choices)
 
     def encode_images(
@@ -199,24 +216,31 @@ class PixelDancePipeline(DiffusionPipeline):
         prompt: str | list[str],
         first_frame: ImageInput | None = None,
         last_frame: ImageInput | None = None,
-        tau: int = 25,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 5.0,
+        tau: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         negative_prompt: str | list[str] | None = None,
         guidance_interval: tuple[int, int] | None = None,
-        num_frames: int = 16,
+        num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
-        instruction_noise: int = 0,
+        instruction_noise: int | None = None,
         first_latent: torch.Tensor | None = None,
         latents: torch.Tensor | None = None,
         decode_chunk_size: int | None = 16,
         return_dict: bool = True,
+        settings: GenerationSettings | None = None,
     ) -> PixelDancePipelineOutput | tuple:
         """Generate a video.
+
+        The setting arguments (tau, num_inference_steps, guidance_scale, guidance_interval,
+        num_frames, height, width, instruction_noise) left None take the model's
+        ``generation_config``; the result is checked once, by
+        :func:`pixeldance.generation.resolve`. ``settings``: settings resolved already
+        (:meth:`generation_settings`), used as they are, instead of those arguments.
 
         Args:
             prompt: text instruction (or a batch of them).
@@ -224,7 +248,8 @@ class PixelDancePipeline(DiffusionPipeline):
                 size, resized to cover and centre-cropped). Without a first frame the model
                 starts from text alone.
             tau: the last frame is in c_image for the first ``tau`` denoising steps and zeroed
-                for the rest (paper, sec. 3.3); 0 <= tau <= num_inference_steps.
+                for the rest (paper, sec. 3.3); 0 <= tau <= num_inference_steps (the model's
+                default is capped at the steps).
             num_inference_steps: denoising steps of ``scheduler``.
             guidance_scale: classifier-free guidance on the text (1 disables it).
             negative_prompt: replaces the empty prompt in the unconditional branch.
@@ -249,31 +274,36 @@ class PixelDancePipeline(DiffusionPipeline):
             decode_chunk_size: frames the VAE decodes (and encodes) at once; None: all. Fewer
                 lower the memory peak and change nothing else.
         """
-        # 1. check inputs
-        prompts, negative, guidance_interval = check_call(
-            prompt,
-            negative_prompt,
-            tau,
-            num_inference_steps,
-            num_frames,
-            last_frame is not None,
-            guidance_interval,
-            decode_chunk_size,
-            output_type,
+        # 1. settings (unset: the model's generation_config, checked once) and inputs
+        given = dict(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            guidance_interval=guidance_interval,
+            tau=tau,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            instruction_noise=instruction_noise,
         )
-        if height is None or width is None:
-            dh, dw = self.default_size()
-            height, width = height or dh, width or dw
-        self.check_size(height, width)
+        if settings is None:
+            settings = self.generation_settings(**given)
+        elif any(v is not None for v in given.values()):
+            raise ValueError("pass settings or the setting arguments, not both")
+        s = settings
+        num_inference_steps, guidance_scale = s.num_inference_steps, s.guidance_scale
+        tau, guidance_interval, num_frames = s.tau, s.guidance_interval, s.num_frames
+        height, width, instruction_noise = s.height, s.width, s.instruction_noise
+        prompts, negative = _call_inputs(prompt, negative_prompt, decode_chunk_size, output_type)
         batch = len(prompts)
         device = self._execution_device
         dtype = self.unet.dtype  # the UNet's inputs; latents and c_image stay float32
         h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
         c = latent_channels(self.vae)
-        guided = guidance_scale > 1.0  # classifier-free guidance on the text
+        # the model call with c_image and guidance on the text (one batched UNet call)
+        denoiser = Denoiser(self.unet, self.scheduler, guidance_scale, guidance_interval, dtype)
 
         # 2. text states, (2B, L, D) with the unconditional half first when guiding
-        text_states = self.encode_prompts(prompts, negative, guided).to(dtype)
+        text_states = self.encode_prompts(prompts, negative, denoiser.guided).to(dtype)
 
         # 3. image instructions -> c_image (B, C, F, h, w)
         z_first = first_latent
@@ -301,21 +331,8 @@ class PixelDancePipeline(DiffusionPipeline):
 
         # 5. denoising loop
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            c_image = (
-                c_full if i < tau else c_no_last
-            )  # the tau rule: last frame for the first tau steps only
-            model_in = torch.cat([self.scheduler.scale_model_input(latents, t), c_image], dim=1)
-            model_in = model_in.to(dtype)
-            guide = guided and (
-                guidance_interval is None or guidance_interval[0] <= int(t) <= guidance_interval[1]
-            )
-            if guide:
-                pred = self.unet(torch.cat([model_in, model_in]), t, text_states).sample.float()
-                uncond, cond = pred.chunk(2)
-                pred = uncond + guidance_scale * (cond - uncond)
-            else:  # the conditional half alone
-                states = text_states[batch:] if guided else text_states
-                pred = self.unet(model_in, t, states).sample.float()
+            c_image = c_full if i < tau else c_no_last  # the tau rule (paper, sec. 3.3)
+            pred = denoiser(self.scheduler.scale_model_input(latents, t), t, c_image, text_states)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
                 callback(i, t, latents)
@@ -342,20 +359,30 @@ class PixelDancePipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_shot: Callable[[int, torch.Tensor], None] | None = None,
+        settings: GenerationSettings | None = None,
         **kwargs,
     ) -> PixelDancePipelineOutput | tuple:
         """A long video of several shots, each with its own prompt, last frame and tau.
 
         Clip k+1 starts from clip k's last frame, passed as a latent (no decode/encode round
         trip, so colours do not drift); the shared boundary frame appears once in the output.
-        Other keyword arguments are as for ``__call__`` (``tau`` and ``num_frames`` are the
-        defaults for shots that do not set their own).
+        Other keyword arguments are as for ``__call__``: the setting arguments (``tau`` and
+        ``num_frames`` are the defaults for shots that do not set their own) are merged with
+        the model's ``generation_config`` and checked once for the whole story, the shots'
+        taus and frames with them; or ``settings`` resolved already (with ``shot_taus`` and
+        ``shot_frames``).
         """
         if not shots:
             raise ValueError("a story needs at least one shot")
         shots = [s if isinstance(s, Shot) else Shot(**s) for s in shots]
-        default_tau = kwargs.pop("tau", 25)
-        default_frames = kwargs.pop("num_frames", 16)
+        choices = {k: kwargs.pop(k) for k in SETTING_ARGS if k in kwargs}
+        if settings is None:
+            taus, frames = [s.tau for s in shots], [s.num_frames for s in shots]
+            settings = self.generation_settings(**choices, shot_taus=taus, shot_frames=frames)
+        elif any(v is not None for v in choices.values()):
+            raise ValueError("pass settings or the setting arguments, not both")
+        taus = settings.shot_taus or (settings.tau,) * len(shots)
+        frames = settings.shot_frames or (settings.num_frames,) * len(shots)
         chunk = kwargs.setdefault("decode_chunk_size", 16)
         first_latent, parts = None, []
         for k, shot in enumerate(shots):
@@ -364,9 +391,8 @@ class PixelDancePipeline(DiffusionPipeline):
                 first_frame=first_frame if k == 0 else None,
                 first_latent=first_latent,
                 last_frame=shot.last_frame,
-                tau=default_tau if shot.tau is None else shot.tau,
-                num_frames=shot.num_frames or default_frames,
                 output_type="latent",
+                settings=replace(settings, tau=taus[k], num_frames=frames[k]),
                 **kwargs,
             )
             z = out.latents
@@ -380,3 +406,21 @@ class PixelDancePipeline(DiffusionPipeline):
         if not return_dict:
             return (frames,)
         return PixelDancePipelineOutput(frames=frames, latents=latents)
+
+
+def _call_inputs(prompt, negative_prompt, decode_chunk_size, output_type):
+    """``(prompts, negative prompts or None)``, or ValueError naming the argument that is wrong
+    (the call's inputs that are not generation settings)."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise ValueError("prompt must be a string or a non-empty list of strings")
+    negative = None
+    if negative_prompt is not None:
+        one = isinstance(negative_prompt, str)
+        negative = [negative_prompt] * len(prompts) if one else list(negative_prompt)
+    chunk = decode_chunk_size
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"decode_chunk_size must be a positive integer or None, got {chunk!r}")
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
+    return prompts, negative

@@ -75,9 +75,9 @@ def load_storyboard(path: str | Path) -> Storyboard:
         tau, frames = item.get("tau"), item.get("num_frames")
         if tau is not None and (not isinstance(tau, int) or isinstance(tau, bool)):
             raise ValueError(f"storyboard {path}: shot {i + 1} tau must be an integer, got {tau!r}")
-        if frames is not None and (not isinstance(frames, int) or frames < 2):
+        if frames is not None and (not isinstance(frames, int) or isinstance(frames, bool)):
             raise ValueError(
-                f"storyboard {path}: shot {i + 1} num_frames must be an integer >= 2, got {frames!r}"
+                f"storyboard {path}: shot {i + 1} num_frames must be an integer, got {frames!r}"
             )
         last = resolve(item.get("last_frame"), f"shot {i + 1} last_frame")
         shots.append(Shot(item["prompt"], last, tau, frames))

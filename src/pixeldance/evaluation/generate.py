@@ -1,6 +1,7 @@
 """Generate the videos an evaluation scores, with the model's own generation settings.
 
-Sample ``i`` is drawn with its own generator seeded ``seed + i``, so a sample does not depend
+Sample ``i`` is drawn with its own generator seeded ``seed + i``, made as generation makes it
+(``settings.placement.generator``: on the GPU with a CUDA device, else on the CPU), so a sample does not depend
 on which others are generated. Videos go to ``{out}/videos/{i:05d}.mp4``; an image instruction
 taken from a reference video is saved beside them, and ``{out}/generated.csv`` lists every
 sample (video, prompt, instructions, reference), so the folder can be scored again alone.
@@ -15,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -98,7 +98,8 @@ def generate_videos(
     progress: bool = True,
 ) -> list[Item]:
     """Generate one video per item; return the items with ``video`` set. ``settings``: a
-    :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``);
+    :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``), its
+    placement making each sample's generator;
     ``first_frame``: where first-frame instructions come from ("manifest": its column only,
     "reference": else frame 0 of the reference video, "none": text only)."""
     from ..images import frames_to_uint8
@@ -117,9 +118,9 @@ def generate_videos(
                 it.prompt or "",
                 first_frame=image,
                 last_frame=it.last_frame,
-                generator=torch.Generator().manual_seed(seed + i),
+                generator=settings.placement.generator(seed + i),
                 output_type="np",
-                **settings.pipeline_kwargs(),
+                settings=settings,
             )
             write_video(frames_to_uint8(result.frames), path, fps=settings.fps)
         done.append(replace(it, video=path, first_frame=image_path))

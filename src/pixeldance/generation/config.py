@@ -1,8 +1,10 @@
 """A model's generation defaults on disk (``generation.json``) and the sizes it makes.
 
-:class:`GenerationConfig` is what a model ships with; :class:`Geometry` its default size and the
-multiple every size must be, read from its configs without loading weights. JSON only: no
-torch or diffusers at the top.
+:class:`GenerationConfig` is what a model ships with, in the pipeline's argument names
+(``num_inference_steps``, ``guidance_scale``, ...); :class:`Geometry` its default size and the
+multiple every size must be, read from its configs without loading weights. Reading a file
+checks its shape (known keys, types); the ranges of the values are checked with a user's
+choices, by :func:`pixeldance.generation.resolve`. JSON only: no torch or diffusers at the top.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ SCHEDULERS = {
 }
 
 
+# names generation.json files written before the pipeline's argument names were used
+EARLIER_KEYS = {
+    "steps": "num_inference_steps",
+    "guidance": "guidance_scale",
+    "frames": "num_frames",
+}
+
+
 class SettingError(ValueError):
-    """A generation setting out of range. ``name`` is the setting (``"tau"``, ``"steps"``...),
+    """A generation setting out of range. ``name`` is the setting (``"tau"``,
+    ``"num_inference_steps"``...),
     so each entry point can name it its own way (``--tau`` on the command line)."""
 
     def __init__(self, name: str, message: str):
@@ -38,63 +49,39 @@ class GenerationConfig:
     """The generation defaults of one model (its ``generation.json``).
 
     Fields absent from the file keep these generic defaults, which are also what a folder
-    without the file gets.
+    without the file gets. ``source`` names the file (for messages; not saved).
     """
 
-    steps: int = 50  # denoising steps
-    guidance: float = 5.0  # classifier-free guidance scale on the text (1: none)
+    num_inference_steps: int = 50  # denoising steps
+    guidance_scale: float = 5.0  # classifier-free guidance scale on the text (1: none)
     # guide only steps whose timestep lies in [low, high]; None: every step
     guidance_interval: tuple[int, int] | None = None
     # the last frame guides the first tau denoising steps (paper, sec. 3.3; its figures use 25)
     tau: int = 25
-    frames: int = 16  # paper, sec. 4.1: 16-frame clips
+    num_frames: int = 16  # paper, sec. 4.1: 16-frame clips
     fps: float = 8.0  # frame rate of written videos
     instruction_noise: int = 0  # noise image instructions to this diffusion step (0: none)
     # (height, width) per aspect ("1:1", "16:9", "9:16") the model was trained at
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     # the step training noised the instructions to (for reference; written by training)
     training_instruction_noise: int | None = None
+    source: str = field(default="the model's generation settings", compare=False, repr=False)
 
     def __post_init__(self):
         if self.guidance_interval is not None:
             self.guidance_interval = tuple(self.guidance_interval)
         self.sizes = {k: tuple(v) for k, v in (self.sizes or {}).items()}
 
-    # ------------------------------------------------------------ checking
-    def validate(self, where: str = "generation settings") -> GenerationConfig:
-        """Raise :class:`SettingError` naming ``where`` and the field if a value is out of range."""
-
-        def bad(name, message):
-            raise SettingError(name, f"{where}: {name} {message}")
-
-        if not _is_int(self.steps) or self.steps < 1:
-            bad("steps", f"must be an integer >= 1, got {self.steps!r}")
-        if not _is_number(self.guidance) or self.guidance < 0:
-            bad("guidance", f"must be a number >= 0, got {self.guidance!r}")
-        problem = interval_problem(self.guidance_interval)
-        if problem:
-            bad("guidance_interval", problem)
-        if not _is_int(self.tau) or self.tau < 0:
-            bad("tau", f"must be an integer >= 0, got {self.tau!r}")
-        if not _is_int(self.frames) or self.frames < 2:
-            bad("frames", f"must be an integer >= 2, got {self.frames!r}")
-        if not _is_number(self.fps) or self.fps <= 0:
-            bad("fps", f"must be a number > 0, got {self.fps!r}")
-        if not _is_int(self.instruction_noise) or self.instruction_noise < 0:
-            bad("instruction_noise", f"must be an integer >= 0, got {self.instruction_noise!r}")
-        for aspect, size in self.sizes.items():
-            if aspect not in ASPECTS:
-                bad("sizes", f"has an unknown aspect {aspect!r}; use {', '.join(ASPECTS)}")
-            if len(size) != 2 or not all(_is_int(x) and x > 0 for x in size):
-                bad("sizes", f"[{aspect!r}] must be [height, width] in pixels, got {list(size)}")
-        return self
-
     # ------------------------------------------------------------ files
     @classmethod
     def from_dict(cls, values: dict, where: str = "generation settings") -> GenerationConfig:
+        """Settings from a dict (a ``generation.json``): unknown keys and values of the wrong
+        shape are refused, naming ``where``; earlier key names (:data:`EARLIER_KEYS`) are read
+        as the current ones. Ranges are :func:`~pixeldance.generation.resolve`'s to check."""
         if not isinstance(values, dict):
             raise SettingError("file", f"{where}: expected a JSON object, got {values!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
+        values = {EARLIER_KEYS.get(k, k): v for k, v in values.items()}
+        known = {f.name for f in dataclasses.fields(cls)} - {"source"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise SettingError(
@@ -102,13 +89,24 @@ class GenerationConfig:
                 f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
             )
         try:
-            config = cls(**values)
+            config = cls(**values, source=where)
         except (TypeError, ValueError) as err:
             raise SettingError("file", f"{where}: {err}") from err
-        return config.validate(where)
+        for aspect, size in config.sizes.items():
+            if aspect not in ASPECTS:
+                raise SettingError(
+                    "sizes",
+                    f"{where}: sizes has an unknown aspect {aspect!r}; use {', '.join(ASPECTS)}",
+                )
+            if len(size) != 2 or not all(_is_int(x) for x in size):
+                raise SettingError(
+                    "sizes", f"{where}: sizes[{aspect!r}] must be [height, width], got {list(size)}"
+                )
+        return config
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
+        del out["source"]
         out["guidance_interval"] = (
             list(self.guidance_interval) if self.guidance_interval is not None else None
         )
@@ -141,13 +139,13 @@ class GenerationConfig:
     def from_training(cls, config, **choices) -> GenerationConfig:
         """Settings for a model trained with ``config`` (a training ``Config``): its frame count,
         frame rate and one size per aspect from its buckets, its training instruction noise,
-        then the measured ``choices`` (e.g. ``guidance=15.0``) over the generic defaults."""
+        then the measured ``choices`` (e.g. ``guidance_scale=15.0``) over the generic defaults."""
         sizes: dict[str, tuple[int, int]] = {}
         for b in config.data.buckets:
             h, w = b["height"], b["width"]
             sizes.setdefault("1:1" if h == w else ("16:9" if w > h else "9:16"), (h, w))
         values = dict(
-            frames=config.data.buckets[0].get("frames", 16),
+            num_frames=config.data.buckets[0].get("frames", 16),
             fps=config.data.fps,
             training_instruction_noise=config.instructions.noise_timestep,
             sizes=sizes,
@@ -256,8 +254,3 @@ def interval_problem(interval) -> str | None:
     ):
         return f"must be two integer timesteps LOW HIGH with 0 <= LOW <= HIGH, got {list(interval)}"
     return None
-
-
-def _check_tau(tau, steps: int, where: str) -> None:
-    if not _is_int(tau) or not 0 <= tau <= steps:
-        raise SettingError("tau", f"{where} must be between 0 and the steps ({steps}), got {tau!r}")

@@ -1,8 +1,10 @@
-"""Resolving a user's choices against a model's generation defaults: one place that checks
-tau, steps, frames, size, guidance and where generation runs, for every entry point."""
+"""Resolving a user's choices against a model's generation defaults: the one place that checks
+the ranges of tau, steps, frames, guidance, size and where generation runs, for every entry
+point (``pipe(...)``, ``pixeldance generate`` and ``story``, the demo, ``pixeldance eval``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..devices import Placement, PlacementError, resolve_placement
@@ -11,7 +13,6 @@ from .config import (
     GenerationConfig,
     Geometry,
     SettingError,
-    _check_tau,
     _is_int,
     _is_number,
     interval_problem,
@@ -25,54 +26,38 @@ DEFAULT_MAX_PIXELS = 1024 * 1024  # per frame: four times the paper's 512 x 512 
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Resolved, checked settings for one generation: pass ``pipeline_kwargs()`` to the
-    pipeline. ``scheduler`` is a name from :data:`SCHEDULERS` or None (the model's own);
-    ``placement`` the device, dtype and offload (``placement.apply(pipe)`` puts a pipeline
-    there, ``placement.generator(seed)`` makes the generator that draws its noise)."""
+    """Resolved, checked settings for one generation, in the pipeline's argument names: pass
+    them as ``pipe(..., settings=settings)``. ``scheduler`` is a name from :data:`SCHEDULERS`
+    or None (the model's own); ``placement`` the device, dtype and offload
+    (``placement.apply(pipe)`` puts a pipeline there, ``placement.generator(seed)`` makes the
+    generator that draws its noise); ``shot_taus`` the tau of each shot of a story."""
 
-    steps: int
-    guidance: float
+    num_inference_steps: int
+    guidance_scale: float
     guidance_interval: tuple[int, int] | None
     tau: int
-    frames: int
+    num_frames: int
     fps: float
     height: int
     width: int
     instruction_noise: int
     scheduler: str | None = None
     placement: Placement = Placement()
-
-    def pipeline_kwargs(self) -> dict:
-        """Keyword arguments for ``PixelDancePipeline.__call__`` (and ``generate_story``)."""
-        return dict(
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            guidance_interval=self.guidance_interval,
-            tau=self.tau,
-            num_frames=self.frames,
-            height=self.height,
-            width=self.width,
-            instruction_noise=self.instruction_noise,
-        )
-
-    def tau_for(self, tau: int | None, where: str = "tau") -> int:
-        """A shot's own tau, checked against the steps (None: the resolved default)."""
-        if tau is None:
-            return self.tau
-        _check_tau(tau, self.steps, where)
-        return tau
+    shot_taus: tuple[int, ...] = ()
+    shot_frames: tuple[int, ...] = ()
 
 
 def resolve(
     config: GenerationConfig,
     geometry: Geometry,
     *,
-    steps: int | None = None,
-    guidance: float | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     guidance_interval: tuple[int, int] | None = None,
     tau: int | None = None,
-    frames: int | None = None,
+    num_frames: int | None = None,
     fps: float | None = None,
+    instruction_noise: int | None = None,
     aspect: str | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -80,50 +65,92 @@ def resolve(
     device: str | None = None,
     dtype: str | None = None,
     offload: bool = False,
+    placement: Placement | None = None,
+    shot_taus: Sequence[int | None] = (),
+    shot_frames: Sequence[int | None] = (),
+    max_steps: int = MAX_STEPS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> GenerationSettings:
     """Merge a user's choices (None: the model's default) with a model's settings and check them.
 
-    Tau: a tau the user gives must lie in [0, steps]; the model's default tau is capped at the
-    steps (fewer steps than the default tau guide every step with the last frame). Size: an
-    explicit height or width wins over ``aspect``, which wins over the model's default size
-    (its training size);
-    both must be positive multiples of ``geometry.multiple``, and height x width at most
-    ``max_pixels``; steps at most :data:`MAX_STEPS`, frames at most :data:`MAX_FRAMES`. Device
-    and dtype (None:
-    ``"auto"``) and offload: :func:`pixeldance.devices.resolve_placement`. Raises
-    :class:`SettingError`.
+    Tau: a tau the user gives (and each of ``shot_taus`` not None; likewise ``shot_frames``) must lie in [0, steps]; the
+    model's default tau is capped at the steps (fewer steps than the default tau guide every
+    step with the last frame). Size: an explicit height or width wins over ``aspect``, which
+    wins over the model's default size (its training size); both must be positive multiples of
+    ``geometry.multiple``, and height x width at most ``max_pixels``; steps at most
+    ``max_steps``, frames at most :data:`MAX_FRAMES`. Where it runs: ``placement`` as given,
+    else ``device`` and ``dtype`` (None: ``"auto"``) and ``offload`` through
+    :func:`pixeldance.devices.resolve_placement`. Raises :class:`SettingError` naming the
+    setting (and the model's file, for a default that is out of range).
     """
-    steps = config.steps if steps is None else steps
-    if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
-        raise SettingError(
-            "steps", f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}"
-        )
-    guidance = config.guidance if guidance is None else guidance
+
+    def pick(name, choice):
+        if choice is not None:
+            return choice, name
+        return getattr(config, name), f"{config.source}: {name}"
+
+    def bad(name, what, message):
+        raise SettingError(name, f"{what} {message}")
+
+    steps, what = pick("num_inference_steps", num_inference_steps)
+    if not _is_int(steps) or not 1 <= steps <= max_steps:
+        bad("num_inference_steps", what, f"must be an integer from 1 to {max_steps}, got {steps!r}")
+    guidance, what = pick("guidance_scale", guidance_scale)
     if not _is_number(guidance) or guidance < 0:
-        raise SettingError("guidance", f"guidance must be a number >= 0, got {guidance!r}")
-    interval = config.guidance_interval if guidance_interval is None else guidance_interval
-    if interval is not None:
-        interval = tuple(interval)
-        problem = interval_problem(interval)
-        if problem:
-            raise SettingError("guidance_interval", f"guidance_interval {problem}")
+        bad("guidance_scale", what, f"must be a number >= 0, got {guidance!r}")
+    interval, what = pick("guidance_interval", guidance_interval)
+    interval = None if interval is None else tuple(interval)
+    if interval_problem(interval):
+        bad("guidance_interval", what, interval_problem(interval))
     if tau is None:
+        if not _is_int(config.tau) or config.tau < 0:
+            bad("tau", f"{config.source}: tau", f"must be an integer >= 0, got {config.tau!r}")
         tau = min(config.tau, steps)
-    else:
-        _check_tau(tau, steps, "tau")
-    frames = config.frames if frames is None else frames
-    if not _is_int(frames) or not 2 <= frames <= MAX_FRAMES:
-        raise SettingError(
-            "frames", f"frames must be an integer from 2 to {MAX_FRAMES}, got {frames!r}"
-        )
-    fps = config.fps if fps is None else fps
+    taus = [tau if t is None else t for t in shot_taus]
+    for name, t in [("tau", tau), *((f"shot {k + 1}: tau", t) for k, t in enumerate(taus))]:
+        if not _is_int(t) or not 0 <= t <= steps:
+            bad("tau", name, f"must be between 0 and the steps ({steps}), got {t!r}")
+    frames, what = pick("num_frames", num_frames)
+    shot_frames = [frames if f is None else f for f in shot_frames]
+    for name, f in [
+        (what, frames),
+        *((f"shot {k + 1}: num_frames", f) for k, f in enumerate(shot_frames)),
+    ]:
+        if not _is_int(f) or not 2 <= f <= MAX_FRAMES:
+            bad("num_frames", name, f"must be an integer from 2 to {MAX_FRAMES}, got {f!r}")
+    fps, what = pick("fps", fps)
     if not _is_number(fps) or fps <= 0:
-        raise SettingError("fps", f"fps must be a number > 0, got {fps!r}")
+        bad("fps", what, f"must be a number > 0, got {fps!r}")
+    noise, what = pick("instruction_noise", instruction_noise)
+    if not _is_int(noise) or not 0 <= noise < 1000:  # a diffusion step (paper, sec. 3.2: T)
+        bad("instruction_noise", what, f"must be a diffusion step from 0 to 999, got {noise!r}")
     if scheduler is not None and scheduler not in SCHEDULERS:
-        raise SettingError(
-            "scheduler", f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}"
-        )
+        bad("scheduler", "unknown scheduler", f"{scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+    height, width = _size(config, geometry, aspect, height, width, max_pixels)
+    if placement is None:
+        try:
+            placement = resolve_placement(device, dtype, offload)
+        except PlacementError as err:
+            raise SettingError(err.name, str(err)) from err
+    return GenerationSettings(
+        num_inference_steps=steps,
+        guidance_scale=float(guidance),
+        guidance_interval=interval,
+        tau=tau,
+        num_frames=frames,
+        fps=float(fps),
+        height=height,
+        width=width,
+        instruction_noise=noise,
+        scheduler=scheduler,
+        placement=placement,
+        shot_taus=tuple(taus),
+        shot_frames=tuple(shot_frames),
+    )
+
+
+def _size(config, geometry, aspect, height, width, max_pixels) -> tuple[int, int]:
+    """(height, width): explicit ones, else ``aspect``'s, else the model's default; checked."""
     if aspect is not None:
         base_h, base_w = config.size_for(aspect, geometry)
     else:
@@ -139,23 +166,7 @@ def resolve(
             f"{max_pixels:,}; choose a smaller size (or raise --max-pixels if this machine has "
             "the memory)",
         )
-    try:
-        placement = resolve_placement(device, dtype, offload)
-    except PlacementError as err:
-        raise SettingError(err.name, str(err)) from err
-    return GenerationSettings(
-        steps=steps,
-        guidance=float(guidance),
-        guidance_interval=interval,
-        tau=tau,
-        frames=frames,
-        fps=float(fps),
-        height=height,
-        width=width,
-        instruction_noise=config.instruction_noise,
-        scheduler=scheduler,
-        placement=placement,
-    )
+    return height, width
 
 
 def check_prompt(prompt, name: str = "prompt") -> str:

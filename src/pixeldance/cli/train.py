@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cli_common import UsageError, at_least, destination, input_file, work_started
+from .common import UsageError, at_least, destination, input_file, work_started
 
 
 def add_train_parsers(sub) -> None:
@@ -52,7 +52,7 @@ def add_train_parsers(sub) -> None:
         "--config", help="the training config: frames, fps and sizes for generation.json"
     )
     e.add_argument(
-        "--choices", help="JSON of measured generation settings, e.g. '{\"guidance\": 3.0}'"
+        "--choices", help="JSON of measured generation settings, e.g. '{\"guidance_scale\": 3.0}'"
     )
     e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
     e.set_defaults(func=_cmd_export)
@@ -67,8 +67,8 @@ def _data_key(data: str) -> str:
 
 
 def _cmd_train(args) -> int:
-    from .train.checkpoint import resume_point
-    from .train.config import load_config
+    from ..train.checkpoint import resume_point
+    from ..train.config import load_config
 
     at_least("--max-steps", args.max_steps, 1)
     at_least("--checkpoint-every", args.checkpoint_every, 0)
@@ -93,7 +93,7 @@ def _cmd_train(args) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from err
     work_started()
-    from .train.loop import train
+    from ..train.loop import train
 
     final = train(cfg, resume=args.resume)
     print(f"pipeline saved to {final}")
@@ -104,20 +104,20 @@ def check_training_inputs(cfg) -> None:
     """What can be known wrong about a run before its folder is made: data paths that are
     missing or of the wrong kind, a stills list given as the videos, an output folder that
     cannot be written."""
-    from .data.check import image_list_problem
-    from .train.distributed import check_launch
-    from .train.stages import plan
+    from ..data.check import image_list_problem
+    from ..train.distributed import check_launch
+    from ..train.stages import plan
 
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)  # DeepSpeed, FSDP plugin...
     plan(cfg)  # the stages fit the run
 
     m = cfg.model
     if m.init == "pixeldance" and m.pretrained:
-        from .folders import pipeline_folder
+        from ..folders import pipeline_folder
 
         pipeline_folder(m.pretrained)
     elif m.init == "stable-diffusion" and m.pretrained and Path(m.pretrained).is_dir():
-        from .folders import check_weights
+        from ..folders import check_weights
 
         for sub in ("unet", "vae", "text_encoder"):
             if not Path(m.pretrained, sub).is_dir():
@@ -145,9 +145,10 @@ def check_training_inputs(cfg) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_pipeline
-    from .folders import pipeline_folder
-    from .generation import GenerationConfig, SettingError
+    from ..devices import Placement
+    from ..export import export_pipeline
+    from ..folders import pipeline_folder
+    from ..generation import GenerationConfig, Geometry, SettingError, resolve
 
     try:
         choices = json.loads(args.choices) if args.choices else {}
@@ -157,15 +158,17 @@ def _cmd_export(args) -> int:
         raise UsageError(f"--choices must be a JSON object, got {args.choices}")
     try:
         if args.config:
-            from .train.config import load_config
+            from ..train.config import load_config
 
             config = load_config(input_file(args.config, "--config"))
             generation = GenerationConfig.from_training(config, **choices)
         else:
             generation = GenerationConfig.from_dict(choices, "--choices") if choices else None
+        source = pipeline_folder(args.pipeline)
+        if generation is not None:  # the one check of generation settings
+            resolve(generation, Geometry.of_folder(source), placement=Placement())
     except SettingError as err:
         raise UsageError(str(err).replace("generation settings", "--choices")) from err
-    source = pipeline_folder(args.pipeline)
     out = destination(args.out, "pipeline", args.overwrite, sources=[source])
     work_started()
     path = export_pipeline(

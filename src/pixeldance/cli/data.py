@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cli_common import (
+from .common import (
     UsageError,
     WorkFailed,
     add_placement_args,
@@ -76,8 +76,8 @@ def _cmd_make_shapes(args) -> int:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
     out = destination(args.out, "dataset", args.overwrite)
     work_started()
-    from .data.shapes import write_dataset
-    from .owned import replacing
+    from ..data.shapes import write_dataset
+    from ..owned import replacing
 
     with replacing(out) as tmp:
         write_dataset(
@@ -99,7 +99,7 @@ def _cmd_check_data(args) -> int:
         raise UsageError(f"--fps must be greater than 0, got {args.fps}")
     input_file(args.manifest, "manifest")
     work_started()
-    from .data.check import check_manifest
+    from ..data.check import check_manifest
 
     report = check_manifest(
         args.manifest, num_frames=args.frames, fps=args.fps, workers=args.workers
@@ -109,9 +109,9 @@ def _cmd_check_data(args) -> int:
 
 
 def _cmd_preprocess(args) -> int:
-    from .devices import PlacementError, resolve_placement
-    from .train.config import load_config
-    from .train.stages import bucket_sets
+    from ..devices import PlacementError, resolve_placement
+    from ..train.config import load_config
+    from ..train.stages import bucket_sets
 
     at_least("--clips-per-video", args.clips_per_video, 1)
     out = destination(args.out, "cache", args.overwrite)
@@ -126,7 +126,7 @@ def _cmd_preprocess(args) -> int:
     if manifest is None and images is None:
         raise UsageError("nothing to encode: give --data MANIFEST and/or --images, or set them")
     if manifest is not None:
-        from .data.check import image_list_problem
+        from ..data.check import image_list_problem
 
         input_file(manifest, "--data")
         problem = image_list_problem(manifest)
@@ -135,9 +135,9 @@ def _cmd_preprocess(args) -> int:
     if images is not None and not Path(images).exists():
         raise UsageError(f"--images not found: {images}")
     work_started()
-    from .data.latents import preprocess
-    from .owned import replacing
-    from .train.setup import build_components, prompt_encoder
+    from ..data.latents import preprocess
+    from ..owned import replacing
+    from ..train.setup import build_components, prompt_encoder
 
     comps = build_components(cfg)
     with replacing(out) as tmp:

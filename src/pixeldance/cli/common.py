@@ -33,9 +33,14 @@ def reset() -> None:
     _STATE["working"] = False
 
 
+# the pipeline's argument names whose flags are shorter (the rest: --name-with-dashes)
+FLAGS = {"num_inference_steps": "--steps", "guidance_scale": "--guidance", "num_frames": "--frames"}
+
+
 def flag_error(err) -> UsageError:
     """A setting error (``err.name`` is the setting) worded with the flag that sets it."""
-    message, flag = str(err), "--" + err.name.replace("_", "-")
+    message = str(err)
+    flag = FLAGS.get(err.name, "--" + err.name.replace("_", "-"))
     if message.startswith(err.name):
         message = flag + message[len(err.name) :]
     return UsageError(message)
@@ -67,8 +72,8 @@ def destination(
     """A folder the command will write, checked before any work: new, empty, or recognisably
     this project's output of ``kind`` that the user asked to replace (``--overwrite``) or that
     the command adds to (``add_to``). Nothing is created here; see :mod:`pixeldance.owned`."""
-    from .files import check_writable_place
-    from .owned import check_destination
+    from ..files import check_writable_place
+    from ..owned import check_destination
 
     try:
         out = check_destination(path, kind, overwrite, flag, sources, add_to)
@@ -78,10 +83,34 @@ def destination(
     return out
 
 
+def load_pipeline(folder: Path, settings, generation_config=None):
+    """The pipeline in ``folder`` where ``settings`` (a resolved
+    :class:`~pixeldance.generation.GenerationSettings`) place it, with their scheduler: how
+    ``generate``, ``story``, ``demo`` and ``eval`` load one. ``generation_config``: the
+    folder's ``generation.json`` if the caller has read it already (it is not read again)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from ..generation import make_scheduler
+    from ..pipeline import PixelDancePipeline
+
+    diffusers_logging.disable_progress_bar()  # one progress bar at most: the denoising one
+    transformers_logging.disable_progress_bar()
+    placement = settings.placement
+    pipe = PixelDancePipeline.from_pretrained(
+        folder, generation_config=generation_config, dtype=placement.torch_dtype
+    )
+    placement.apply(pipe)
+    pipe.set_progress_bar_config(desc="denoising", leave=False)
+    if settings.scheduler:
+        pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
+    return pipe
+
+
 def add_placement_args(p: argparse.ArgumentParser, offload: bool) -> None:
     """``--device`` and ``--dtype`` (and ``--offload``), shared by generate, story, demo and
     preprocess; resolved by :func:`pixeldance.devices.resolve_placement`."""
-    from .devices import DEVICE_NAMES, DTYPES
+    from ..devices import DEVICE_NAMES, DTYPES
 
     p.add_argument(
         "--device",

@@ -1,21 +1,22 @@
 """``pixeldance generate`` and ``pixeldance story``: every setting is resolved and checked (by
 :func:`pixeldance.generation.resolve`, the device and dtype too) before the model loads, and a
-problem the user can fix is a :class:`UsageError` (one line, no output file)."""
+problem the user can fix is a :class:`UsageError` (one line, no output file). The model's
+``generation.json`` and each instruction image are read once; the pipeline gets the settings
+resolved here (``settings=``) and checks nothing twice."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .cli_common import UsageError, add_placement_args, flag_error, work_started
-from .generation import (
+from ..generation import (
     ASPECTS,
     DEFAULT_MAX_PIXELS,
     SCHEDULERS,
-    GenerationSettings,
     SettingError,
     check_prompt,
 )
+from .common import UsageError, add_placement_args, flag_error, load_pipeline, work_started
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "
@@ -109,32 +110,35 @@ def _check_prompt(prompt, what: str) -> None:
         raise UsageError(str(err)) from err
 
 
-def _check_image(path: str | None, what: str) -> None:
+def _read_image(path: str | None, what: str):
+    """The image at ``path`` (read here, once, and handed to the pipeline), or None."""
     if path is None:
-        return
-    from .files import read_image
+        return None
+    from ..files import read_image
 
     try:
-        read_image(path)
+        return read_image(path)
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(f"{what}: {err}") from err
 
 
-def _settings(args, frames: int | None = None, tau: int | None = None):
-    """The model folder and its settings merged with the flags, checked before loading."""
-    from .folders import pipeline_folder
-    from .generation import GenerationConfig, Geometry, resolve
+def _settings(args, num_frames=None, tau=None, shot_taus=(), shot_frames=()):
+    """The model folder, its generation.json (read once) and its settings merged with the
+    flags, checked once, before loading (:func:`pixeldance.generation.resolve`)."""
+    from ..folders import pipeline_folder
+    from ..generation import GenerationConfig, Geometry, resolve
 
     folder = pipeline_folder(args.model)
     try:
-        return folder, resolve(
-            GenerationConfig.load(folder),
+        config = GenerationConfig.load(folder)
+        settings = resolve(
+            config,
             Geometry.of_folder(folder),
-            steps=args.steps,
-            guidance=args.guidance,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
             guidance_interval=args.guidance_interval,
             tau=tau,
-            frames=frames,
+            num_frames=num_frames,
             fps=args.fps,
             aspect=args.aspect,
             height=args.height,
@@ -143,92 +147,78 @@ def _settings(args, frames: int | None = None, tau: int | None = None):
             device=args.device,
             dtype=args.dtype,
             offload=args.offload,
+            shot_taus=shot_taus,
+            shot_frames=shot_frames,
             max_pixels=args.max_pixels,
         )
     except SettingError as err:
         raise flag_error(err) from err
-
-
-def _load_pipeline(folder: Path, settings: GenerationSettings):
-    work_started()
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from .generation import make_scheduler
-    from .pipeline import PixelDancePipeline
-
-    diffusers_logging.disable_progress_bar()  # one progress bar: the denoising one
-    transformers_logging.disable_progress_bar()
-    placement = settings.placement
-    pipe = PixelDancePipeline.from_pretrained(folder, dtype=placement.torch_dtype)
-    placement.apply(pipe)
-    pipe.set_progress_bar_config(desc="denoising", leave=False)
-    if settings.scheduler:
-        pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
-    return pipe
+    return folder, config, settings
 
 
 def _write(frames, out: Path, fps: float, overwrite: bool) -> None:
-    from .files import write_video
-    from .images import frames_to_uint8
+    from ..files import write_video
+    from ..images import frames_to_uint8
 
     path = write_video(frames_to_uint8(frames), out, fps=fps, overwrite=overwrite)
     print(f"wrote {path}")
 
 
 def _cmd_generate(args) -> int:
-    from .files import check_output_path
+    from ..files import check_output_path
 
     out = check_output_path(args.out, args.overwrite)
     _check_prompt(args.prompt, "--prompt")
-    _check_image(args.first_frame, "--first-frame")
-    _check_image(args.last_frame, "--last-frame")
-    folder, settings = _settings(args, frames=args.frames, tau=args.tau)
-    pipe = _load_pipeline(folder, settings)
+    first = _read_image(args.first_frame, "--first-frame")
+    last = _read_image(args.last_frame, "--last-frame")
+    folder, config, settings = _settings(args, num_frames=args.frames, tau=args.tau)
+    work_started()
+    pipe = load_pipeline(folder, settings, config)
     result = pipe(
         args.prompt,
-        first_frame=args.first_frame,
-        last_frame=args.last_frame,
+        first_frame=first,
+        last_frame=last,
         generator=settings.placement.generator(args.seed),
         output_type="np",
-        **settings.pipeline_kwargs(),
+        settings=settings,
     )
     _write(result.frames, out, settings.fps, args.overwrite)
     return 0
 
 
 def _cmd_story(args) -> int:
-    from .files import check_output_path
-    from .storyboard import load_storyboard
+    from dataclasses import replace
+
+    from ..files import check_output_path
+    from ..storyboard import load_storyboard
 
     out = check_output_path(args.out, args.overwrite)
     board = load_storyboard(args.storyboard)
+    shots = []
     for k, shot in enumerate(board.shots):
         _check_prompt(shot.prompt, f"shot {k + 1} prompt")
-        _check_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
-    _check_image(board.first_frame, "first_frame")
-    folder, settings = _settings(args)
-    for k, shot in enumerate(board.shots):
-        try:
-            settings.tau_for(shot.tau, f"shot {k + 1} ({shot.prompt!r}): tau")
-        except SettingError as err:
-            raise UsageError(str(err)) from err
-    pipe = _load_pipeline(folder, settings)
-    shots = len(board.shots)
+        last = _read_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
+        shots.append(replace(shot, last_frame=last))
+    first = _read_image(board.first_frame, "first_frame")
+    taus, frames = [s.tau for s in shots], [s.num_frames for s in shots]
+    folder, config, settings = _settings(args, shot_taus=taus, shot_frames=frames)
+    work_started()
+    pipe = load_pipeline(folder, settings, config)
+    n = len(shots)
 
     def progress(k, latents):
-        print(f"shot {k + 1} of {shots} done", flush=True)
-        if k + 1 < shots:
-            print(f"shot {k + 2} of {shots}: {board.shots[k + 1].prompt}", flush=True)
+        print(f"shot {k + 1} of {n} done", flush=True)
+        if k + 1 < n:
+            print(f"shot {k + 2} of {n}: {shots[k + 1].prompt}", flush=True)
 
-    print(f"shot 1 of {shots}: {board.shots[0].prompt}", flush=True)
+    print(f"shot 1 of {n}: {shots[0].prompt}", flush=True)
     result = pipe.generate_story(
-        board.shots,
-        first_frame=board.first_frame,
+        shots,
+        first_frame=first,
         callback_on_shot=progress,
         generator=settings.placement.generator(args.seed),
         output_type="np",
-        **settings.pipeline_kwargs(),
+        settings=settings,
     )
     _write(result.frames, out, settings.fps, args.overwrite)
     return 0

@@ -1,11 +1,11 @@
 """The web demo's page (Gradio): a video from a prompt and optional first and last frames, with
 clickable examples, and a story tab that chains shots into one video. It only calls
-:class:`~pixeldance.demo.DemoRunner`."""
+:class:`~pixeldance.cli.demo.DemoRunner`."""
 
 from __future__ import annotations
 
+from ..generation import ASPECTS
 from .demo import DISPLAY_SIZE, MAX_SHOTS, MAX_STEPS, DemoInputError, DemoRunner
-from .generation import ASPECTS
 
 
 def build_app(runner: DemoRunner, queue_size: int = 8):
@@ -47,7 +47,9 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                     with gr.Row():
                         first = gr.Image(label="first frame (optional)", type="filepath")
                         last = gr.Image(label="last frame (optional)", type="filepath")
-                    steps = gr.Slider(1, MAX_STEPS, value=d.steps, step=1, label="denoising steps")
+                    steps = gr.Slider(
+                        1, MAX_STEPS, value=d.num_inference_steps, step=1, label="denoising steps"
+                    )
                     tau = gr.Slider(
                         0,
                         MAX_STEPS,
@@ -88,7 +90,7 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                                 gr.Image(label="last frame", type="filepath", scale=1, height=96)
                             )
                     story_steps = gr.Slider(
-                        1, MAX_STEPS, value=d.steps, step=1, label="denoising steps"
+                        1, MAX_STEPS, value=d.num_inference_steps, step=1, label="denoising steps"
                     )
                     story_seed = gr.Number(value=0, precision=0, label="seed")
                     story_button = gr.Button("Generate the story", variant="primary")

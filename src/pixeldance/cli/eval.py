@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .cli_common import UsageError, at_least, destination
+from .common import UsageError, at_least, destination
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
@@ -23,7 +23,7 @@ see EVALUATION.md for the protocols, the weights files and the paper's numbers""
 
 def add_eval_parser(sub) -> None:
     """Register ``eval`` on the ``pixeldance`` sub-command parser."""
-    from .evaluation.protocol import FIRST_FRAME_SOURCES, METRICS, PRESETS
+    from ..evaluation.protocol import FIRST_FRAME_SOURCES, METRICS, PRESETS
 
     e = sub.add_parser(
         "eval",
@@ -118,15 +118,19 @@ def add_eval_parser(sub) -> None:
         "--cache-dir",
         help="reference statistics cache (default: ~/.cache/pixeldance/reference_stats)",
     )
-    sc.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    sc.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps, as for generate (default: auto); float32 there",
+    )
     sc.add_argument("--batch-size", type=int, default=8, help="clips per extractor call")
     sc.add_argument("--is-splits", type=int, default=10, help="Inception Score splits")
     e.set_defaults(func=_cmd_eval)
 
 
 def _extractors(args, device: str, frames: int):
-    from .evaluation.score import Extractors
-    from .evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
+    from ..evaluation.score import Extractors
+    from ..evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
 
     return Extractors(
         loaders={
@@ -142,13 +146,12 @@ def _unique(paths) -> list[Path]:
 
 
 def _cmd_eval(args) -> int:
-    import torch
-
-    from .data.video import VideoError
-    from .evaluation.inputs import read_items, reference_paths, ucf101_class
-    from .evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
-    from .evaluation.report import score_lines, write_report
-    from .evaluation.score import ScoreConfig, choose_metrics, score
+    from ..data.video import VideoError
+    from ..devices import PlacementError, resolve_placement
+    from ..evaluation.inputs import read_items, reference_paths, ucf101_class
+    from ..evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
+    from ..evaluation.report import score_lines, write_report
+    from ..evaluation.score import ScoreConfig, choose_metrics, score
 
     if bool(args.manifest) == bool(args.videos):
         raise UsageError(
@@ -160,7 +163,11 @@ def _cmd_eval(args) -> int:
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
     frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:  # the one device rule; scores and generation in float32
+        placement = resolve_placement(args.device, "float32")
+    except PlacementError as err:
+        raise UsageError(f"--{err.name}: {err}") from err
+    device = placement.device
     generating = args.manifest is not None
     try:
         items = read_items(args.manifest or args.videos, args.root, generating=generating)
@@ -181,7 +188,7 @@ def _cmd_eval(args) -> int:
                 getattr(extractors, NEEDS_WEIGHTS[metric])
         protocol = {"preset": preset.name if preset else None, "device": device}
         if generating:
-            items, gen_protocol = _generate(args, preset, items, frames, device)
+            items, gen_protocol = _generate(args, preset, items, frames, placement)
             protocol.update(gen_protocol)
         config = ScoreConfig(
             metrics=tuple(chosen),
@@ -211,7 +218,7 @@ def _cmd_eval(args) -> int:
 def _as_generated(items, args) -> list:
     """The items with the first-frame instructions generation will use (the reference video
     standing for its frame 0), so the metrics can be checked before generating."""
-    from .evaluation.generate import first_frame_source
+    from ..evaluation.generate import first_frame_source
 
     return [
         dataclasses.replace(it, first_frame=first_frame_source(it, args.first_frame))
@@ -223,37 +230,37 @@ def _default_cache() -> Path:
     return Path.home() / ".cache" / "pixeldance" / "reference_stats"
 
 
-def _generate(args, preset, items, frames: int, device: str):
+def _generate(args, preset, items, frames: int, placement):
     """Generate the clips to score; returns the items with videos and what to record."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    from .evaluation.generate import generate_videos, plan_samples
-    from .folders import pipeline_folder
-    from .generation import GenerationConfig, Geometry, resolve
-    from .pipeline import PixelDancePipeline
+    from ..evaluation.generate import generate_videos, plan_samples
+    from ..folders import pipeline_folder
+    from ..generation import GenerationConfig, Geometry, SettingError, resolve
+    from .common import flag_error, load_pipeline
 
     folder = pipeline_folder(args.model)
     size = preset.size if preset else (None, None)
-    choices = dict(
-        steps=args.steps,
-        guidance=args.guidance,
-        tau=args.tau,
-        frames=frames,
-        height=args.height or size[0],
-        width=args.width or size[1],
-    )
-    resolve(GenerationConfig.load(folder), Geometry.of_folder(folder), **choices)  # check early
+    config = GenerationConfig.load(folder)
+    try:  # the one check, before the model loads
+        settings = resolve(
+            config,
+            Geometry.of_folder(folder),
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            tau=args.tau,
+            num_frames=frames,
+            height=args.height or size[0],
+            width=args.width or size[1],
+            placement=placement,
+        )
+    except SettingError as err:
+        raise flag_error(err) from err
     plan = plan_samples(
         items,
         args.samples or (preset.samples if preset else None),
         class_prompts=bool(preset and preset.class_prompts),
     )
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    pipe = PixelDancePipeline.from_pretrained(folder).to(device)
+    pipe = load_pipeline(folder, settings, config)
     pipe.set_progress_bar_config(disable=True)
-    settings = pipe.generation_settings(**choices)
     generation = dataclasses.asdict(settings)
     record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
     done = generate_videos(

@@ -5,7 +5,7 @@
 request beyond that is refused rather than piling up. Inputs are bounded (prompt length,
 steps, image size, shots) and a bad input is answered with a message saying what to change.
 
-:class:`DemoRunner` holds everything but the page (:mod:`pixeldance.demo_page`), so it is
+:class:`DemoRunner` holds everything but the page (:mod:`pixeldance.cli.demo_page`), so it is
 usable (and tested) without Gradio. Videos are shown scaled up with nearest-neighbour
 sampling (whole pixels, no blur): the shipped model's clips are 48 pixels high.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .generation import (
+from ..generation import (
     GenerationConfig,
     GenerationSettings,
     Geometry,
@@ -58,8 +58,8 @@ class DemoRunner:
         dtype: str | None = None,
         offload: bool = False,
     ):
-        from .devices import PlacementError, resolve_placement
-        from .folders import pipeline_folder
+        from ..devices import PlacementError, resolve_placement
+        from ..folders import pipeline_folder
 
         try:
             self.placement = resolve_placement(device, dtype, offload)
@@ -76,11 +76,11 @@ class DemoRunner:
 
     @property
     def pipe(self):
+        """The pipeline, loaded on first use (by :func:`pixeldance.cli.common.load_pipeline`)."""
         if self._pipe is None:
-            from .pipeline import PixelDancePipeline
+            from .common import load_pipeline
 
-            pipe = PixelDancePipeline.from_pretrained(self.model, dtype=self.placement.torch_dtype)
-            self._pipe = self.placement.apply(pipe)
+            self._pipe = load_pipeline(self.model, self.settings(), self.defaults)
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
 
@@ -89,12 +89,13 @@ class DemoRunner:
     ) -> tuple[dict, GenerationSettings]:
         """The request and its resolved settings, or :class:`DemoInputError` naming the problem."""
         prompt = _prompt(prompt, "the prompt")
-        steps = self._steps(steps)
         first_frame = _image(first_frame, "first frame")
         last_frame = _image(last_frame, "last frame")
         # the tau slider can stand above the steps slider: tau counts steps, so cap it there
-        tau = None if tau is None else min(int(tau), steps)
-        settings = self.settings(steps=steps, tau=tau, aspect=aspect)
+        steps = None if steps is None else int(steps)
+        if tau is not None:
+            tau = min(int(tau), self.defaults.num_inference_steps if steps is None else steps)
+        settings = self.settings(num_inference_steps=steps, tau=tau, aspect=aspect)
         if last_frame is not None and settings.tau == 0:
             raise DemoInputError("a last frame needs tau > 0 to guide anything")
         if not prompt and first_frame is None:
@@ -105,22 +106,21 @@ class DemoRunner:
         return request, settings
 
     def settings(self, **choices) -> GenerationSettings:
-        """The model's generation defaults merged with ``choices`` (see ``resolve``), on the
-        runner's device; a bad choice is a :class:`DemoInputError`."""
-        from .generation import resolve
+        """The model's generation defaults merged with ``choices`` (see ``resolve``; at most
+        :data:`MAX_STEPS` steps), on the runner's device; a bad choice is a
+        :class:`DemoInputError`."""
+        from ..generation import resolve
 
-        p = self.placement
-        placed = dict(device=p.device, dtype=p.dtype, offload=p.offload)
         try:
-            return resolve(self.defaults, self.geometry, **placed, **choices)
+            return resolve(
+                self.defaults,
+                self.geometry,
+                placement=self.placement,
+                max_steps=MAX_STEPS,
+                **choices,
+            )
         except SettingError as err:
             raise DemoInputError(str(err)) from err
-
-    def _steps(self, steps) -> int:
-        steps = self.defaults.steps if steps is None else int(steps)
-        if not 1 <= steps <= MAX_STEPS:
-            raise DemoInputError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-        return steps
 
     def __call__(
         self, prompt, first_frame=None, last_frame=None, tau=None, steps=None, aspect="1:1", seed=0
@@ -133,7 +133,7 @@ class DemoRunner:
                 last_frame=request["last_frame"],
                 generator=settings.placement.generator(request["seed"]),
                 output_type="np",
-                **settings.pipeline_kwargs(),
+                settings=settings,
             )
             return self._write(result.frames, settings.fps)
 
@@ -141,35 +141,35 @@ class DemoRunner:
         """A long video from ``shots``, ``[(prompt, last_frame or None), ...]`` (rows with no
         prompt and no last frame are skipped), each shot starting from the last frame of the one
         before; the first from ``first_frame`` if given. Returns the mp4's path."""
-        from .pipeline import Shot
+        from ..pipeline import Shot
 
         rows = [(p, last) for p, last in shots if (p or "").strip() or last is not None]
         if not rows:
             raise DemoInputError("give at least one shot: a prompt, or a last frame")
         if len(rows) > MAX_SHOTS:
             raise DemoInputError(f"{len(rows)} shots; keep it to {MAX_SHOTS}")
-        steps = self._steps(steps)
         first = _image(first_frame, "first frame")
         story = [
             Shot(_prompt(p, f"shot {k + 1}'s prompt"), _image(last, f"shot {k + 1}'s last frame"))
             for k, (p, last) in enumerate(rows)
         ]
-        settings = self.settings(steps=steps)
+        steps = None if steps is None else int(steps)
+        settings = self.settings(num_inference_steps=steps, shot_taus=[None] * len(story))
         with self._lock:
             result = self.pipe.generate_story(
                 story,
                 first_frame=first,
                 generator=settings.placement.generator(int(seed)),
                 output_type="np",
-                **settings.pipeline_kwargs(),
+                settings=settings,
             )
             return self._write(result.frames, settings.fps)
 
     def _write(self, frames, fps: float) -> str:
         """Frames to the next mp4 in ``out_dir``, scaled up by whole pixels to about
         :data:`DISPLAY_SIZE` on the long side."""
-        from .files import write_video
-        from .images import frames_to_uint8
+        from ..files import write_video
+        from ..images import frames_to_uint8
 
         video = frames_to_uint8(frames)  # (F, H, W, 3)
         k = max(1, DISPLAY_SIZE // max(video.shape[1:3]))
@@ -185,12 +185,12 @@ class DemoRunner:
         frame, last frame, tau, steps, aspect, seed): a first and last frame pair, a text-only
         prompt and a 16:9 one. The pair's images are written to ``out_dir``."""
         first, last = example_frames(self.out_dir)
-        d = self.defaults
+        d, steps = self.defaults, self.defaults.num_inference_steps
         return [
             # tau = all the steps: the clip ends on the last frame
-            ["a red circle moves to the right", str(first), str(last), d.steps, d.steps, "1:1", 0],
-            ["a blue square moves up", None, None, d.tau, d.steps, "1:1", 1],
-            ["a yellow triangle slides to the left", None, None, d.tau, d.steps, "16:9", 2],
+            ["a red circle moves to the right", str(first), str(last), steps, steps, "1:1", 0],
+            ["a blue square moves up", None, None, d.tau, steps, "1:1", 1],
+            ["a yellow triangle slides to the left", None, None, d.tau, steps, "16:9", 2],
         ]
 
 
@@ -231,7 +231,7 @@ def _image(image, name: str) -> Image.Image | None:
         )
     if isinstance(image, Image.Image):
         return image
-    from .files import read_image
+    from ..files import read_image
 
     try:
         return read_image(image)
@@ -242,7 +242,7 @@ def _image(image, name: str) -> Image.Image | None:
 def example_frames(folder: str | Path) -> tuple[Path, Path]:
     """The first and last frames of the example clip (:data:`EXAMPLE_CLIP_SEED`), rendered from
     the Dancing Shapes world at its 128x128 into ``folder``."""
-    from .data.shapes import render_clip, sample_clip
+    from ..data.shapes import render_clip, sample_clip
 
     folder = Path(folder)
     frames = render_clip(sample_clip(EXAMPLE_CLIP_SEED, aspect="1:1"))

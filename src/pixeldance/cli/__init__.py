@@ -15,12 +15,12 @@ import signal
 import sys
 import traceback
 
-from . import cli_common
-from .cli_common import UsageError, WorkFailed, add_placement_args, flag_error
-from .cli_data import add_data_parsers
-from .cli_eval import add_eval_parser
-from .cli_generate import add_generate_parsers
-from .cli_train import add_train_parsers
+from . import common
+from .common import UsageError, WorkFailed, add_placement_args, flag_error
+from .data import add_data_parsers
+from .eval import add_eval_parser
+from .generate import add_generate_parsers
+from .train import add_train_parsers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(args) -> int:
+    from ..generation import SettingError
     from .demo import DemoRunner
     from .demo_page import build_app
-    from .generation import SettingError
 
     if args.queue < 1:
         raise UsageError(f"--queue must be at least 1, got {args.queue}")
@@ -75,7 +75,7 @@ def _cmd_demo(args) -> int:
         raise flag_error(err) from err
     except ImportError as err:
         raise UsageError(str(err)) from err
-    cli_common.work_started()
+    common.work_started()
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
     return 0
 
@@ -83,7 +83,7 @@ def _cmd_demo(args) -> int:
 def _cmd_info(args) -> int:
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     print(f"pixeldance {__version__}, torch {torch.__version__}, cuda {torch.cuda.is_available()}")
     return 0
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "train" else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    cli_common.reset()
+    common.reset()
     try:
         return args.func(args)
     except KeyboardInterrupt as err:
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pixeldance {args.command}: error: {message}", file=sys.stderr)
         if isinstance(err, UsageError):
             return 2
-        return 1 if cli_common.working() else 2
+        return 1 if common.working() else 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
