@@ -102,3 +102,30 @@ def test_generate_replaces_an_existing_video_only_with_overwrite(tmp_path, capsy
     assert out.read_bytes() == b"the user's video"
     assert main([*args, "--overwrite"]) == 0
     assert out.read_bytes() != b"the user's video"
+
+
+def test_a_generation_that_turns_non_finite_stops_with_exit_1_and_no_file(tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    argv = ["generate", "--prompt", "a red circle", "--steps", "3", "--guidance", "1e30"]
+    assert main([*argv, "--guidance-interval", "0", "1000", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()  # the progress bar, then one line
+    assert err[-1].startswith("pixeldance generate: error: the latents became NaN or infinite")
+    assert "Traceback" not in "".join(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_with_nan_weights_writes_no_video(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "nan-model"
+    shutil.copytree(shipped_model_path(), model)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    name = next(k for k in tensors if k.endswith("conv_out.weight"))
+    tensors[name] = tensors[name] * float("nan")
+    save_file(tensors, weights)
+    out = tmp_path / "clip.mp4"
+    argv = ["generate", "--model", str(model), "--prompt", "x", "--steps", "2", "--out", str(out)]
+    assert main(argv) == 1
+    assert "NaN or infinite" in capsys.readouterr().err
+    assert not out.exists()

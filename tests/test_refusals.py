@@ -38,6 +38,9 @@ def prepare(d: Path) -> None:
     (d / "story_tau.yaml").write_text("shots:\n  - prompt: a red circle\n    tau: 99\n")
     (d / "story_last.yaml").write_text("shots:\n  - {prompt: x, last_frame: nowhere.png}\n")
     (d / "story_keys.yaml").write_text("shots:\n  - {prompt: x, tua: 3}\n")
+    (d / "story_frames.yaml").write_text("shots:\n  - {prompt: x, num_frames: 100000}\n")
+    (d / "story_257.yaml").write_text("shots:\n  - {prompt: x, num_frames: 257}\n")
+    (d / "bad.JSON").write_text("{shots: [")
     # broken copies of the shipped model
     for name in ("m_index", "m_trunc", "m_bin", "m_gen", "m_nounet"):
         shutil.copytree(shipped_model_path(), d / name)
@@ -75,7 +78,13 @@ CASES = [
     (G + ["--aspect", "4:3", "--out", "o.mp4"], "--aspect", "unknown aspect"),
     (G + ["--guidance", "-1", "--out", "o.mp4"], "--guidance", ">= 0"),
     (G + ["--guidance-interval", "900", "100", "--out", "o.mp4"], "--guidance-interval", "LOW"),
-    (G + ["--fps", "0", "--out", "o.mp4"], "--fps", "> 0"),
+    (G + ["--fps", "0", "--out", "o.mp4"], "--fps", "from 0.1 to 120"),
+    (G + ["--fps", "1e-9", "--out", "o.mp4"], "--fps", "from 0.1 to 120"),
+    (G + ["--fps", "100", "--out", "o.gif"], "--fps", "a GIF plays at most 50"),
+    (G + ["--guidance-interval", "5000", "9000", "--out", "o.mp4"], "--guidance-interval",
+     "HIGH <= 1000"),
+    (G + ["--seed", str(2**70), "--out", "o.mp4"], "--seed", "--seed must be from 0 to 2**64"),
+    (G + ["--seed", "-1", "--out", "o.mp4"], "--seed", "--seed must be from 0 to 2**64"),
     (G + ["--device", "cuda", "--out", "o.mp4"], "--device", "cuda"),
     (G + ["--device", "tpu", "--out", "o.mp4"], "--device", "tpu"),
     (G + ["--dtype", "float16", "--out", "o.mp4"], "--dtype", "float16"),
@@ -96,6 +105,9 @@ CASES = [
     (["story", "story_tau.yaml", "--steps", "10", "--out", "o.mp4"], "shot tau", "shot 1"),
     (["story", "story_last.yaml", "--out", "o.mp4"], "shot last_frame", "image not found"),
     (["story", "story_keys.yaml", "--out", "o.mp4"], "shot keys", "unknown keys ['tua']"),
+    (["story", "story_frames.yaml", "--out", "o.mp4"], "shot frames", "from 2 to 256"),
+    (["story", "story_257.yaml", "--out", "o.mp4"], "shot frames", "from 2 to 256"),
+    (["story", "bad.JSON", "--out", "o.mp4"], "storyboard", "bad.JSON is not valid JSON"),
     (["story", "adir", "--out", "o.mp4"], "storyboard", "is a folder"),
     # check-data
     (["check-data", "videos.csv", "--fps", "-1"], "--fps", "greater than 0"),

@@ -193,6 +193,18 @@ def write_png_frames(frames, folder: str | os.PathLike) -> Path:
     return Path(folder)
 
 
+MAX_GIF_FPS = 50  # GIF delays are whole hundredths of a second, and players slow any under 0.02 s
+
+
+def check_frame_rate(path: str | os.PathLike, fps: float) -> None:
+    """Raise ValueError if the output format at ``path`` cannot play ``fps``."""
+    if Path(path).suffix.lower() == ".gif" and fps > MAX_GIF_FPS:
+        raise ValueError(
+            f"a GIF plays at most {MAX_GIF_FPS} frames per second (its delays are hundredths of a "
+            f"second), got --fps {fps:g}; lower --fps or write .mp4"
+        )
+
+
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Check an output path before any work: ``.mp4`` or ``.gif``, or a name with no suffix for
     a folder of PNG frames; and a place this process can write. An existing file is replaced
@@ -241,6 +253,7 @@ def write_video(frames, path: str | os.PathLike, fps: float = 8.0, overwrite: bo
     """Write by suffix: ``.mp4`` (H.264), ``.gif``, or no suffix for a folder of PNG frames.
     An existing output is replaced only with ``overwrite`` (see :func:`check_output_path`)."""
     path = check_output_path(path, overwrite)
+    check_frame_rate(path, fps)
     suffix = path.suffix.lower()
     if suffix == ".mp4":
         return write_mp4(frames, path, fps)

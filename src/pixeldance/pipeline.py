@@ -53,6 +53,10 @@ SETTING_ARGS = (
 )
 
 
+class NonFiniteLatents(RuntimeError):
+    """Denoising produced NaN or infinite latents; no frames are made from them."""
+
+
 @dataclass
 class PixelDancePipelineOutput(BaseOutput):
     """``frames``: by ``output_type``: "pil" a list (batch) of lists of PIL images; "np" float
@@ -336,6 +340,12 @@ class PixelDancePipeline(DiffusionPipeline):
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
                 callback(i, t, latents)
+        if not torch.isfinite(latents).all():  # a black video would look like a result
+            raise NonFiniteLatents(
+                "the latents became NaN or infinite while denoising (a guidance scale far too "
+                f"large: {guidance_scale}, or a model with non-finite weights); nothing was "
+                "written. Lower the guidance or check the model"
+            )
 
         # 6. decode
         frames = self.decode(latents, output_type, decode_chunk_size)

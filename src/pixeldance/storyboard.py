@@ -37,11 +37,13 @@ def load_storyboard(path: str | Path) -> Storyboard:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"storyboard {path} is not UTF-8 text: {err}") from err
+    is_json = path.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
+        detail = " ".join(str(err).split())
         raise ValueError(
-            f"storyboard {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
+            f"storyboard {path} is not valid {'JSON' if is_json else 'YAML'}: {detail}"
         ) from err
     if isinstance(data, list):
         data = {"shots": data}

@@ -94,7 +94,18 @@ def _expected(err: BaseException) -> bool:
     if isinstance(err, (UsageError, WorkFailed, OSError, ValueError)):
         return True
     # raised by libraries this module does not import up front
-    return type(err).__name__ in ("SafetensorError", "TrainingStopped", "FFmpegError")
+    return type(err).__name__ in (
+        "SafetensorError",
+        "TrainingStopped",
+        "FFmpegError",
+        "NonFiniteLatents",
+    )
+
+
+def _check_seed(seed: int | None) -> None:
+    """Every command's ``--seed`` is a 64-bit unsigned integer (what torch's generators take)."""
+    if seed is not None and not 0 <= seed < 2**64:
+        raise UsageError(f"--seed must be from 0 to 2**64 - 1, got {seed}")
 
 
 class Terminated(KeyboardInterrupt):
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     common.reset()
     try:
+        _check_seed(getattr(args, "seed", None))
         return args.func(args)
     except KeyboardInterrupt as err:
         stopped = "terminated" if isinstance(err, Terminated) else "interrupted"

@@ -165,13 +165,14 @@ def _write(frames, out: Path, fps: float, overwrite: bool) -> None:
 
 
 def _cmd_generate(args) -> int:
-    from ..files import check_output_path
+    from ..files import check_frame_rate, check_output_path
 
     out = check_output_path(args.out, args.overwrite)
     _check_prompt(args.prompt, "--prompt")
     first = _read_image(args.first_frame, "--first-frame")
     last = _read_image(args.last_frame, "--last-frame")
     folder, config, settings = _settings(args, num_frames=args.frames, tau=args.tau)
+    check_frame_rate(out, settings.fps)
     work_started()
     pipe = load_pipeline(folder, settings, config)
     result = pipe(
@@ -189,7 +190,7 @@ def _cmd_generate(args) -> int:
 def _cmd_story(args) -> int:
     from dataclasses import replace
 
-    from ..files import check_output_path
+    from ..files import check_frame_rate, check_output_path
     from ..storyboard import load_storyboard
 
     out = check_output_path(args.out, args.overwrite)
@@ -202,6 +203,7 @@ def _cmd_story(args) -> int:
     first = _read_image(board.first_frame, "first_frame")
     taus, frames = [s.tau for s in shots], [s.num_frames for s in shots]
     folder, config, settings = _settings(args, shot_taus=taus, shot_frames=frames)
+    check_frame_rate(out, settings.fps)
     work_started()
     pipe = load_pipeline(folder, settings, config)
     n = len(shots)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GENERATION_FILE = "generation.json"
+NUM_TIMESTEPS = 1000  # the diffusion schedule's T (paper, sec. 3.2); guidance intervals lie in it
 # the aspect ratios (width : height) that generate, story and the demo offer
 ASPECTS = ("1:1", "16:9", "9:16")
 # sampler names the command line offers -> diffusers scheduler classes
@@ -250,7 +251,10 @@ def interval_problem(interval) -> str | None:
     if (
         len(interval) != 2
         or not all(_is_int(x) for x in interval)
-        or not 0 <= interval[0] <= interval[1]
+        or not 0 <= interval[0] <= interval[1] <= NUM_TIMESTEPS
     ):
-        return f"must be two integer timesteps LOW HIGH with 0 <= LOW <= HIGH, got {list(interval)}"
+        return (
+            f"must be two integer timesteps LOW HIGH with 0 <= LOW <= HIGH <= {NUM_TIMESTEPS}, "
+            f"got {list(interval)}"
+        )
     return None

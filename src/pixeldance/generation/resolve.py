@@ -21,6 +21,7 @@ from .config import (
 # Caps that refuse a request before it exhausts a machine; --max-pixels raises the size cap.
 MAX_STEPS = 1000  # the training schedule's T (paper, sec. 3.2): more steps than timesteps
 MAX_FRAMES = 256
+MIN_FPS, MAX_FPS = 0.1, 120.0  # what video players show as motion; a GIF allows at most 50
 DEFAULT_MAX_PIXELS = 1024 * 1024  # per frame: four times the paper's 512 x 512 area, 16x 256^2
 
 
@@ -119,8 +120,8 @@ def resolve(
         if not _is_int(f) or not 2 <= f <= MAX_FRAMES:
             bad("num_frames", name, f"must be an integer from 2 to {MAX_FRAMES}, got {f!r}")
     fps, what = pick("fps", fps)
-    if not _is_number(fps) or fps <= 0:
-        bad("fps", what, f"must be a number > 0, got {fps!r}")
+    if not _is_number(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        bad("fps", what, f"must be a number from {MIN_FPS} to {MAX_FPS}, got {fps!r}")
     noise, what = pick("instruction_noise", instruction_noise)
     if not _is_int(noise) or not 0 <= noise < 1000:  # a diffusion step (paper, sec. 3.2: T)
         bad("instruction_noise", what, f"must be a diffusion step from 0 to 999, got {noise!r}")
