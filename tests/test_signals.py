@@ -102,9 +102,15 @@ def test_generate_stops_and_leaves_no_output(tmp_path, sig, phase, out):
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=["term", "int"])
 def test_export_stops_and_leaves_no_temporary_folder(tmp_path, sig):
+    import shutil
+
     work = tmp_path / "w"
     work.mkdir()
-    argv = ["export", str(shipped_model_path()), "--out", "exported", "--full-precision"]
+    source = tmp_path / "source"  # a pipeline with a large extra file: the copy takes a while
+    shutil.copytree(shipped_model_path(), source)
+    with open(source / "unet" / "padding.dat", "wb") as f:
+        f.truncate(1 << 30)
+    argv = ["export", str(source), "--out", "exported", "--full-precision"]
     code, err, took = run_until(argv, work, appears(".exported.*", work), sig)
     if code == 0:  # the copy finished before the signal landed: a complete folder, no temporary
         assert (work / "exported" / "model_index.json").is_file()
