@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_common import UsageError, add_placement_args, flag_error, work_started
+from .cli_common import UsageError, add_placement_args, at_least, flag_error, work_started
 from .generation import (
     ASPECTS,
     DEFAULT_MAX_PIXELS,
@@ -87,6 +87,14 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
         choices=list(SCHEDULERS),
         default=None,
         help="sampler (default: the model's)",
+    )
+    p.add_argument(
+        "--cache-interval",
+        type=int,
+        default=None,
+        metavar="K",
+        help="run the whole UNet every K steps and reuse its deep features in between "
+        "(faster, approximate; see benchmarks/RESULTS.md; default: every step in full)",
     )
     p.add_argument(
         "--out",
@@ -177,6 +185,7 @@ def _cmd_generate(args) -> int:
     _check_prompt(args.prompt, "--prompt")
     _check_image(args.first_frame, "--first-frame")
     _check_image(args.last_frame, "--last-frame")
+    at_least("--cache-interval", args.cache_interval, 1)
     folder, settings = _settings(args, frames=args.frames, tau=args.tau)
     pipe = _load_pipeline(folder, settings)
     result = pipe(
@@ -185,6 +194,7 @@ def _cmd_generate(args) -> int:
         last_frame=args.last_frame,
         generator=settings.placement.generator(args.seed),
         output_type="np",
+        cache_interval=args.cache_interval,
         **settings.pipeline_kwargs(),
     )
     _write(result.frames, out, settings.fps)
@@ -201,6 +211,7 @@ def _cmd_story(args) -> int:
         _check_prompt(shot.prompt, f"shot {k + 1} prompt")
         _check_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
     _check_image(board.first_frame, "first_frame")
+    at_least("--cache-interval", args.cache_interval, 1)
     folder, settings = _settings(args)
     for k, shot in enumerate(board.shots):
         try:
@@ -222,6 +233,7 @@ def _cmd_story(args) -> int:
         callback_on_shot=progress,
         generator=settings.placement.generator(args.seed),
         output_type="np",
+        cache_interval=args.cache_interval,
         **settings.pipeline_kwargs(),
     )
     _write(result.frames, out, settings.fps)

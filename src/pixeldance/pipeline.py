@@ -34,6 +34,7 @@ from .instructions import build_c_image, draw_noise, noise_instruction, without_
 # imported, so importing the pipeline imports them
 from .models import codec as _codec  # noqa: F401
 from .models import unet as _unet  # noqa: F401
+from .models.step_cache import StepCache
 from .pipeline_checks import check_call
 
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
@@ -215,6 +216,7 @@ class PixelDancePipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         decode_chunk_size: int | None = 16,
         return_dict: bool = True,
+        cache_interval: int | None = None,
     ) -> PixelDancePipelineOutput | tuple:
         """Generate a video.
 
@@ -248,6 +250,10 @@ class PixelDancePipeline(DiffusionPipeline):
             latents: initial noise ``(B, C, F, h, w)``; drawn from ``generator`` if None.
             decode_chunk_size: frames the VAE decodes (and encodes) at once; None: all. Fewer
                 lower the memory peak and change nothing else.
+            cache_interval: K > 1 runs the whole UNet every K steps and only its outer
+                level in between, reusing the deep features of the last full step
+                (:class:`~pixeldance.models.step_cache.StepCache`; faster, approximate).
+                None or 1: every step in full (exact).
         """
         # 1. check inputs
         prompts, negative, guidance_interval = check_call(
@@ -261,6 +267,8 @@ class PixelDancePipeline(DiffusionPipeline):
             decode_chunk_size,
             output_type,
         )
+        # the UNet, or a step cache around it (checks cache_interval)
+        unet = self.unet if cache_interval is None else StepCache(self.unet, cache_interval)
         if height is None or width is None:
             dh, dw = self.default_size()
             height, width = height or dh, width or dw
@@ -299,7 +307,7 @@ class PixelDancePipeline(DiffusionPipeline):
             latents = draw_noise(shape, generator, device)
         latents = latents.to(device, torch.float32) * self.scheduler.init_noise_sigma
 
-        # 5. denoising loop
+        # 5. denoising loop (through the step cache if one was asked for)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             c_image = (
                 c_full if i < tau else c_no_last
@@ -310,12 +318,12 @@ class PixelDancePipeline(DiffusionPipeline):
                 guidance_interval is None or guidance_interval[0] <= int(t) <= guidance_interval[1]
             )
             if guide:
-                pred = self.unet(torch.cat([model_in, model_in]), t, text_states).sample.float()
+                pred = unet(torch.cat([model_in, model_in]), t, text_states).sample.float()
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
             else:  # the conditional half alone
                 states = text_states[batch:] if guided else text_states
-                pred = self.unet(model_in, t, states).sample.float()
+                pred = unet(model_in, t, states).sample.float()
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
                 callback(i, t, latents)
