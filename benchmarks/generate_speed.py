@@ -22,6 +22,7 @@ under 2 s per 16 x 256 x 256 clip for (b) at 25 steps with guidance on one H100.
     python benchmarks/generate_speed.py                      # every configuration this machine has
     python benchmarks/generate_speed.py --only sd15 --repeats 3
     python benchmarks/generate_speed.py --device cpu --sd15-frames 2 --sd15-size 64 --threads 1
+    python benchmarks/generate_speed.py --compare-fast [--cache-interval 3] --threads 1
 """
 
 from __future__ import annotations
@@ -259,9 +260,28 @@ def main() -> None:
         default=None,
         help="CPU threads for torch (default: torch's); 1 is steadier on a machine others load",
     )
+    parser.add_argument(
+        "--compare-fast",
+        action="store_true",
+        help="instead: the shipped model at its settings against the fast ones (step cache), "
+        "speed and Dancing Shapes quality in one process (see fast_compare.py)",
+    )
+    parser.add_argument("--cache-interval", type=int, default=3, help="fast settings' K")
+    parser.add_argument("--clips", type=int, default=8, help="--compare-fast: fidelity clips")
+    parser.add_argument(
+        "--direction-clips", type=int, default=16, help="--compare-fast: single-mover clips"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compare_fast:
+        from fast_compare import compare_fast
+
+        summary = compare_fast(
+            FIRST_FRAME, args.cache_interval, args.clips, args.direction_clips, args.repeats or 3
+        )
+        print(json.dumps(summary), flush=True)
+        return
     from diffusers.utils import logging as diffusers_logging
 
     from pixeldance.devices import resolve_placement

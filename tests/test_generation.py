@@ -62,7 +62,7 @@ def test_user_choices_win_and_the_default_tau_is_capped_at_the_steps():
         (dict(num_frames=1), "num_frames", "num_frames must be an integer from 2 to 256"),
         (dict(num_frames=100000), "num_frames", "num_frames must be an integer from 2 to 256"),
         (dict(height=100000, width=100000), "max_pixels", "over the cap of 1,048,576"),
-        (dict(fps=0), "fps", "fps must be a number > 0"),
+        (dict(fps=0), "fps", "fps must be a number from 0.1 to 120"),
         (dict(aspect="4:3"), "aspect", "unknown aspect '4:3'"),
         (dict(height=50), "height", "nearest valid sizes: 48 or 64"),
         (dict(width=-16), "width", "width must be a positive integer"),

@@ -37,6 +37,7 @@ from .instructions import build_c_image, draw_noise, noise_instruction, without_
 # imported, so importing the pipeline imports them
 from .models import codec as _codec  # noqa: F401
 from .models import unet as _unet  # noqa: F401
+from .models.step_cache import StepCache
 
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -50,6 +51,7 @@ SETTING_ARGS = (
     "height",
     "width",
     "instruction_noise",
+    "cache_interval",
 )
 
 
@@ -237,11 +239,12 @@ class PixelDancePipeline(DiffusionPipeline):
         decode_chunk_size: int | None = 16,
         return_dict: bool = True,
         settings: GenerationSettings | None = None,
+        cache_interval: int | None = None,
     ) -> PixelDancePipelineOutput | tuple:
         """Generate a video.
 
         The setting arguments (tau, num_inference_steps, guidance_scale, guidance_interval,
-        num_frames, height, width, instruction_noise) left None take the model's
+        num_frames, height, width, instruction_noise, cache_interval) left None take the model's
         ``generation_config``; the result is checked once, by
         :func:`pixeldance.generation.resolve`. ``settings``: settings resolved already
         (:meth:`generation_settings`), used as they are, instead of those arguments.
@@ -277,6 +280,10 @@ class PixelDancePipeline(DiffusionPipeline):
             latents: initial noise ``(B, C, F, h, w)``; drawn from ``generator`` if None.
             decode_chunk_size: frames the VAE decodes (and encodes) at once; None: all. Fewer
                 lower the memory peak and change nothing else.
+            cache_interval: K > 1 runs the whole UNet every K steps and only its outer
+                level in between, reusing the deep features of the last full step
+                (:class:`~pixeldance.models.step_cache.StepCache`; faster, approximate).
+                None or 1: every step in full (exact).
         """
         # 1. settings (unset: the model's generation_config, checked once) and inputs
         given = dict(
@@ -288,6 +295,7 @@ class PixelDancePipeline(DiffusionPipeline):
             height=height,
             width=width,
             instruction_noise=instruction_noise,
+            cache_interval=cache_interval,
         )
         if settings is None:
             settings = self.generation_settings(**given)
@@ -303,8 +311,10 @@ class PixelDancePipeline(DiffusionPipeline):
         dtype = self.unet.dtype  # the UNet's inputs; latents and c_image stay float32
         h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
         c = latent_channels(self.vae)
-        # the model call with c_image and guidance on the text (one batched UNet call)
-        denoiser = Denoiser(self.unet, self.scheduler, guidance_scale, guidance_interval, dtype)
+        # the model call with c_image and guidance on the text (one batched UNet call), through
+        # a step cache around the UNet if one was asked for
+        unet = self.unet if s.cache_interval is None else StepCache(self.unet, s.cache_interval)
+        denoiser = Denoiser(unet, self.scheduler, guidance_scale, guidance_interval, dtype)
 
         # 2. text states, (2B, L, D) with the unconditional half first when guiding
         text_states = self.encode_prompts(prompts, negative, denoiser.guided).to(dtype)
@@ -333,7 +343,7 @@ class PixelDancePipeline(DiffusionPipeline):
             latents = draw_noise(shape, generator, device)
         latents = latents.to(device, torch.float32) * self.scheduler.init_noise_sigma
 
-        # 5. denoising loop
+        # 5. denoising loop (through the step cache if one was asked for)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             c_image = c_full if i < tau else c_no_last  # the tau rule (paper, sec. 3.3)
             pred = denoiser(self.scheduler.scale_model_input(latents, t), t, c_image, text_states)

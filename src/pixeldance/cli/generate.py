@@ -90,6 +90,14 @@ def _common_generation_args(p: argparse.ArgumentParser) -> None:
         help="sampler (default: the model's)",
     )
     p.add_argument(
+        "--cache-interval",
+        type=int,
+        default=None,
+        metavar="K",
+        help="run the whole UNet every K steps and reuse its deep features in between "
+        "(faster, approximate; see benchmarks/RESULTS.md; default: every step in full)",
+    )
+    p.add_argument(
         "--out",
         required=True,
         help="output .mp4 or .gif, or a new folder name for PNG frames; an existing output is "
@@ -144,6 +152,7 @@ def _settings(args, num_frames=None, tau=None, shot_taus=(), shot_frames=()):
             height=args.height,
             width=args.width,
             scheduler=args.scheduler,
+            cache_interval=args.cache_interval,
             device=args.device,
             dtype=args.dtype,
             offload=args.offload,

@@ -62,6 +62,9 @@ class GenerationConfig:
     num_frames: int = 16  # paper, sec. 4.1: 16-frame clips
     fps: float = 8.0  # frame rate of written videos
     instruction_noise: int = 0  # noise image instructions to this diffusion step (0: none)
+    # K > 1: the whole UNet every K steps, its outer level alone in between (deep features
+    # reused; faster, approximate); None: every step in full
+    cache_interval: int | None = None
     # (height, width) per aspect ("1:1", "16:9", "9:16") the model was trained at
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     # the step training noised the instructions to (for reference; written by training)

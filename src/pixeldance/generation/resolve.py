@@ -42,6 +42,7 @@ class GenerationSettings:
     height: int
     width: int
     instruction_noise: int
+    cache_interval: int | None = None
     scheduler: str | None = None
     placement: Placement = Placement()
     shot_taus: tuple[int, ...] = ()
@@ -59,6 +60,7 @@ def resolve(
     num_frames: int | None = None,
     fps: float | None = None,
     instruction_noise: int | None = None,
+    cache_interval: int | None = None,
     aspect: str | None = None,
     height: int | None = None,
     width: int | None = None,
@@ -125,6 +127,9 @@ def resolve(
     noise, what = pick("instruction_noise", instruction_noise)
     if not _is_int(noise) or not 0 <= noise < 1000:  # a diffusion step (paper, sec. 3.2: T)
         bad("instruction_noise", what, f"must be a diffusion step from 0 to 999, got {noise!r}")
+    cache, what = pick("cache_interval", cache_interval)
+    if cache is not None and (not _is_int(cache) or cache < 1):
+        bad("cache_interval", what, f"must be an integer >= 1 (or unset), got {cache!r}")
     if scheduler is not None and scheduler not in SCHEDULERS:
         bad("scheduler", "unknown scheduler", f"{scheduler!r}; use one of {', '.join(SCHEDULERS)}")
     height, width = _size(config, geometry, aspect, height, width, max_pixels)
@@ -143,6 +148,7 @@ def resolve(
         height=height,
         width=width,
         instruction_noise=noise,
+        cache_interval=cache,
         scheduler=scheduler,
         placement=placement,
         shot_taus=tuple(taus),

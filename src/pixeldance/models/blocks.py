@@ -84,12 +84,14 @@ class UNetBlock(nn.Module):
             x = _checkpointed(self, self.temp_attentions[i], x, num_frames)
         return x
 
-    def down(self, x, temb, context, num_frames: int):
+    def down(self, x, temb, context, num_frames: int, downsample: bool = True):
+        """``downsample=False`` leaves out the down-sampler (a step-cache pass that stops at
+        this level needs neither its output nor its skip state)."""
         states = []
         for i in range(len(self.resnets)):
             x = self._layer(i, x, temb, context, num_frames)
             states.append(x)
-        for down in self.downsamplers:
+        for down in self.downsamplers if downsample else ():
             x = down(x)
             states.append(x)
         return x, states

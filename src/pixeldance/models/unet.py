@@ -25,6 +25,7 @@ from torch import nn
 
 from .blocks import MidBlock, UNetBlock
 from .layers import TemporalAttention, TemporalConv, frame_position_embedding
+from .step_cache import DeepFeatures
 
 DOWN_BLOCK_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
 UP_BLOCK_TYPES = ("UpBlock2D", "CrossAttnUpBlock2D")
@@ -246,6 +247,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor,
         return_dict: bool = True,
+        step_cache: DeepFeatures | None = None,
     ) -> PixelDanceUNetOutput | tuple[torch.Tensor]:
         """Predict the diffusion target for every frame.
 
@@ -254,6 +256,11 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
                 ``(B, in_channels, H, W)`` image.
             timestep: scalar or ``(B,)`` diffusion step.
             encoder_hidden_states: ``(B, L, cross_attention_dim)`` text states.
+            step_cache: feature reuse across denoising steps (DeepCache, Ma et al. 2024); see
+                :mod:`pixeldance.models.step_cache`. None (the default): the whole network.
+                Given, a full pass stores the input of the outer ``step_cache.levels`` up
+                levels in it; with ``step_cache.reuse`` set, only the outer levels run and the
+                stored deep features stand in for everything below them.
         """
         image_input = sample.ndim == 4
         if image_input:
@@ -290,15 +297,10 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         frames = rearrange(sample, "b c f h w -> (b f) c h w")
         x = self.conv_in(frames)
         skips = [x]
-        for block in self.down_blocks:
-            x, states = block.down(x, temb, context, f)
-            skips.extend(states)
-        x = self.mid_block(x, temb, context, f)
-        for i, block in enumerate(self.up_blocks):
-            block_skips = skips[-len(block.resnets) :]
-            del skips[-len(block.resnets) :]
-            size = skips[-1].shape[-2:] if skips and i < len(self.up_blocks) - 1 else None
-            x = block.up(x, block_skips, temb, context, f, size)
+        if step_cache is not None and step_cache.reuse:
+            x = self._outer_levels(x, skips, temb, context, f, step_cache)
+        else:
+            x = self._all_levels(x, skips, temb, context, f, step_cache)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
         if self.conv_skip is not None:
             x = x + self.conv_skip(frames)
@@ -309,6 +311,39 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         if not return_dict:
             return (out,)
         return PixelDanceUNetOutput(sample=out)
+
+    def _all_levels(self, x, skips, temb, context, f: int, step_cache: DeepFeatures | None):
+        """Down levels, mid block, up levels; the input of the outer up levels goes to
+        ``step_cache`` if one is given. ``(B*F, C0, H, W)`` in and out."""
+        n = len(self.up_blocks)
+        first_outer = n - step_cache.levels if step_cache is not None else n
+        for block in self.down_blocks:
+            x, states = block.down(x, temb, context, f)
+            skips.extend(states)
+        x = self.mid_block(x, temb, context, f)
+        for i, block in enumerate(self.up_blocks):
+            if i == first_outer:
+                step_cache.store(x)
+            x = self._up(i, block, x, skips, temb, context, f)
+        return x
+
+    def _outer_levels(self, x, skips, temb, context, f: int, step_cache: DeepFeatures):
+        """The outer ``step_cache.levels`` down and up levels around the stored deep features
+        (the down-sampler of the innermost outer level feeds only deeper levels: skipped)."""
+        n, k = len(self.up_blocks), step_cache.levels
+        for j, block in enumerate(self.down_blocks[:k]):
+            x, states = block.down(x, temb, context, f, downsample=j < k - 1)
+            skips.extend(states)
+        x = step_cache.features
+        for i in range(n - k, n):
+            x = self._up(i, self.up_blocks[i], x, skips, temb, context, f)
+        return x
+
+    def _up(self, i: int, block: UNetBlock, x, skips: list, temb, context, f: int):
+        block_skips = skips[-len(block.resnets) :]
+        del skips[-len(block.resnets) :]
+        size = skips[-1].shape[-2:] if skips and i < len(self.up_blocks) - 1 else None
+        return block.up(x, block_skips, temb, context, f, size)
 
     @classmethod
     def from_unet2d(cls, unet2d, in_channels: int | None = None, output_loading_info: bool = False):
