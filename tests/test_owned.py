@@ -129,3 +129,32 @@ def test_a_model_with_nan_weights_writes_no_video(tmp_path, capsys):
     assert main(argv) == 1
     assert "NaN or infinite" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_config_that_no_longer_fits_its_weights_is_named_in_one_line(tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(shipped_model_path(), model)
+    config = json.loads((model / "unet" / "config.json").read_text())
+    config["block_out_channels"] = [c + 16 for c in config["block_out_channels"]]
+    (model / "unet" / "config.json").write_text(json.dumps(config))
+    argv = ["generate", "--model", str(model), "--prompt", "x", "--out", str(tmp_path / "o.mp4")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"the pipeline in {model} could not be loaded" in err[0], err
+    assert "config.json" in err[0] and len(err[0]) < 400
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_full_disk_is_found_before_the_work(tmp_path, monkeypatch, capsys):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda _: usage(10**9, 10**9, 1000))
+    loaded = []
+    monkeypatch.setattr("pixeldance.cli.generate.load_pipeline", lambda *a: loaded.append(a))
+    out = tmp_path / "frames"
+    assert main(["generate", "--prompt", "a red circle", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not enough free space" in err[0] and "MB free" in err[0], err
+    assert loaded == [] and list(tmp_path.iterdir()) == []

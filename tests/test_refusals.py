@@ -42,7 +42,7 @@ def prepare(d: Path) -> None:
     (d / "story_257.yaml").write_text("shots:\n  - {prompt: x, num_frames: 257}\n")
     (d / "bad.JSON").write_text("{shots: [")
     # broken copies of the shipped model
-    for name in ("m_index", "m_trunc", "m_bin", "m_gen", "m_nounet"):
+    for name in ("m_index", "m_trunc", "m_bin", "m_gen", "m_nounet", "m_huge"):
         shutil.copytree(shipped_model_path(), d / name)
     (d / "m_index" / "model_index.json").write_text("{not json")
     weights = d / "m_trunc" / "unet" / "diffusion_pytorch_model.safetensors"
@@ -51,6 +51,21 @@ def prepare(d: Path) -> None:
     (d / "m_bin" / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
     (d / "m_gen" / "generation.json").write_text(json.dumps({"tau": -2}))
     shutil.rmtree(d / "m_nounet" / "unet")
+    claim_a_huge_tensor(d / "m_huge" / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def claim_a_huge_tensor(weights: Path) -> None:
+    """Rewrite a safetensors header so its first tensor claims [2**20, 2**20] elements."""
+    import struct
+
+    data = weights.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    first = next(k for k in header if k != "__metadata__")
+    header[first]["shape"] = [2**20, 2**20]
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    weights.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
 
 
 G = ["generate", "--prompt", RED]
@@ -97,6 +112,7 @@ CASES = [
     (G + ["--model", "m_bin", "--out", "o.mp4"], "--model", "only pickle weights"),
     (G + ["--model", "m_gen", "--out", "o.mp4"], "--model", "generation.json: tau"),
     (G + ["--model", "m_nounet", "--out", "o.mp4"], "--model", "there is no"),
+    (G + ["--model", "m_huge", "--out", "o.mp4"], "--model", "claims shape [1048576, 1048576]"),
     # story
     (["story", "nowhere.yaml", "--out", "o.mp4"], "storyboard", "storyboard not found"),
     (["story", "bad.yaml", "--out", "o.mp4"], "storyboard", "not valid YAML"),

@@ -233,6 +233,27 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
+def output_bytes(path: str | os.PathLike, frames: int, height: int, width: int) -> int:
+    """A generous estimate of the bytes a video of ``frames`` frames takes at ``path``: raw RGB
+    for PNG frames and GIF (their worst case), a quarter of that for H.264 MP4 at CRF 18."""
+    raw = frames * height * width * 3
+    return raw // 4 if Path(path).suffix.lower() == ".mp4" else raw + 4096 * frames
+
+
+def check_free_space(path: str | os.PathLike, needed: int) -> None:
+    """Raise ValueError if the disk that would hold ``path`` has less than ``needed`` bytes
+    free (found before the work, not after it)."""
+    place = Path(path).absolute().parent
+    while not place.exists():
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    if free < needed:
+        raise ValueError(
+            f"not enough free space for {path}: about {needed / 1e6:.1f} MB needed, "
+            f"{free / 1e6:.1f} MB free on {place}"
+        )
+
+
 def check_writable_place(path: str | os.PathLike) -> None:
     """Raise ValueError unless ``path`` could be created: its nearest existing parent is a
     folder this process can write in (tried with a temporary file, which is removed)."""

@@ -82,14 +82,43 @@ def _check_safetensors(path: Path) -> None:
             raise ValueError(f"{bad} (unreadable header: {err})") from err
     if not isinstance(header, dict):
         raise ValueError(f"{bad} (its header is not a table of tensors)")
-    ends = [
-        v["data_offsets"][1]
+    tensors = {
+        k: v
         for k, v in header.items()
         if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v
-    ]
+    }
+    for name, entry in tensors.items():
+        problem = _entry_problem(entry)
+        if problem:
+            raise ValueError(f"{bad}: tensor {name!r} {problem}")
+    ends = [v["data_offsets"][1] for v in tensors.values()]
     expected = 8 + length + max(ends, default=0)
     if expected != size:
         raise ValueError(f"{bad}: its header describes {expected} bytes, the file has {size}")
+
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}  # fmt: skip
+
+
+def _entry_problem(entry: dict) -> str | None:
+    """What is wrong with one tensor's header entry: a shape whose bytes are not its span."""
+    shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        return f"has no valid shape ({shape!r})"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+        return f"has no valid data offsets ({offsets!r})"
+    if dtype not in _DTYPE_BYTES:
+        return None  # a dtype this check does not know: left to the loader
+    count = 1
+    for d in shape:
+        count *= d
+    if count * _DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+        return (
+            f"claims shape {shape} ({count * _DTYPE_BYTES[dtype]:,} bytes of {dtype}) but spans "
+            f"{offsets[1] - offsets[0]:,} bytes"
+        )
+    return None
 
 
 def _read_json(path: Path):

@@ -97,9 +97,16 @@ def load_pipeline(folder: Path, settings, generation_config=None):
     diffusers_logging.disable_progress_bar()  # one progress bar at most: the denoising one
     transformers_logging.disable_progress_bar()
     placement = settings.placement
-    pipe = PixelDancePipeline.from_pretrained(
-        folder, generation_config=generation_config, dtype=placement.torch_dtype
-    )
+    try:
+        pipe = PixelDancePipeline.from_pretrained(
+            folder, generation_config=generation_config, dtype=placement.torch_dtype
+        )
+    except (ValueError, RuntimeError, OSError, KeyError) as err:
+        first = " ".join(str(err).split(". ")[0].split())[:300]
+        raise WorkFailed(
+            f"the pipeline in {folder} could not be loaded: {first} (does each component's "
+            "config.json still fit its weights?)"
+        ) from err
     placement.apply(pipe)
     pipe.set_progress_bar_config(desc="denoising", leave=False)
     if settings.scheduler:

@@ -174,7 +174,7 @@ def _write(frames, out: Path, fps: float, overwrite: bool) -> None:
 
 
 def _cmd_generate(args) -> int:
-    from ..files import check_frame_rate, check_output_path
+    from ..files import check_frame_rate, check_free_space, check_output_path, output_bytes
 
     out = check_output_path(args.out, args.overwrite)
     _check_prompt(args.prompt, "--prompt")
@@ -182,6 +182,7 @@ def _cmd_generate(args) -> int:
     last = _read_image(args.last_frame, "--last-frame")
     folder, config, settings = _settings(args, num_frames=args.frames, tau=args.tau)
     check_frame_rate(out, settings.fps)
+    check_free_space(out, output_bytes(out, settings.num_frames, settings.height, settings.width))
     work_started()
     pipe = load_pipeline(folder, settings, config)
     result = pipe(
@@ -199,7 +200,7 @@ def _cmd_generate(args) -> int:
 def _cmd_story(args) -> int:
     from dataclasses import replace
 
-    from ..files import check_frame_rate, check_output_path
+    from ..files import check_frame_rate, check_free_space, check_output_path, output_bytes
     from ..storyboard import load_storyboard
 
     out = check_output_path(args.out, args.overwrite)
@@ -213,6 +214,9 @@ def _cmd_story(args) -> int:
     taus, frames = [s.tau for s in shots], [s.num_frames for s in shots]
     folder, config, settings = _settings(args, shot_taus=taus, shot_frames=frames)
     check_frame_rate(out, settings.fps)
+    check_free_space(
+        out, output_bytes(out, sum(settings.shot_frames), settings.height, settings.width)
+    )
     work_started()
     pipe = load_pipeline(folder, settings, config)
     n = len(shots)
