@@ -72,7 +72,7 @@ def test_the_stream_serves_each_stages_frames_and_size(shapes):
     cfg = staged(shapes, "optim.max_steps=6")
     stream, _ = make_stream(cfg, 0)
     seen = shapes_by_step(stream, 6)
-    main_sizes = {(4, b["height"], b["width"]) for b in cfg.data.buckets}
+    main_sizes = {(4, b.height, b.width) for b in cfg.data.buckets}
     for step in range(3):
         assert seen[step] == {("video", (2, 16, 16))}, seen
     for step in range(3, 6):

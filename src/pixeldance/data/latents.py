@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .buckets import Bucket
+from .buckets import Bucket, image_buckets
 
 
 def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions: list[str]) -> None:
@@ -122,9 +122,7 @@ class LatentCache:
             self.rescale = float(scaling_factor) / float(cached_scale)
         self.buckets = [Bucket(**b) for b in self.index["buckets"]]
         if kind == "image":
-            self.buckets = [
-                Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in self.buckets
-            ]
+            self.buckets = image_buckets(self.buckets)
         # one row per sample in flat arrays (shard number, row in it, bucket), not an object
         # per sample, so millions of samples stay small and DataLoader workers share them
         shards = [s for s in self.index["shards"] if s.get("kind", "video") == kind]
@@ -247,7 +245,7 @@ def preprocess(
             ]
             jobs.append(("video", ds, keys, offset))
         if irecords is not None:
-            ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in bucket_set]
+            ibuckets = image_buckets(bucket_set)
             ids = ImageDataset(irecords, ibuckets, seed=seed)
             rb = record_buckets(irecords, ibuckets, images=True).tolist()
             jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))], offset))

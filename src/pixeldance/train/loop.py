@@ -30,7 +30,7 @@ from .distributed import check_launch, ddp_kwargs, is_sharded, shard_unet
 from .ema import EMA
 from .guard import Counters, TrainingStopped
 from .outputs import save_pipeline, whole_unet, write_sample
-from .setup import build_components, data_buckets, prompt_encoder
+from .setup import build_components, prompt_encoder
 from .step import batch_inputs, compute_loss, step_generator
 from .stream import make_stream
 
@@ -126,7 +126,7 @@ def train(cfg: Config, resume: bool = False) -> Path:
     start = checkpoint_meta(ckpt_path)["step"] if ckpt_path is not None else 0
     torch.manual_seed(cfg.run.seed)
     comps = build_components(cfg)
-    buckets = data_buckets(cfg)
+    buckets = cfg.data.buckets
     stream, empty_cached = make_stream(
         cfg, start, procs.process_index, procs.num_processes, vae=comps.vae
     )
