@@ -63,7 +63,7 @@ def shapes_by_step(stream, steps: int) -> dict[int, set]:
     seen: dict[int, set] = {}
     for _ in range(steps):
         step, kind, batch = next(stream)
-        pixels = batch["pixels"] if "pixels" in batch else batch["latents"]
+        pixels = batch.pixels if batch.pixels is not None else batch.latents
         seen.setdefault(step, set()).add((kind, tuple(pixels.shape[2:])))
     return seen
 
@@ -120,7 +120,7 @@ def test_a_stream_started_inside_a_stage_matches_the_uninterrupted_one(shapes):
 
     def captions(start: int, steps: int) -> list:
         stream, _ = make_stream(cfg, start)
-        return [next(stream)[2]["captions"] for _ in range(steps)]
+        return [next(stream)[2].captions for _ in range(steps)]
 
     whole = captions(0, 8)
     assert captions(4, 4) == whole[4:]  # resumed in the main stage

@@ -232,8 +232,8 @@ def test_latent_cache_preprocess_then_train(shapes, tmp_path):
     )
     assert len(videos) == 6 and len(images) == 4
     sample = videos[(0, 0)]
-    assert sample["latents"].shape[:2] == (48, 4) and sample["text"].shape == (16, 384)
-    assert images[(0, 0)]["latents"].shape[1] == 1
+    assert sample.latents.shape[:2] == (48, 4) and sample.text.shape == (16, 384)
+    assert images[(0, 0)].latents.shape[1] == 1
     # the cache knows its autoencoder: another scaling factor rescales, other channels refuse
     assert videos.index["vae"] == {
         "class": "SpaceToDepthCodec",
@@ -241,7 +241,7 @@ def test_latent_cache_preprocess_then_train(shapes, tmp_path):
         "scaling_factor": 1.0,
     }
     scaled = LatentCache(tmp_path / "cache", "video", scaling_factor=2.5, latent_channels=48)
-    torch.testing.assert_close(scaled[(0, 0)]["latents"], 2.5 * sample["latents"])
+    torch.testing.assert_close(scaled[(0, 0)].latents, 2.5 * sample.latents)
     with pytest.raises(ValueError, match="48-channel latents.*makes 12"):
         LatentCache(tmp_path / "cache", "video", latent_channels=12)
     cfg = load_config(

@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .batch import Sample
 from .buckets import Bucket, image_buckets
 
 
@@ -168,7 +169,7 @@ class LatentCache:
             self._handles[shard] = (h, json.loads(h.metadata()["captions"]))
         return self._handles[shard]
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
         k, _ = key
         i = k % len(self)
         row = int(self.row_of[i])
@@ -177,21 +178,12 @@ class LatentCache:
         if self.rescale != 1.0:
             latents = latents * self.rescale
         text = handle.get_slice("text")[row : row + 1][0].float()
-        return {"latents": latents, "text": text, "caption": captions[row], "bad": []}
+        return Sample(captions[row], latents=latents, text=text)
 
     def __getstate__(self):  # handles are reopened in each worker
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
-
-
-def collate_latents(samples: list[dict]) -> dict:
-    return {
-        "latents": torch.stack([s["latents"] for s in samples]),
-        "text": torch.stack([s["text"] for s in samples]),
-        "captions": [s["caption"] for s in samples],
-        "bad": [],
-    }
 
 
 @torch.no_grad()
@@ -268,12 +260,12 @@ def preprocess(
 
         for key in tqdm(keys, desc=f"encoding {kind}s", disable=not progress):
             sample = ds[key]
-            counter.merge(sample["bad"])
-            if sample["pixels"] is None:
+            counter.merge(sample.bad)
+            if sample.pixels is None:
                 continue
-            if pending and pending[0][0].shape != sample["pixels"].shape:
+            if pending and pending[0][0].shape != sample.pixels.shape:
                 flush()  # a batch holds one bucket's shape
-            pending.append((sample["pixels"], sample["caption"], offset + key[1]))
+            pending.append((sample.pixels, sample.caption, offset + key[1]))
             if len(pending) >= batch_size:
                 flush()
         if pending:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data.batch import Batch
 from .checkpoint import (
     checkpoint_meta,
     latest_checkpoint,
@@ -197,13 +198,13 @@ def train(cfg: Config, resume: bool = False) -> Path:
             lr_now = optimizer.param_groups[0]["lr"]
             for micro in range(o.grad_accum):
                 _, kind, batch = next(stream)
-                counters.bad_files += len(batch["bad"])
+                counters.bad_files += len(batch.bad)
                 if cfg.run.log_batches:
                     open_run_folder()
                     _log_batch(out, rank, step, kind, batch, lr_now)
                 g = step_generator(cfg.run.seed, step * o.grad_accum + micro, rank, device)
                 with accelerator.accumulate(unet):
-                    if "latents" not in batch and batch["pixels"] is None:
+                    if batch.empty:
                         counters.empty_batches += 1
                         loss = torch.tensor(float("nan"), device=device)
                     else:
@@ -312,8 +313,8 @@ def train(cfg: Config, resume: bool = False) -> Path:
     return final
 
 
-def _log_batch(out: Path, rank: int, step: int, kind: str, batch: dict, lr: float) -> None:
-    record = {"step": step, "kind": kind, "lr": lr, "captions": batch["captions"]}
+def _log_batch(out: Path, rank: int, step: int, kind: str, batch: Batch, lr: float) -> None:
+    record = {"step": step, "kind": kind, "lr": lr, "captions": batch.captions}
     with open(out / f"batches-rank{rank}.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 

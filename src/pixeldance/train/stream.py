@@ -14,6 +14,7 @@ import logging
 
 import torch
 
+from ..data.batch import collate
 from ..data.buckets import Bucket, image_buckets
 from ..data.datasets import (
     BucketBatchSampler,
@@ -21,9 +22,8 @@ from ..data.datasets import (
     Mixer,
     VideoClipDataset,
     batches_before,
-    collate,
 )
-from ..data.latents import LatentCache, collate_latents, read_empty_text
+from ..data.latents import LatentCache, read_empty_text
 from ..data.manifest import read_image_records, read_manifest
 from ..data.sizes import record_buckets
 from .config import Config
@@ -128,9 +128,9 @@ def stage_stream(
     videos = images = None  # (dataset, bucket of each record, buckets, collate)
     if d.latent_cache:
         cache, icache = _latent_caches(cfg, buckets, vae)
-        videos = (cache, cache.record_buckets, buckets, collate_latents)
+        videos = (cache, cache.record_buckets, buckets, collate)
         if len(icache) and image_every:
-            images = (icache, icache.record_buckets, still_buckets, collate_latents)
+            images = (icache, icache.record_buckets, still_buckets, collate)
     elif d.manifest:
         records = read_manifest(d.manifest)
         ds = VideoClipDataset(records, buckets, d.fps, seed, d.max_retries, d.decode_timeout)
@@ -173,8 +173,9 @@ def stage_stream(
             skip_batches=videos_done * accum,  # this rank's micro-batches so far
             decode_timeout=d.decode_timeout,
         )
+        # the stream gives whole batches
         video_batches = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=d.num_workers, collate_fn=collate
+            stream, batch_size=None, num_workers=d.num_workers
         )
     image_batches = loader(images, seed + 1, images_done) if images is not None else None
     return Mixer(video_batches, image_batches, image_every, start_step, accum)
