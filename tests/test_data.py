@@ -19,7 +19,7 @@ from pixeldance.data.datasets import (
     VideoClipDataset,
     batches_before,
 )
-from pixeldance.data.manifest import Record, read_manifest
+from pixeldance.data.manifest import Record, read_video_records
 from pixeldance.data.shapes import (
     clip_from_json,
     is_single_mover,
@@ -114,7 +114,7 @@ def make_broken_manifest(root: Path) -> Path:
 
 def test_broken_files_are_skipped_and_counted(tmp_path):
     manifest = make_broken_manifest(tmp_path)
-    records = read_manifest(manifest)
+    records = read_video_records(manifest)
     assert len(records) == 8
     buckets = [Bucket("sq", 16, 16, frames=16, batch_size=2)]
     ds = VideoClipDataset(records, buckets, fps=4.0, max_retries=0)
@@ -133,11 +133,11 @@ def test_webvid_columns(tmp_path):
     (tmp_path / "m.csv").write_text(
         "videoid,contentUrl,duration,page_dir,name\n77,http://x,PT00H00M10S,012,a dog runs\n"
     )
-    (r,) = read_manifest(tmp_path / "m.csv")
+    (r,) = read_video_records(tmp_path / "m.csv")
     assert r.path == str(tmp_path / "videos" / "012" / "77.mp4") and r.caption == "a dog runs"
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="path column"):
-        read_manifest(tmp_path / "bad.csv")
+        read_video_records(tmp_path / "bad.csv")
 
 
 def write_shards(root: Path, n_shards=4, per_shard=3) -> list[str]:

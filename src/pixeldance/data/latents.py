@@ -214,7 +214,7 @@ def preprocess(
 
     from ..encoders import encode_frames
     from .datasets import BadDataCounter, ImageDataset, VideoClipDataset
-    from .manifest import read_image_records, read_manifest
+    from .manifest import read_image_records, read_video_records
     from .sizes import record_buckets
 
     out = Path(out)
@@ -223,7 +223,7 @@ def preprocess(
     sets = [list(buckets)] if buckets and isinstance(buckets[0], Bucket) else list(buckets)
     flat = [b for bucket_set in sets for b in bucket_set]
     jobs = []  # (kind, dataset, [(sample key, bucket within its set)], offset of its set)
-    records = read_manifest(manifest) if manifest is not None else None
+    records = read_video_records(manifest) if manifest is not None else None
     irecords = read_image_records(images) if images is not None else None
     offset = 0
     for bucket_set in sets:

@@ -24,7 +24,7 @@ from ..data.datasets import (
     batches_before,
 )
 from ..data.latents import LatentCache, read_empty_text
-from ..data.manifest import read_image_records, read_manifest
+from ..data.manifest import read_image_records, read_video_records
 from ..data.sizes import record_buckets
 from .config import Config
 from .stages import PlannedStage, plan, stage_at
@@ -132,7 +132,7 @@ def stage_stream(
         if len(icache) and image_every:
             images = (icache, icache.record_buckets, still_buckets, collate)
     elif d.manifest:
-        records = read_manifest(d.manifest)
+        records = read_video_records(d.manifest)
         ds = VideoClipDataset(records, buckets, d.fps, seed, d.max_retries, d.decode_timeout)
         videos = (ds, record_buckets(records, buckets, workers=d.num_workers), buckets, collate)
     elif not d.shards:
