@@ -52,7 +52,9 @@ def count_probes(monkeypatch):
 def test_csv_round_trip_with_unicode_captions_and_sizes(tmp_path):
     rows = [[f"clips/v{i}.mp4", c, 480 + i, 640] for i, c in enumerate(CAPTIONS)]
     rows[3][2:] = ["", ""]  # a row without its size
-    m = read_video_records(write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows))
+    m = read_video_records(
+        write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows)
+    )
     assert isinstance(m, Manifest) and len(m) == 5
     assert [r.caption for r in m] == CAPTIONS
     assert m[0] == Record(str(tmp_path / "clips" / "v0.mp4"), CAPTIONS[0], 480, 640)
@@ -194,7 +196,9 @@ def test_one_bucket_without_size_columns_probes_nothing(tmp_path, count_probes):
 
 def test_size_columns_bucket_without_probing(tmp_path, count_probes):
     rows = [["a.mp4", "c", 480, 720], ["b.mp4", "c", 720, 480], ["c.mp4", "c", 300, 300]]
-    m = read_video_records(write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows))
+    m = read_video_records(
+        write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows)
+    )
     assert record_buckets(m, THREE).tolist() == [1, 2, 0]
     assert count_probes == []
 
