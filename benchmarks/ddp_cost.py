@@ -46,7 +46,7 @@ def child(args) -> None:
 
     from pixeldance.encoders import vae_scale_factor
     from pixeldance.train.config import load_config
-    from pixeldance.train.setup import build_components, data_buckets
+    from pixeldance.train.setup import build_components
 
     cfg = load_config(args.config, args.set)
     torch.manual_seed(0)
@@ -61,7 +61,7 @@ def child(args) -> None:
             copy.deepcopy(base), find_unused_parameters=find_unused
         )
         replicas[mode] = (unet, torch.optim.AdamW(unet.parameters(), lr=1e-4))
-    bucket = data_buckets(cfg)[0]
+    bucket = cfg.data.buckets[0]
     scale = vae_scale_factor(comps.vae)
     c, h, w = base.config.out_channels, bucket.height // scale, bucket.width // scale
     text = torch.randn(bucket.batch_size, 8, base.config.cross_attention_dim)

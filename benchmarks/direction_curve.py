@@ -58,7 +58,7 @@ def curve(
     torch.manual_seed(cfg.run.seed)
     comps = build_components(cfg)
     main = cfg.data.buckets[0]
-    size, frames = (main["height"], main["width"]), main.get("frames", 16)
+    size, frames = (main.height, main.width), main.frames
     if at is not None:
         frames, size = at[0], (at[1], at[2])
     movers = held_out_clips(clips, cfg.data.fps, frames, size, single_mover=True)

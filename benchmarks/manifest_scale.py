@@ -127,7 +127,7 @@ def measure(manifest: str, start_step: int, world: int, three_buckets: bool) -> 
         "import_s": round(import_s, 2),
         "stream_built_s": round(built_s, 2),
         "startup_s": round(startup_s, 2),
-        "first_batch": {"step": step, "kind": kind, "missing_files": len(batch["bad"])},
+        "first_batch": {"step": step, "kind": kind, "missing_files": len(batch.bad)},
         "rss_after_import_mb": round(rss_import, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_at_end_mb": rss_now_mb(),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from pixeldance.data.batch import Batch, collate
 from pixeldance.data.buckets import Bucket, nearest_bucket, resize_crop_frames
 from pixeldance.data.captions import DIRECTION_WORDS, MOTION_WORDS
 from pixeldance.data.datasets import (
@@ -17,9 +18,8 @@ from pixeldance.data.datasets import (
     Mixer,
     VideoClipDataset,
     batches_before,
-    collate,
 )
-from pixeldance.data.manifest import Record, read_manifest
+from pixeldance.data.manifest import Record, read_video_records
 from pixeldance.data.shapes import (
     clip_from_json,
     is_single_mover,
@@ -114,20 +114,18 @@ def make_broken_manifest(root: Path) -> Path:
 
 def test_broken_files_are_skipped_and_counted(tmp_path):
     manifest = make_broken_manifest(tmp_path)
-    records = read_manifest(manifest)
+    records = read_video_records(manifest)
     assert len(records) == 8
     buckets = [Bucket("sq", 16, 16, frames=16, batch_size=2)]
     ds = VideoClipDataset(records, buckets, fps=4.0, max_retries=0)
     out = [ds[(k, 0)] for k in range(len(records))]
-    bad = {Path(p).stem for o in out for p, _ in o["bad"]}
+    bad = {Path(p).stem for o in out for p, _ in o.bad}
     assert bad == {"missing", "zero", "text", "truncated", "short"}
-    assert sum(o["pixels"] is not None for o in out) == 3
+    assert sum(o.pixels is not None for o in out) == 3
     batch = collate(out)
-    assert batch["pixels"].shape == (3, 3, 16, 16, 16) and len(batch["bad"]) == 5
+    assert batch.pixels.shape == (3, 3, 16, 16, 16) and len(batch.bad) == 5
     retry = VideoClipDataset(records, buckets, fps=4.0, max_retries=8)
-    assert all(
-        retry[(k, 0)]["pixels"] is not None for k in range(len(records))
-    )  # substitutes fill in
+    assert all(retry[(k, 0)].pixels is not None for k in range(len(records)))  # substitutes fill in
 
 
 def test_webvid_columns(tmp_path):
@@ -135,11 +133,11 @@ def test_webvid_columns(tmp_path):
     (tmp_path / "m.csv").write_text(
         "videoid,contentUrl,duration,page_dir,name\n77,http://x,PT00H00M10S,012,a dog runs\n"
     )
-    (r,) = read_manifest(tmp_path / "m.csv")
+    (r,) = read_video_records(tmp_path / "m.csv")
     assert r.path == str(tmp_path / "videos" / "012" / "77.mp4") and r.caption == "a dog runs"
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="path column"):
-        read_manifest(tmp_path / "bad.csv")
+        read_video_records(tmp_path / "bad.csv")
 
 
 def write_shards(root: Path, n_shards=4, per_shard=3) -> list[str]:
@@ -179,16 +177,34 @@ def test_shards_stream_split_across_workers(tmp_path):
     )
     keys, captions = [], []
     for batch in loader:
-        assert batch["pixels"].shape == (1, 3, 4, 16, 24)
-        keys += batch["keys"]
-        captions += batch["captions"]
+        assert batch.pixels.shape == (1, 3, 4, 16, 24)
+        keys += batch.keys
+        captions += batch.captions
     assert len(keys) == 12 and len(set(keys)) == 12
     assert captions == [f"caption {k}" for k in keys]
     rank1 = ShardClipStream(urls, stream.buckets, rank=1, world_size=2, epochs=1)
     rank0 = ShardClipStream(urls, stream.buckets, rank=0, world_size=2, epochs=1)
-    k0 = {k for b in rank0 for k in b["keys"]}
-    k1 = {k for b in rank1 for k in b["keys"]}
+    k0 = {k for b in rank0 for k in b.keys}
+    k1 = {k for b in rank1 for k in b.keys}
     assert k0 and k1 and not (k0 & k1) and len(k0 | k1) == 12
+
+
+def test_the_training_stream_reads_shards_as_batches(tmp_path):
+    """A run on webdataset shards: the stream's batches arrive whole (once failed: the
+    DataLoader collated each already-collated batch again)."""
+    pytest.importorskip("webdataset")
+    from pixeldance.train.config import load_config
+    from pixeldance.train.stream import make_stream
+
+    write_shards(tmp_path, n_shards=2, per_shard=2)
+    bucket = "{name: b, height: 16, width: 24, frames: 2, batch_size: 2}"
+    shards = f"data.shards={tmp_path}/shard-{{00000..00001}}.tar"
+    cfg = load_config(None, [shards, "data.image_every=0", f"data.buckets=[{bucket}]"])
+    stream, _ = make_stream(cfg, 0)
+    step, kind, batch = next(stream)
+    assert (step, kind) == (0, "video") and isinstance(batch, Batch)
+    assert batch.pixels.shape == (2, 3, 2, 16, 24) and batch.latents is None
+    assert batch.captions == [f"caption {k}" for k in batch.keys] and len(batch) == 2
 
 
 def test_mixer_one_image_batch_in_eight_and_exact_resume():

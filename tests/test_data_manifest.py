@@ -13,7 +13,7 @@ import pytest
 from pixeldance.data import manifest as manifest_module
 from pixeldance.data import sizes as sizes_module
 from pixeldance.data.buckets import Bucket, assign_buckets, nearest_bucket
-from pixeldance.data.manifest import Manifest, Record, read_image_records, read_manifest
+from pixeldance.data.manifest import Manifest, Record, read_image_records, read_video_records
 from pixeldance.data.sizes import record_buckets
 
 CAPTIONS = [
@@ -52,7 +52,9 @@ def count_probes(monkeypatch):
 def test_csv_round_trip_with_unicode_captions_and_sizes(tmp_path):
     rows = [[f"clips/v{i}.mp4", c, 480 + i, 640] for i, c in enumerate(CAPTIONS)]
     rows[3][2:] = ["", ""]  # a row without its size
-    m = read_manifest(write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows))
+    m = read_video_records(
+        write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows)
+    )
     assert isinstance(m, Manifest) and len(m) == 5
     assert [r.caption for r in m] == CAPTIONS
     assert m[0] == Record(str(tmp_path / "clips" / "v0.mp4"), CAPTIONS[0], 480, 640)
@@ -69,14 +71,14 @@ def test_webvid_columns_and_root(tmp_path):
         ["0078", "http://x/78.mp4", "PT00H00M11S", "006001_006050", CAPTIONS[2]],
     ]
     write_csv(tmp_path / "w.csv", header, rows)
-    m = read_manifest(tmp_path / "w.csv")  # no videos/ folder: paths relative to the manifest
+    m = read_video_records(tmp_path / "w.csv")  # no videos/ folder: paths relative to the manifest
     assert m[1].path == str(tmp_path / "006001_006050" / "0078.mp4")  # text kept as written
     (tmp_path / "videos").mkdir()
-    m = read_manifest(tmp_path / "w.csv")
+    m = read_video_records(tmp_path / "w.csv")
     assert m[0].path == str(tmp_path / "videos" / "012" / "77.mp4")
     assert [r.caption for r in m] == ["a dog runs", CAPTIONS[2]]
     assert m.sizes is None and m[0].height is None
-    other = read_manifest(tmp_path / "w.csv", root="/data/webvid")
+    other = read_video_records(tmp_path / "w.csv", root="/data/webvid")
     assert other[0].path == "/data/webvid/012/77.mp4"
 
 
@@ -87,7 +89,7 @@ def test_jsonl_and_absolute_paths_and_urls(tmp_path):
         {"video": "rel/c.mp4", "text": 7, "extra": [1, 2]},
     ]
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
-    m = read_manifest(tmp_path / "m.jsonl")
+    m = read_video_records(tmp_path / "m.jsonl")
     assert [r.path for r in m] == ["/abs/a.mp4", "https://host/b.mp4", str(tmp_path / "rel/c.mp4")]
     assert [r.caption for r in m] == [CAPTIONS[4], "", "7"]
     assert [(r.height, r.width) for r in m] == [(90, 160), (None, None), (None, None)]
@@ -98,12 +100,12 @@ def test_index_is_built_once_and_rebuilt_when_the_manifest_changes(tmp_path, mon
     real = manifest_module.build_index
     monkeypatch.setattr(manifest_module, "build_index", lambda *a: builds.append(a) or real(*a))
     path = write_csv(tmp_path / "m.csv", ["path", "caption"], [["a.mp4", "one"]])
-    assert read_manifest(path)[0].caption == "one"
-    assert read_manifest(path)[0].caption == "one" and len(builds) == 1
+    assert read_video_records(path)[0].caption == "one"
+    assert read_video_records(path)[0].caption == "one" and len(builds) == 1
     assert (tmp_path / ".m.csv.index" / "meta.json").exists()
     write_csv(path, ["path", "caption"], [["a.mp4", "two"], ["b.mp4", "three"]])
     os.utime(path, ns=(1, 1))  # a different modification time, whatever the clock says
-    m = read_manifest(path)
+    m = read_video_records(path)
     assert len(builds) == 2 and [r.caption for r in m] == ["two", "three"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
@@ -112,7 +114,7 @@ def test_read_only_folder_puts_the_index_in_the_user_cache(tmp_path, monkeypatch
     path = write_csv(tmp_path / "m.csv", ["path", "caption"], [["a.mp4", "one"]])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(manifest_module.os, "access", lambda *a: False)  # tests may run as root
-    assert read_manifest(path)[0].path == str(tmp_path / "a.mp4")
+    assert read_video_records(path)[0].path == str(tmp_path / "a.mp4")
     assert not (tmp_path / ".m.csv.index").exists()
     made = (tmp_path / "cache" / "pixeldance" / "manifests").glob("m.csv-*")
     assert len([p for p in made if (p / "meta.json").exists()]) == 1
@@ -122,7 +124,7 @@ def _read_in_child(path: str, out: str) -> None:
     builds = []
     real = manifest_module.build_index
     manifest_module.build_index = lambda *a: builds.append(1) or real(*a)
-    m = read_manifest(path)
+    m = read_video_records(path)
     Path(out).write_text(json.dumps({"builds": len(builds), "last": m[len(m) - 1].caption}))
 
 
@@ -146,7 +148,7 @@ def test_ranks_starting_together_build_the_index_once(tmp_path):
 
 def test_pickled_manifest_carries_no_rows(tmp_path):
     rows = [[f"v{i}.mp4", "a long caption " * 20] for i in range(2000)]
-    m = read_manifest(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
+    m = read_video_records(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
     blob = pickle.dumps(m)
     assert len(blob) < 1000  # the index folder's name, not 60 kB of captions
     back = pickle.loads(blob)
@@ -166,10 +168,10 @@ def test_pickled_manifest_carries_no_rows(tmp_path):
 def test_bad_manifests_say_what_is_wrong(tmp_path, header, row, match):
     path = write_csv(tmp_path / "m.csv", header, [row] if row else [])
     with pytest.raises(ValueError, match=match):
-        read_manifest(path)
+        read_video_records(path)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
     with pytest.raises(FileNotFoundError, match="manifest not found"):
-        read_manifest(tmp_path / "missing.csv")
+        read_video_records(tmp_path / "missing.csv")
 
 
 def test_image_folder_records(tmp_path):
@@ -187,14 +189,16 @@ def test_image_folder_records(tmp_path):
 
 def test_one_bucket_without_size_columns_probes_nothing(tmp_path, count_probes):
     rows = [[str(i), "012", f"clip {i}"] for i in range(50)]
-    m = read_manifest(write_csv(tmp_path / "w.csv", ["videoid", "page_dir", "name"], rows))
+    m = read_video_records(write_csv(tmp_path / "w.csv", ["videoid", "page_dir", "name"], rows))
     assert record_buckets(m, [Bucket("square", 8, 8)]).tolist() == [0] * 50
     assert count_probes == []
 
 
 def test_size_columns_bucket_without_probing(tmp_path, count_probes):
     rows = [["a.mp4", "c", 480, 720], ["b.mp4", "c", 720, 480], ["c.mp4", "c", 300, 300]]
-    m = read_manifest(write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows))
+    m = read_video_records(
+        write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows)
+    )
     assert record_buckets(m, THREE).tolist() == [1, 2, 0]
     assert count_probes == []
 
@@ -202,17 +206,17 @@ def test_size_columns_bucket_without_probing(tmp_path, count_probes):
 def test_missing_sizes_are_probed_once_and_cached_beside_the_manifest(tmp_path, count_probes):
     rows = [["a.mp4", "c", 720, 480], ["b.mp4", "c", "", ""], ["c.mp4", "c", 300, 300]]
     path = write_csv(tmp_path / "m.csv", ["path", "caption", "height", "width"], rows)
-    assert record_buckets(read_manifest(path), THREE).tolist() == [2, 1, 0]
+    assert record_buckets(read_video_records(path), THREE).tolist() == [2, 1, 0]
     assert count_probes == [str(tmp_path / "b.mp4")]  # only the row without a size
     # a second rank, or the next start: read from the cache
-    assert record_buckets(read_manifest(path), THREE).tolist() == [2, 1, 0]
+    assert record_buckets(read_video_records(path), THREE).tolist() == [2, 1, 0]
     assert len(count_probes) == 1
     assert (tmp_path / ".m.csv.index" / "probed-video.bin").exists()
 
 
 def test_unreadable_files_go_to_the_first_bucket(tmp_path):
     rows = [["missing.mp4", "c"], ["also-missing.mp4", "c"]]
-    m = read_manifest(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
+    m = read_video_records(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
     assert record_buckets(m, THREE, progress=False).tolist() == [0, 0]
 
 
@@ -234,7 +238,7 @@ def test_probing_in_worker_processes_reads_real_files(tmp_path):
     for name, (h, w) in {"wide": (16, 32), "tall": (32, 16)}.items():
         write_mp4(np.zeros((4, h, w, 3), np.uint8), tmp_path / f"{name}.mp4", fps=8)
     rows = [["wide.mp4", "a"], ["tall.mp4", "b"], ["gone.mp4", "c"]] * 3
-    m = read_manifest(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
+    m = read_video_records(write_csv(tmp_path / "m.csv", ["path", "caption"], rows))
     got = record_buckets(m, THREE, workers=2, progress=False)
     assert got.tolist() == [1, 2, 0] * 3
     probed = np.fromfile(tmp_path / ".m.csv.index" / "probed-video.bin", np.int32)
@@ -244,5 +248,5 @@ def test_probing_in_worker_processes_reads_real_files(tmp_path):
 def test_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
     (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfpath,caption\na.mp4,hello\n")
     (tmp_path / "m.jsonl").write_bytes(b'\xef\xbb\xbf{"path": "b.mp4", "caption": "x"}\n')
-    assert read_manifest(tmp_path / "m.csv")[0].caption == "hello"
-    assert read_manifest(tmp_path / "m.jsonl")[0].path == str(tmp_path / "b.mp4")
+    assert read_video_records(tmp_path / "m.csv")[0].caption == "hello"
+    assert read_video_records(tmp_path / "m.jsonl")[0].path == str(tmp_path / "b.mp4")

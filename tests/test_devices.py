@@ -177,7 +177,7 @@ def test_preprocess_in_bfloat16_matches_float32(tmp_path):
         assert main([*args, "--device", "cpu", "--dtype", dtype]) == 0
         caches[dtype] = LatentCache(out, "video")
     a, b = caches["float32"][(0, 0)], caches["bfloat16"][(0, 0)]
-    assert torch.equal(a["latents"], b["latents"])
-    rel = ((a["text"] - b["text"]).norm() / a["text"].norm()).item()
+    assert torch.equal(a.latents, b.latents)
+    rel = ((a.text - b.text).norm() / a.text.norm()).item()
     assert 0 < rel < 0.03, rel
     assert json.loads((tmp_path / "bfloat16" / "index.json").read_text())["vae"]["class"]

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from pixeldance.data.buckets import Bucket
 from pixeldance.generation import (
     GenerationConfig,
     Geometry,
@@ -108,8 +109,8 @@ def test_from_training_reads_frames_fps_sizes_and_noise_from_a_config():
         data=SimpleNamespace(
             fps=4.0,
             buckets=[
-                {"name": "sq", "height": 32, "width": 32, "frames": 8},
-                {"name": "wide", "height": 24, "width": 40, "frames": 8},
+                Bucket("sq", height=32, width=32, frames=8),
+                Bucket("wide", height=24, width=40, frames=8),
             ],
         ),
         instructions=SimpleNamespace(noise_timestep=15),

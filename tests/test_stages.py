@@ -63,7 +63,7 @@ def shapes_by_step(stream, steps: int) -> dict[int, set]:
     seen: dict[int, set] = {}
     for _ in range(steps):
         step, kind, batch = next(stream)
-        pixels = batch["pixels"] if "pixels" in batch else batch["latents"]
+        pixels = batch.pixels if batch.pixels is not None else batch.latents
         seen.setdefault(step, set()).add((kind, tuple(pixels.shape[2:])))
     return seen
 
@@ -72,7 +72,7 @@ def test_the_stream_serves_each_stages_frames_and_size(shapes):
     cfg = staged(shapes, "optim.max_steps=6")
     stream, _ = make_stream(cfg, 0)
     seen = shapes_by_step(stream, 6)
-    main_sizes = {(4, b["height"], b["width"]) for b in cfg.data.buckets}
+    main_sizes = {(4, b.height, b.width) for b in cfg.data.buckets}
     for step in range(3):
         assert seen[step] == {("video", (2, 16, 16))}, seen
     for step in range(3, 6):
@@ -120,7 +120,7 @@ def test_a_stream_started_inside_a_stage_matches_the_uninterrupted_one(shapes):
 
     def captions(start: int, steps: int) -> list:
         stream, _ = make_stream(cfg, start)
-        return [next(stream)[2]["captions"] for _ in range(steps)]
+        return [next(stream)[2].captions for _ in range(steps)]
 
     whole = captions(0, 8)
     assert captions(4, 4) == whole[4:]  # resumed in the main stage

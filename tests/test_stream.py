@@ -69,13 +69,13 @@ def consumed(cache: Path, world: int, grad_accum: int, start: int = 0, steps: in
         seen = []
         for _ in range(steps * grad_accum):
             step, kind, batch = next(stream)
-            seen.append((step, kind, batch["captions"]))
+            seen.append((step, kind, batch.captions))
             entry = per_step.setdefault(
                 step, {"kinds": set(), "samples": Counter(), "shapes": set()}
             )
             entry["kinds"].add(kind)
-            entry["samples"].update(batch["captions"])
-            entry["shapes"].add(tuple(batch["latents"].shape[2:]))
+            entry["samples"].update(batch.captions)
+            entry["shapes"].add(tuple(batch.latents.shape[2:]))
         per_rank.append(seen)
     return per_step, per_rank
 
@@ -172,8 +172,8 @@ def test_one_bucket_without_size_columns_probes_no_file_at_start(tmp_path, count
     for rank in (0, 1):
         stream, _ = make_stream(cfg, 0, rank, 2)
         step, kind, batch = next(stream)  # DataLoader workers share the mapped manifest
-        assert (step, kind, batch["pixels"]) == (0, "video", None)
-        assert len(batch["bad"]) == 4
+        assert (step, kind, batch.pixels) == (0, "video", None)
+        assert len(batch.bad) == 4
     assert count_probes == []
 
 
@@ -190,6 +190,6 @@ def test_latent_cache_rows_in_flat_arrays(cache):
 
     videos = LatentCache(cache, "video")
     assert len(videos) == 52 and videos.record_buckets.tolist() == [0] * 24 + [1] * 16 + [2] * 12
-    got = [videos[(k, 0)]["caption"] for k in (0, 23, 24, 30, 51, 52)]
+    got = [videos[(k, 0)].caption for k in (0, 23, 24, 30, 51, 52)]
     assert got == ["video0-0", "video0-23", "video1-0", "video1-6", "video2-11", "video0-0"]
-    assert [LatentCache(cache, "image")[(k, 0)]["caption"] for k in (3, 23)] == ["image0-3"] * 2
+    assert [LatentCache(cache, "image")[(k, 0)].caption for k in (3, 23)] == ["image0-3"] * 2

@@ -13,7 +13,15 @@ from pixeldance.data.shapes import write_dataset
 from pixeldance.train.checkpoint import latest_checkpoint, list_checkpoints
 from pixeldance.train.config import load_config
 from pixeldance.train.loop import TrainingStopped, train
-from train_runs import TINY, assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
+from train_runs import (
+    TINY,
+    assert_same_checkpoint,
+    nan_losses_at,
+    run_killed_after,
+    run_ok,
+    sets,
+    train_cmd,
+)
 
 pytestmark = pytest.mark.slow  # training runs; the multi-process ones start several processes
 
@@ -98,27 +106,17 @@ def test_half_written_checkpoint_is_never_resumed(tmp_path):
     assert list_checkpoints(tmp_path) == [good]
 
 
-def test_nonfinite_loss_is_skipped_and_counted(shapes, tmp_path):
-    cfg = tiny_config(
-        shapes,
-        tmp_path / "nan",
-        "optim.max_steps=4",
-        "run.inject_nan_steps=[1]",
-        "run.checkpoint_every=0",
-    )
+def test_nonfinite_loss_is_skipped_and_counted(shapes, tmp_path, monkeypatch):
+    nan_losses_at(monkeypatch, [1])
+    cfg = tiny_config(shapes, tmp_path / "nan", "optim.max_steps=4", "run.checkpoint_every=0")
     train(cfg)
     state = json.loads((latest_checkpoint(tmp_path / "nan") / "state.json").read_text())
     assert state["counters"]["nonfinite"] == 1 and state["step"] == 4
 
 
-def test_nonfinite_in_a_row_stops_with_a_checkpoint(shapes, tmp_path):
-    cfg = tiny_config(
-        shapes,
-        tmp_path / "stop",
-        "optim.max_steps=8",
-        "run.inject_nan_steps=[2, 3, 4]",
-        "run.max_nonfinite=3",
-    )
+def test_nonfinite_in_a_row_stops_with_a_checkpoint(shapes, tmp_path, monkeypatch):
+    nan_losses_at(monkeypatch, [2, 3, 4])
+    cfg = tiny_config(shapes, tmp_path / "stop", "optim.max_steps=8", "run.max_nonfinite=3")
     with pytest.raises(TrainingStopped, match="3 non-finite losses in a row"):
         train(cfg)
     ckpt = latest_checkpoint(tmp_path / "stop")
@@ -232,8 +230,8 @@ def test_latent_cache_preprocess_then_train(shapes, tmp_path):
     )
     assert len(videos) == 6 and len(images) == 4
     sample = videos[(0, 0)]
-    assert sample["latents"].shape[:2] == (48, 4) and sample["text"].shape == (16, 384)
-    assert images[(0, 0)]["latents"].shape[1] == 1
+    assert sample.latents.shape[:2] == (48, 4) and sample.text.shape == (16, 384)
+    assert images[(0, 0)].latents.shape[1] == 1
     # the cache knows its autoencoder: another scaling factor rescales, other channels refuse
     assert videos.index["vae"] == {
         "class": "SpaceToDepthCodec",
@@ -241,7 +239,7 @@ def test_latent_cache_preprocess_then_train(shapes, tmp_path):
         "scaling_factor": 1.0,
     }
     scaled = LatentCache(tmp_path / "cache", "video", scaling_factor=2.5, latent_channels=48)
-    torch.testing.assert_close(scaled[(0, 0)]["latents"], 2.5 * sample["latents"])
+    torch.testing.assert_close(scaled[(0, 0)].latents, 2.5 * sample.latents)
     with pytest.raises(ValueError, match="48-channel latents.*makes 12"):
         LatentCache(tmp_path / "cache", "video", latent_channels=12)
     cfg = load_config(
@@ -337,10 +335,9 @@ def test_all_bad_data_refuses_to_train_and_writes_nothing(tmp_path, capsys):
     assert not run.exists()
 
 
-def test_a_run_whose_every_step_was_nonfinite_saves_nothing(shapes, tmp_path):
-    cfg = tiny_config(
-        shapes, tmp_path / "nan", "optim.max_steps=3", "run.inject_nan_steps=[0, 1, 2]"
-    )
+def test_a_run_whose_every_step_was_nonfinite_saves_nothing(shapes, tmp_path, monkeypatch):
+    nan_losses_at(monkeypatch, [0, 1, 2])
+    cfg = tiny_config(shapes, tmp_path / "nan", "optim.max_steps=3")
     with pytest.raises(TrainingStopped, match="every one of the 3 steps"):
         train(cfg)
     assert not (tmp_path / "nan").exists()

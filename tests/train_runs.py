@@ -19,6 +19,20 @@ from helpers import ROOT, cli_env
 TINY = ROOT / "configs" / "tiny.yaml"
 
 
+def nan_losses_at(monkeypatch, steps: list[int]) -> None:
+    """Make every micro-batch loss of these optimizer steps NaN (as a diverging run's would be),
+    by wrapping the loop's per-micro-batch objective for the rest of the test."""
+    from pixeldance.train import loop
+
+    objective = loop.micro_batch_loss
+
+    def with_nan(run, batch, generator):
+        loss = objective(run, batch, generator)
+        return loss * float("nan") if run.step in steps else loss
+
+    monkeypatch.setattr(loop, "micro_batch_loss", with_nan)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

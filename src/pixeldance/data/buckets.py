@@ -33,16 +33,53 @@ class Bucket:
                 f"bucket {self.name!r}: height, width, frames and batch_size must be positive"
             )
 
+    def for_images(self, batch_size: int) -> Bucket:
+        """This bucket's size for still images: one frame, ``batch_size`` images a batch."""
+        return Bucket(self.name, self.height, self.width, 1, batch_size)
 
-def parse_buckets(items: list[dict]) -> list[Bucket]:
-    """Buckets from config entries ``{name, height, width, frames, batch_size}``."""
-    buckets = [Bucket(**item) for item in items]
+
+BUCKET_KEYS = ("name", "height", "width", "frames", "batch_size")
+
+
+def parse_bucket(item: Bucket | dict, where: str = "bucket") -> Bucket:
+    """A bucket from a config entry ``{name, height, width, frames, batch_size}`` (``frames``
+    and ``batch_size`` optional); a bad entry is refused naming ``where`` and the key."""
+    if isinstance(item, Bucket):
+        return item
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} must be a mapping of {', '.join(BUCKET_KEYS)}, got {item!r}")
+    unknown = sorted(set(item) - set(BUCKET_KEYS))
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; known: {', '.join(BUCKET_KEYS)}")
+    for key in BUCKET_KEYS[:3]:
+        if key not in item:
+            raise ValueError(f"{where}.{key} is missing")
+    if not isinstance(item["name"], str) or not item["name"]:
+        raise ValueError(f"{where}.name must be a non-empty string, got {item['name']!r}")
+    for key in BUCKET_KEYS[1:]:
+        value = item.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{where}.{key} must be a positive integer, got {value!r}")
+    return Bucket(**item)
+
+
+def parse_buckets(items: list, where: str = "buckets") -> list[Bucket]:
+    """Buckets from config entries (see :func:`parse_bucket`), with unique names."""
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{where} must be a list of buckets, got {items!r}")
+    buckets = [parse_bucket(item, f"{where}[{i}]") for i, item in enumerate(items)]
     names = [b.name for b in buckets]
     if len(set(names)) != len(names):
-        raise ValueError(f"bucket names must be unique: {names}")
+        raise ValueError(f"{where}: bucket names must be unique: {names}")
     if not buckets:
-        raise ValueError("at least one bucket is needed")
+        raise ValueError(f"{where}: at least one bucket is needed")
     return buckets
+
+
+def image_buckets(buckets: list[Bucket], batch_size: int | None = None) -> list[Bucket]:
+    """The buckets' sizes for still images (one frame each; paper, sec. 4.1: images train as
+    one-frame videos), ``batch_size`` images a batch (None: each bucket's own)."""
+    return [b.for_images(b.batch_size if batch_size is None else batch_size) for b in buckets]
 
 
 def nearest_bucket(height: int, width: int, buckets: list[Bucket]) -> Bucket:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .manifest import IMAGE_SUFFIXES, read_manifest
+from .manifest import IMAGE_SUFFIXES, read_video_records
 from .video import VideoError, decode_clip
 
 
@@ -42,7 +42,7 @@ def check_manifest(
     """Decode the first clip of every video in ``manifest``; report the ones that fail."""
     from tqdm import tqdm
 
-    records = read_manifest(manifest)
+    records = read_video_records(manifest)
     jobs = [(records.path(i), num_frames, fps) for i in range(len(records))]
     if workers > 1:
         from multiprocessing import Pool

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..images import to_model_range
+from .batch import Sample
 from .buckets import Bucket, resize_crop_frames
 from .manifest import Record
 from .video import DEFAULT_FPS, VideoError, decode_clip
@@ -49,8 +50,9 @@ class BadDataCounter:
 class VideoClipDataset(torch.utils.data.Dataset):
     """Clips from video records, resized and cropped to a bucket.
 
-    ``dataset[(k, bucket_index)]`` -> ``{"pixels": (3, F, H, W) float in [-1, 1], "caption",
-    "bad": [(path, reason), ...]}``, or None if the record and its substitutes all failed.
+    ``dataset[(k, bucket_index)]`` -> a :class:`~pixeldance.data.batch.Sample` with ``pixels``
+    ``(3, F, H, W)`` in [-1, 1] and the files skipped on the way (``pixels`` None if the record
+    and its substitutes all failed).
     """
 
     def __init__(
@@ -74,7 +76,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         clip = decode_clip(record.path, bucket.frames, self.fps, rng=rng, timeout=self.timeout)
         return resize_crop_frames(clip.frames, bucket.height, bucket.width)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict | None:
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
         k, b = key
         bucket = self.buckets[b]
         bad = []
@@ -89,8 +91,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 bad.append((record.path, type(err).__name__))
                 continue
             pixels = to_model_range(torch.from_numpy(frames).permute(3, 0, 1, 2))  # (3, F, H, W)
-            return {"pixels": pixels, "caption": record.caption, "bad": bad}
-        return {"pixels": None, "caption": None, "bad": bad}
+            return Sample(record.caption, pixels=pixels, bad=bad)
+        return Sample(bad=bad)
 
 
 class ImageDataset(VideoClipDataset):
@@ -197,19 +199,6 @@ class BucketBatchSampler:
                 s = self.rank * self.grad_accum + m
                 yield keys[s * size : (s + 1) * size]
             j += 1
-
-
-def collate(samples: list[dict]) -> dict:
-    """Stack the samples that loaded; keep the list of bad files seen."""
-    bad = [b for s in samples for b in s["bad"]]
-    ok = [s for s in samples if s["pixels"] is not None]
-    if not ok:
-        return {"pixels": None, "captions": [], "bad": bad}
-    return {
-        "pixels": torch.stack([s["pixels"] for s in ok]),
-        "captions": [s["caption"] for s in ok],
-        "bad": bad,
-    }
 
 
 def image_step(step: int, image_every: int) -> bool:

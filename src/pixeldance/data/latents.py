@@ -21,7 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .buckets import Bucket
+from .batch import Sample
+from .buckets import Bucket, image_buckets
 
 
 def write_shard(path: Path, latents: torch.Tensor, text: torch.Tensor, captions: list[str]) -> None:
@@ -122,9 +123,7 @@ class LatentCache:
             self.rescale = float(scaling_factor) / float(cached_scale)
         self.buckets = [Bucket(**b) for b in self.index["buckets"]]
         if kind == "image":
-            self.buckets = [
-                Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in self.buckets
-            ]
+            self.buckets = image_buckets(self.buckets)
         # one row per sample in flat arrays (shard number, row in it, bucket), not an object
         # per sample, so millions of samples stay small and DataLoader workers share them
         shards = [s for s in self.index["shards"] if s.get("kind", "video") == kind]
@@ -170,7 +169,7 @@ class LatentCache:
             self._handles[shard] = (h, json.loads(h.metadata()["captions"]))
         return self._handles[shard]
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
         k, _ = key
         i = k % len(self)
         row = int(self.row_of[i])
@@ -179,21 +178,12 @@ class LatentCache:
         if self.rescale != 1.0:
             latents = latents * self.rescale
         text = handle.get_slice("text")[row : row + 1][0].float()
-        return {"latents": latents, "text": text, "caption": captions[row], "bad": []}
+        return Sample(captions[row], latents=latents, text=text)
 
     def __getstate__(self):  # handles are reopened in each worker
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
-
-
-def collate_latents(samples: list[dict]) -> dict:
-    return {
-        "latents": torch.stack([s["latents"] for s in samples]),
-        "text": torch.stack([s["text"] for s in samples]),
-        "captions": [s["caption"] for s in samples],
-        "bad": [],
-    }
 
 
 @torch.no_grad()
@@ -224,7 +214,7 @@ def preprocess(
 
     from ..encoders import encode_frames
     from .datasets import BadDataCounter, ImageDataset, VideoClipDataset
-    from .manifest import read_image_records, read_manifest
+    from .manifest import read_image_records, read_video_records
     from .sizes import record_buckets
 
     out = Path(out)
@@ -233,7 +223,7 @@ def preprocess(
     sets = [list(buckets)] if buckets and isinstance(buckets[0], Bucket) else list(buckets)
     flat = [b for bucket_set in sets for b in bucket_set]
     jobs = []  # (kind, dataset, [(sample key, bucket within its set)], offset of its set)
-    records = read_manifest(manifest) if manifest is not None else None
+    records = read_video_records(manifest) if manifest is not None else None
     irecords = read_image_records(images) if images is not None else None
     offset = 0
     for bucket_set in sets:
@@ -247,7 +237,7 @@ def preprocess(
             ]
             jobs.append(("video", ds, keys, offset))
         if irecords is not None:
-            ibuckets = [Bucket(b.name, b.height, b.width, 1, b.batch_size) for b in bucket_set]
+            ibuckets = image_buckets(bucket_set)
             ids = ImageDataset(irecords, ibuckets, seed=seed)
             rb = record_buckets(irecords, ibuckets, images=True).tolist()
             jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))], offset))
@@ -270,12 +260,12 @@ def preprocess(
 
         for key in tqdm(keys, desc=f"encoding {kind}s", disable=not progress):
             sample = ds[key]
-            counter.merge(sample["bad"])
-            if sample["pixels"] is None:
+            counter.merge(sample.bad)
+            if sample.pixels is None:
                 continue
-            if pending and pending[0][0].shape != sample["pixels"].shape:
+            if pending and pending[0][0].shape != sample.pixels.shape:
                 flush()  # a batch holds one bucket's shape
-            pending.append((sample["pixels"], sample["caption"], offset + key[1]))
+            pending.append((sample.pixels, sample.caption, offset + key[1]))
             if len(pending) >= batch_size:
                 flush()
         if pending:

@@ -132,8 +132,11 @@ class Manifest(Sequence[Record]):
             self.__dict__.update(Manifest.open(state["index"], state["base"]).__dict__)
 
 
-def read_manifest(manifest: str | Path, root: str | Path | None = None) -> Manifest:
-    """The records of a CSV or JSONL manifest, from its index (built on first use).
+def read_video_records(manifest: str | Path, root: str | Path | None = None) -> Manifest:
+    """The training records (path, caption, optional size) of a CSV or JSONL manifest of
+    videos, from its index (built on first use). Also the schema of a captioned image list
+    (:func:`read_image_records`); an evaluation manifest has its own reader
+    (:mod:`pixeldance.evaluation.inputs`).
 
     Paths come from a ``path``-like column (relative to ``root``, default the manifest's
     folder), or from WebVid's own columns as ``{root}/{page_dir}/{videoid}.mp4`` (``root``
@@ -163,7 +166,7 @@ def read_image_records(source: str | Path) -> Manifest:
     captions beside them (the img2dataset layout)."""
     source = Path(source)
     if not source.is_dir():
-        return read_manifest(source)
+        return read_video_records(source)
     records = []
     for p in sorted(source.rglob("*")):
         if p.suffix.lower() in IMAGE_SUFFIXES:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..images import to_model_range
+from .batch import Batch
 from .buckets import Bucket, nearest_bucket, resize_crop_frames
 from .video import VideoError, decode_clip
 
@@ -43,7 +44,8 @@ def _caption(sample: dict) -> str:
 
 
 class ShardClipStream(torch.utils.data.IterableDataset):
-    """Batches ``{"pixels", "captions", "keys", "bad"}`` streamed from tar shards."""
+    """:class:`~pixeldance.data.batch.Batch` es of pixels streamed from tar shards (already
+    batched: a DataLoader over it takes ``batch_size=None`` and no ``collate_fn``)."""
 
     def __init__(
         self,
@@ -128,10 +130,10 @@ class ShardClipStream(torch.utils.data.IterableDataset):
                 emitted += 1
                 if emitted <= self.skip_batches:
                     continue
-                yield {
-                    "pixels": torch.stack([i[0] for i in items]),
-                    "captions": [i[1] for i in items],
-                    "keys": [i[2] for i in items],
-                    "bad": bad,
-                }
+                yield Batch(
+                    captions=[i[1] for i in items],
+                    pixels=torch.stack([i[0] for i in items]),  # (B, 3, F, H, W)
+                    bad=bad,
+                    keys=[i[2] for i in items],
+                )
                 bad = []

@@ -146,10 +146,10 @@ class GenerationConfig:
         then the measured ``choices`` (e.g. ``guidance_scale=15.0``) over the generic defaults."""
         sizes: dict[str, tuple[int, int]] = {}
         for b in config.data.buckets:
-            h, w = b["height"], b["width"]
+            h, w = b.height, b.width
             sizes.setdefault("1:1" if h == w else ("16:9" if w > h else "9:16"), (h, w))
         values = dict(
-            num_frames=config.data.buckets[0].get("frames", 16),
+            num_frames=config.data.buckets[0].frames,
             fps=config.data.fps,
             training_instruction_noise=config.instructions.noise_timestep,
             sizes=sizes,

@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
+from ..data.buckets import Bucket, parse_buckets
 from ..instructions import InstructionConfig
+from .stages import Stage, parse_stages
 
 
 def _default_unet() -> dict:
@@ -26,9 +28,9 @@ def _default_unet() -> dict:
     )
 
 
-def _default_buckets() -> list[dict]:
+def _default_buckets() -> list[Bucket]:
     # paper, sec. 4.1: 16-frame clips at 256x256
-    return [dict(name="square", height=256, width=256, frames=16, batch_size=1)]
+    return [Bucket("square", height=256, width=256, frames=16, batch_size=1)]
 
 
 @dataclass
@@ -70,14 +72,19 @@ class DataConfig:
     fps: float = 4.0  # paper, sec. 4.1: frames sampled at 4 fps
     image_every: int = 8  # paper, sec. 4.1: an image batch every 8th iteration (0: never)
     image_batch_size: int = 4
-    buckets: list[dict] = field(default_factory=_default_buckets)
+    # each `{name, height, width, frames, batch_size}`, parsed once here
+    buckets: list[Bucket] = field(default_factory=_default_buckets)
     # progressive training (not in the paper): earlier, cheaper stages that run before the main
     # one, each `{steps, buckets, image_every (optional), name (optional)}`; the main stage (the
     # `buckets` above, the size generation uses) takes the steps left to optim.max_steps
-    stages: list[dict] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
     num_workers: int = 0
     max_retries: int = 3
     decode_timeout: float = 30.0
+
+    def __post_init__(self):
+        self.buckets = parse_buckets(self.buckets, "data.buckets")
+        self.stages = parse_stages(self.stages)
 
 
 @dataclass
@@ -131,7 +138,6 @@ class RunConfig:
     sample_prompt: str = "a red circle moves to the right"
     sample_steps: int = 20
     max_nonfinite: int = 5  # this many non-finite losses in a row stop the run
-    inject_nan_steps: list[int] = field(default_factory=list)  # testing aid: force NaN losses
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     log_batches: bool = False  # write what each process trained on to batches-rank{r}.jsonl
 
@@ -145,12 +151,25 @@ class Config:
     instructions: InstructionConfig = field(default_factory=InstructionConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain values, the shape a YAML config has (buckets and stages as mappings)."""
+        values = dataclasses.asdict(self)
+        values["data"]["stages"] = [s.to_dict() for s in self.data.stages]
+        return values
+
+
+# keys that a run's saved config.yaml from an earlier version holds but that configure nothing
+# now: such a file still loads when they hold the value every run wrote
+_RETIRED = {"run.inject_nan_steps": []}  # a testing aid; the tests inject NaN losses themselves
 
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    for key in [k for k in values if f"{where}.{k}".strip(".") in _RETIRED]:
+        name = f"{where}.{key}".strip(".")
+        if values[key] != _RETIRED[name]:
+            raise ValueError(f"{name} is no longer a setting; remove it from the config")
+        values = {k: v for k, v in values.items() if k != key}
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
     if unknown:

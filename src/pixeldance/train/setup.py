@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from ..data.buckets import Bucket, parse_buckets
 from ..diffusion import make_training_scheduler
 from ..encoders import PromptEncoder, latent_channels, load_text_encoder, text_embed_dim
 from ..models import PixelDanceUNet
@@ -83,8 +82,8 @@ def build_components(cfg: Config) -> Components:
         vae = _load_vae(cfg)
         te, tok = load_text_encoder(m.text_encoder)
         c = latent_channels(vae)
-        buckets = parse_buckets(cfg.data.buckets)
-        sample = (buckets[0].height // _scale(vae), buckets[0].width // _scale(vae))
+        main = cfg.data.buckets[0]
+        sample = (main.height // _scale(vae), main.width // _scale(vae))
         unet = PixelDanceUNet(
             **{
                 "in_channels": 2 * c,
@@ -121,10 +120,6 @@ def _schedule_of(scheduler) -> dict:
         beta_start=c.beta_start,
         beta_end=c.beta_end,
     )
-
-
-def data_buckets(cfg: Config) -> list[Bucket]:
-    return parse_buckets(cfg.data.buckets)
 
 
 def prompt_encoder(components: Components) -> PromptEncoder:

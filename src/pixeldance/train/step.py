@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.batch import Batch
 from ..diffusion import diffusion_loss
 from ..encoders import PromptEncoder, encode_frames
 from ..instructions import InstructionConfig, sample_training_instructions
@@ -27,21 +28,21 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
 
 
 def batch_inputs(
-    batch: dict, vae, prompt_encoder: PromptEncoder, empty_cached, device, dtype
+    batch: Batch, vae, prompt_encoder: PromptEncoder, empty_cached, device, dtype
 ) -> StepInputs:
     """Latents and text states for a collated batch of either kind."""
-    if "latents" in batch:
+    if batch.latents is not None:
         if empty_cached is None:
             raise ValueError(
                 "the latent cache has no empty_text.safetensors (needed for text dropout)"
             )
         return StepInputs(
-            batch["latents"].to(device, dtype),
-            batch["text"].to(device, dtype),
+            batch.latents.to(device, dtype),
+            batch.text.to(device, dtype),
             empty_cached.to(device, dtype)[:1],
         )
-    latents = encode_frames(vae, batch["pixels"].to(device))
-    text = prompt_encoder.encode(batch["captions"])
+    latents = encode_frames(vae, batch.pixels.to(device))
+    text = prompt_encoder.encode(batch.captions)
     return StepInputs(latents.to(dtype), text.to(dtype), prompt_encoder.empty(1).to(dtype))
 
 

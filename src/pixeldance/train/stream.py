@@ -14,20 +14,20 @@ import logging
 
 import torch
 
-from ..data.buckets import Bucket
+from ..data.batch import collate
+from ..data.buckets import Bucket, image_buckets
 from ..data.datasets import (
     BucketBatchSampler,
     ImageDataset,
     Mixer,
     VideoClipDataset,
     batches_before,
-    collate,
 )
-from ..data.latents import LatentCache, collate_latents, read_empty_text
-from ..data.manifest import read_image_records, read_manifest
+from ..data.latents import LatentCache, read_empty_text
+from ..data.manifest import read_image_records, read_video_records
 from ..data.sizes import record_buckets
 from .config import Config
-from .stages import Stage, plan, stage_at
+from .stages import PlannedStage, plan, stage_at
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def make_stream(cfg: Config, start_step: int, rank: int = 0, world: int = 1, vae
     """
     stages = plan(cfg)
 
-    def build(stage: Stage, local_start: int):
+    def build(stage: PlannedStage, local_start: int):
         return stage_stream(
             cfg, list(stage.buckets), stage.image_every, local_start, rank, world, vae
         )
@@ -84,7 +84,7 @@ class StagedStream:
     that step ``step`` belongs to, started at the step's place within it (built when the run
     reaches the stage, so a resumed run starts each stage where an uninterrupted one would)."""
 
-    def __init__(self, build, stages: list[Stage], start_step: int, has_images: bool):
+    def __init__(self, build, stages: list[PlannedStage], start_step: int, has_images: bool):
         self.build, self.stages = build, stages
         self.stage = stage_at(stages, start_step)
         self.mixer = build(self.stage, start_step - self.stage.start)
@@ -124,15 +124,15 @@ def stage_stream(
     positioned at optimizer step ``start_step`` of its stage for this rank."""
     d = cfg.data
     seed, accum = cfg.run.seed, cfg.optim.grad_accum
-    image_buckets = [Bucket(b.name, b.height, b.width, 1, d.image_batch_size) for b in buckets]
+    still_buckets = image_buckets(buckets, d.image_batch_size)
     videos = images = None  # (dataset, bucket of each record, buckets, collate)
     if d.latent_cache:
         cache, icache = _latent_caches(cfg, buckets, vae)
-        videos = (cache, cache.record_buckets, buckets, collate_latents)
+        videos = (cache, cache.record_buckets, buckets, collate)
         if len(icache) and image_every:
-            images = (icache, icache.record_buckets, image_buckets, collate_latents)
+            images = (icache, icache.record_buckets, still_buckets, collate)
     elif d.manifest:
-        records = read_manifest(d.manifest)
+        records = read_video_records(d.manifest)
         ds = VideoClipDataset(records, buckets, d.fps, seed, d.max_retries, d.decode_timeout)
         videos = (ds, record_buckets(records, buckets, workers=d.num_workers), buckets, collate)
     elif not d.shards:
@@ -141,9 +141,9 @@ def stage_stream(
         )
     if images is None and d.images and image_every:
         irecords = read_image_records(d.images)
-        ids = ImageDataset(irecords, image_buckets, seed=seed + 1, max_retries=d.max_retries)
-        rb = record_buckets(irecords, image_buckets, images=True, workers=d.num_workers)
-        images = (ids, rb, image_buckets, collate)
+        ids = ImageDataset(irecords, still_buckets, seed=seed + 1, max_retries=d.max_retries)
+        rb = record_buckets(irecords, still_buckets, images=True, workers=d.num_workers)
+        images = (ids, rb, still_buckets, collate)
     image_every = image_every if images is not None else 0
     videos_done, images_done = batches_before(start_step, image_every)
 
@@ -173,8 +173,9 @@ def stage_stream(
             skip_batches=videos_done * accum,  # this rank's micro-batches so far
             decode_timeout=d.decode_timeout,
         )
+        # the stream gives whole batches
         video_batches = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=d.num_workers, collate_fn=collate
+            stream, batch_size=None, num_workers=d.num_workers
         )
     image_batches = loader(images, seed + 1, images_done) if images is not None else None
     return Mixer(video_batches, image_batches, image_every, start_step, accum)
