@@ -36,9 +36,15 @@ def is_pipeline_folder(folder: Path) -> bool:
 
 
 def is_run_folder(folder: Path) -> bool:
-    """A training run folder: the ``config.yaml`` train writes, with its four sections."""
+    """A training run folder: the ``config.yaml`` train writes, with its four sections, or a
+    complete checkpoint (``checkpoint-NNNNNNNN/COMPLETE``) copied in to resume from."""
     import yaml
 
+    if any(
+        re.fullmatch(r"checkpoint-\d{8}", p.name) and (p / "COMPLETE").is_file()
+        for p in folder.iterdir()
+    ):
+        return True
     try:
         config = yaml.safe_load((folder / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError):
