@@ -121,6 +121,9 @@ def add_eval_parser(sub) -> None:
     sc.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     sc.add_argument("--batch-size", type=int, default=8, help="clips per extractor call")
     sc.add_argument("--is-splits", type=int, default=10, help="Inception Score splits")
+    sc.add_argument(
+        "--is-seed", type=int, default=0, help="seed of the shuffle before the IS splits"
+    )
     e.set_defaults(func=_cmd_eval)
 
 
@@ -188,6 +191,7 @@ def _cmd_eval(args) -> int:
             reference_fps=args.fps,
             cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
             is_splits=args.is_splits,
+            is_seed=args.is_seed,
             batch_size=args.batch_size,
             protocol=protocol,
         )

@@ -23,6 +23,15 @@ from .inputs import Item, fit_clip, fit_image, native_fps, read_clip
 from .protocol import DEFAULT_FRAMES, DEFAULT_IS_SPLITS, METRICS
 from .references import cached_statistics
 
+PSNR_DEF = (
+    f"PSNR per frame on 0-255 (capped at {M.PSNR_CAP_DB:g} dB), mean over frames, then over clips"
+)
+SSIM_DEF = (
+    "SSIM (Wang 2004): 11-tap Gaussian window, sigma 1.5, K1 0.01, K2 0.03, population "
+    "covariances, per channel, mean over the valid region (5 px borders dropped) as "
+    "scikit-image's structural_similarity(gaussian_weights=True, use_sample_covariance=False)"
+)
+
 
 @dataclass
 class ScoreConfig:
@@ -31,6 +40,7 @@ class ScoreConfig:
     reference_fps: float | None = None  # None: the generated videos' frame rate
     cache_dir: Path | None = None  # reference statistics cache (None: no cache)
     is_splits: int = DEFAULT_IS_SPLITS
+    is_seed: int = 0  # the IS rows are shuffled with this seed before the splits
     batch_size: int = 8
     progress: bool = True
     protocol: dict = field(default_factory=dict)  # more to record (model, settings, seed...)
@@ -158,7 +168,7 @@ def score(
                 fidelity.setdefault(k, []).append(v)
         if "psnr" in chosen or "ssim" in chosen:
             ref = fit_clip(_read(it.reference, frames, ref_fps, "reference video"), h, w)
-            for key, fn in (("psnr", M.psnr), ("ssim", M.ssim)):
+            for key, fn in (("psnr", M.video_psnr), ("ssim", M.ssim)):
                 if key in chosen:
                     paired[key].append(fn(clip, ref))
     fvd.flush()
@@ -190,7 +200,7 @@ def score(
     if "is" in chosen:
         probs = np.concatenate(acc["is"])
         splits = min(config.is_splits, len(probs))
-        mean, std = M.inception_score(probs, splits)
+        mean, std = M.inception_score(probs, splits, seed=config.is_seed)
         scores["is"] = {
             "value": mean,
             "std": std,
@@ -199,6 +209,8 @@ def score(
                 "frames_scored": len(probs),
                 "unit": f"frames (all {frames} of each clip)",
                 "splits": splits,
+                "split_order": f"rows shuffled with numpy default_rng({config.is_seed})"
+                ".permutation, then cut into consecutive splits",
             },
         }
     if "clipsim" in chosen:
@@ -220,7 +232,7 @@ def score(
             "protocol": {
                 "clips": len(values),
                 "instruction_fit": fit,
-                "psnr_cap_db": M.PSNR_CAP_DB,
+                "definition": PSNR_DEF if key.endswith("psnr") else SSIM_DEF,
             },
         }
     for key in ("psnr", "ssim"):
@@ -228,6 +240,7 @@ def score(
             scores[f"clip_{key}"] = {
                 "value": float(np.mean(paired[key])),
                 "protocol": {
+                    "definition": PSNR_DEF if key == "psnr" else SSIM_DEF,
                     "pairs": len(paired[key]),
                     "reference_sampling": f"first {frames} frames at {ref_fps:g} fps, fitted to "
                     "the generated size (cover, bicubic, centre crop)",
