@@ -214,8 +214,13 @@ def test_msrvtt_preset_reads_the_annotation_file_and_flags_a_partial_run(kit, tm
     assert any("2990 samples" in w for w in report["warnings"])
     with open(out / "generated.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["prompt"] for r in rows] == ["a purple triangle glides", "an orange diamond bounces"]
+    # one caption per video drawn at random with the seed: the paper's "randomly select one
+    # caption per video"; the draw is written out here with numpy
+    rng = np.random.default_rng(0)
+    options = [["a purple triangle glides", "second caption"], ["an orange diamond bounces"]]
+    assert [r["prompt"] for r in rows] == [o[int(rng.integers(len(o)))] for o in options]
     assert rows[0]["reference"].endswith("video7010.mp4")
+    assert report["protocol"]["captions"].startswith("one per video, drawn at random")
 
 
 @pytest.mark.parametrize(
@@ -234,3 +239,25 @@ def test_bad_input_is_one_line(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, _, err = run(capsys, *args)
     assert rc == 2 and err.count("\n") == 1 and message in err
+
+
+def test_ucf101_preset_warns_off_10000_samples_and_off_t2i_first_frames(kit, tmp_path, capsys):
+    videos = tmp_path / "UCF-101"
+    rng = np.random.default_rng(2)
+    for name in ("v_YoYo_g01_c01", "v_YoYo_g02_c01", "v_Surfing_g01_c01"):
+        write_mp4(
+            rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), videos / f"{name}.mp4", fps=10
+        )
+    out = tmp_path / "ucf"
+    rc, _, err = run(
+        capsys, "--preset", "ucf101", "--videos", videos, "--references", videos,
+        "--metrics", "fvd", "--frames", "10", "--reference-clips", "fvd2048_16f",
+        "--reference-count", "12", "--out", out, *weights(kit, tmp_path),
+    )  # fmt: skip
+    assert rc == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert any("has 10000 samples; this run has 3" in w for w in report["warnings"])
+    fvd = report["scores"]["fvd"]["protocol"]
+    assert fvd["reference_samples"] == 12  # random clips, more than the 3 videos
+    assert "default_rng(0)" in fvd["reference_sampling"] and "not 2048" in fvd["reference_sampling"]
+    assert fvd["reference_sampling"].endswith("rates used: 10 fps")  # native, as read

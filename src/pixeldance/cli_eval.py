@@ -90,7 +90,22 @@ def add_eval_parser(sub) -> None:
     sc.add_argument(
         "--fps",
         type=float,
-        help="frame rate references are sampled at (default: the generated videos')",
+        help="frame rate references are sampled at (default: the generated videos'; under a "
+        "preset, each reference's own rate)",
+    )
+    sc.add_argument(
+        "--reference-clips",
+        choices=("start", "fvd2048_16f"),
+        default="start",
+        help="start: one clip per reference video from t = 0; fvd2048_16f: StyleGAN-V's 2048 "
+        "random consecutive 16-frame clips (seeded by --seed)",
+    )
+    sc.add_argument(
+        "--reference-count",
+        type=int,
+        default=2048,
+        help="clips drawn under --reference-clips fvd2048_16f (default 2048, StyleGAN-V's; "
+        "another count is reported as such)",
     )
     sc.add_argument(
         "--i3d",
@@ -148,8 +163,14 @@ def _cmd_eval(args) -> int:
     import torch
 
     from .data.video import VideoError
-    from .evaluation.inputs import read_items, reference_paths, ucf101_class
-    from .evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
+    from .evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
+    from .evaluation.protocol import (
+        DEFAULT_FRAMES,
+        NEEDS_WEIGHTS,
+        get_preset,
+        parse_metrics,
+        preset_warnings,
+    )
     from .evaluation.report import score_lines, write_report
     from .evaluation.score import ScoreConfig, choose_metrics, score
 
@@ -157,7 +178,7 @@ def _cmd_eval(args) -> int:
         raise UsageError(
             "give --manifest (generate, then score) or --videos (score existing videos)"
         )
-    for flag in ("samples", "frames", "batch_size", "is_splits"):
+    for flag in ("samples", "frames", "batch_size", "is_splits", "reference_count"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
@@ -165,7 +186,9 @@ def _cmd_eval(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     generating = args.manifest is not None
     try:
-        items = read_items(args.manifest or args.videos, args.root, generating=generating)
+        items = read_items(
+            args.manifest or args.videos, args.root, generating=generating, caption_seed=args.seed
+        )
         if preset and preset.class_prompts:
             for it in items:
                 it.prompt = it.prompt or ucf101_class(it.reference or it.video)
@@ -182,6 +205,8 @@ def _cmd_eval(args) -> int:
             if metric in NEEDS_WEIGHTS:
                 getattr(extractors, NEEDS_WEIGHTS[metric])
         protocol = {"preset": preset.name if preset else None, "device": device}
+        if generating and caption_rule(args.manifest, args.seed):
+            protocol["captions"] = caption_rule(args.manifest, args.seed)
         if generating:
             items, gen_protocol = _generate(args, preset, items, frames, device)
             protocol.update(gen_protocol)
@@ -189,6 +214,10 @@ def _cmd_eval(args) -> int:
             metrics=tuple(chosen),
             frames=frames,
             reference_fps=args.fps,
+            reference_native_fps=bool(preset) and args.fps is None,
+            reference_mode=args.reference_clips,
+            reference_seed=args.seed,
+            reference_clips=args.reference_count,
             cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
             is_splits=args.is_splits,
             is_seed=args.is_seed,
@@ -200,11 +229,9 @@ def _cmd_eval(args) -> int:
         raise UsageError(str(err)) from err
     if preset:
         report["paper"] = preset.paper
-        if preset.expected_rows and len(items) != preset.expected_rows:
-            report["warnings"].append(
-                f"the {preset.name} benchmark has {preset.expected_rows} samples; this run has "
-                f"{len(items)}, so its numbers are not comparable with the paper's"
-            )
+        report["warnings"] += preset_warnings(
+            preset, len(items), args.first_frame if generating else None
+        )
     json_path, md_path = write_report(args.out, report)
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")

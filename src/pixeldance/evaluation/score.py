@@ -21,7 +21,7 @@ from ..data.video import VideoError
 from . import metrics as M
 from .inputs import Item, fit_clip, fit_image, native_fps, read_clip
 from .protocol import DEFAULT_FRAMES, DEFAULT_IS_SPLITS, METRICS
-from .references import cached_statistics
+from .references import FVD2048_CLIPS, ReferenceSampling, cached_statistics
 
 PSNR_DEF = (
     f"PSNR per frame on 0-255 (capped at {M.PSNR_CAP_DB:g} dB), mean over frames, then over clips"
@@ -38,6 +38,10 @@ class ScoreConfig:
     metrics: tuple[str, ...] | None = None  # None: every metric the inputs allow
     frames: int = DEFAULT_FRAMES
     reference_fps: float | None = None  # None: the generated videos' frame rate
+    reference_native_fps: bool = False  # read references at their own rate (the presets)
+    reference_mode: str = "start"  # or "fvd2048_16f" (references.ReferenceSampling)
+    reference_clips: int = FVD2048_CLIPS
+    reference_seed: int = 0
     cache_dir: Path | None = None  # reference statistics cache (None: no cache)
     is_splits: int = DEFAULT_IS_SPLITS
     is_seed: int = 0  # the IS rows are shuffled with this seed before the splits
@@ -132,7 +136,8 @@ def score(
     chosen = choose_metrics(config.metrics, items, references)
     frames = config.frames
     rates = sorted({round(native_fps(it.video), 3) for it in items})
-    ref_fps = config.reference_fps or float(np.median(rates))
+    sampling = reference_sampling(config, float(np.median(rates)))
+    ref_fps = sampling.fps  # paired references (PSNR, SSIM): None = their own rate
     bar = dict(disable=not config.progress, leave=False)
 
     acc: dict[str, list] = {k: [] for k in ("is", "clipsim", "flicker")}
@@ -186,14 +191,16 @@ def score(
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ref_stats = _reference_statistics(chosen, references, extractors, config, ref_fps)
+        ref_stats, happened = _reference_statistics(
+            chosen, references, extractors, config, sampling
+        )
         for key, role in (("fvd", "i3d"), ("fid", "inception")):
             if key not in chosen:
                 continue
             ref, gen = ref_stats[key], running[key]
             value = M.frechet_distance(*gen.statistics(), ref.mu, ref.sigma)
             protocol = getattr(extractors, role).protocol()
-            scores[key] = _entry(value, protocol, ref, gen.count, ref_fps, frames)
+            scores[key] = _entry(value, protocol, ref, gen.count, happened)
         if "fid" in scores:
             scores["fid"]["protocol"]["unit"] = f"frames (all {frames} of each clip)"
     notes += list(dict.fromkeys(str(w.message) for w in caught))
@@ -242,7 +249,8 @@ def score(
                 "protocol": {
                     "definition": PSNR_DEF if key == "psnr" else SSIM_DEF,
                     "pairs": len(paired[key]),
-                    "reference_sampling": f"first {frames} frames at {ref_fps:g} fps, fitted to "
+                    "reference_sampling": f"first {frames} frames at "
+                    f"{'their own rate' if ref_fps is None else f'{ref_fps:g} fps'}, fitted to "
                     "the generated size (cover, bicubic, centre crop)",
                 },
             }
@@ -255,63 +263,77 @@ def score(
     return {"scores": scores, "protocol": common, "warnings": notes}
 
 
-def _entry(value, extractor_protocol, stats, generated, ref_fps, frames) -> dict:
+def _entry(value, extractor_protocol, stats, generated, sampling) -> dict:
     return {
         "value": value,
         "protocol": {
             **extractor_protocol,
             "generated_samples": generated,
             "reference_samples": stats.count,
-            "reference_sampling": f"the first {frames} frames from the start of each reference "
-            f"video at {ref_fps:g} fps (the frame on screen at each t = i / fps)",
+            "reference_sampling": sampling,
             "reference_statistics": str(stats.cache) if stats.cache else None,
             "reference_statistics_reused": stats.reused,
         },
     }
 
 
-def _reference_statistics(chosen, references, extractors, config, ref_fps) -> dict:
-    """Cached statistics for FVD / FID; the references are decoded once for all that miss."""
+def reference_sampling(config: ScoreConfig, generated_fps: float) -> ReferenceSampling:
+    """How this run draws its reference clips (see :class:`ReferenceSampling`)."""
+    native = config.reference_native_fps or config.reference_mode != "start"
+    fps = None if native else (config.reference_fps or generated_fps)
+    return ReferenceSampling(
+        config.reference_mode, config.frames, fps, config.reference_clips, config.reference_seed
+    )
+
+
+def _reference_statistics(chosen, references, extractors, config, sampling) -> tuple[dict, str]:
+    """Cached statistics for FVD / FID (the references decoded once for all that miss), and
+    the sampling as it happened (the rates actually used, read from the clips)."""
     wanted = [m for m in ("fvd", "fid") if m in chosen]
     if not wanted:
-        return {}
-    frames = config.frames
-    sampling = {"frames": frames, "fps": ref_fps, "start": 0.0}
+        return {}, sampling.describe()
     protocols = {
-        "fvd": {**extractors.i3d.protocol(), **sampling} if "fvd" in wanted else None,
-        "fid": {**extractors.inception.protocol(), **sampling} if "fid" in wanted else None,
+        "fvd": {**extractors.i3d.protocol(), **sampling.key()} if "fvd" in wanted else None,
+        "fid": {**extractors.inception.protocol(), **sampling.key()} if "fid" in wanted else None,
     }
     done: dict[str, M.RunningStatistics] = {}
     skipped: list[str] = []
+    rates: set[float] = set()
 
     def extract_all() -> dict[str, M.RunningStatistics]:
         if done:
             return done
         video, frame = M.RunningStatistics(), M.RunningStatistics()
         batches = _VideoBatches(extractors, video, config.batch_size)
-        for p in tqdm(references, desc="references", disable=not config.progress, leave=False):
-            try:
-                clip = read_clip(p, frames, ref_fps)
-            except VideoError as err:
-                skipped.append(f"{p}: {err}")
+        draws = sampling.draw(references)
+        for p, clip in tqdm(draws, desc="references", disable=not config.progress, leave=False):
+            if isinstance(clip, Exception):
+                skipped.append(f"{p}: {clip}")
                 continue
+            rates.add(round(clip.fps, 3))
             if "fvd" in wanted:
-                batches.add(clip)
+                batches.add(clip.frames)
             if "fid" in wanted:
-                frame.add(extractors.inception.features(clip))
+                frame.add(extractors.inception.features(clip.frames))
         batches.flush()
         if not video.count and not frame.count:
             raise ValueError(f"no reference video could be read ({len(skipped)} failed)")
         if skipped:
             warnings.warn(
-                f"{len(skipped)} reference videos skipped, e.g. {skipped[0]}", stacklevel=2
+                f"{len(skipped)} reference clips skipped, e.g. {skipped[0]}", stacklevel=2
             )
         done.update(fvd=video, fid=frame)
         return done
 
-    return {
+    stats = {
         m: cached_statistics(
             m, references, protocols[m], config.cache_dir, lambda m=m: extract_all()[m]
         )
         for m in wanted
     }
+    happened = sampling.describe()
+    if rates:
+        happened += f"; rates used: {', '.join(f'{r:g}' for r in sorted(rates))} fps"
+    else:
+        happened += "; statistics read from the cache (made under this same sampling)"
+    return stats, happened
