@@ -73,8 +73,17 @@ def add_eval_parser(sub) -> None:
         "--first-frame",
         choices=FIRST_FRAME_SOURCES,
         default="manifest",
-        help="first-frame instructions: the manifest's column only; else frame 0 of the reference; or none",
+        help="first-frame instructions: the manifest's column only; else frame 0 of the "
+        "reference (ground truth: FVD/FID optimistic); none (text only); t2i (made from the "
+        "prompt by --t2i, the paper's protocol); self (the model's own 1-frame image mode)",
     )
+    gen.add_argument(
+        "--t2i",
+        help="with --first-frame t2i: a local diffusers text-to-image folder (Stable Diffusion "
+        "2.1 is the paper's) that makes each first frame from its prompt",
+    )
+    gen.add_argument("--t2i-steps", type=int, default=50, help="text-to-image denoising steps")
+    gen.add_argument("--t2i-guidance", type=float, default=7.5, help="text-to-image guidance scale")
     gen.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     gen.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     gen.add_argument("--tau", type=int, help="last-frame steps (default: the model's)")
@@ -207,8 +216,9 @@ def _cmd_eval(args) -> int:
         protocol = {"preset": preset.name if preset else None, "device": device}
         if generating and caption_rule(args.manifest, args.seed):
             protocol["captions"] = caption_rule(args.manifest, args.seed)
+        notes: list[str] = []
         if generating:
-            items, gen_protocol = _generate(args, preset, items, frames, device)
+            items, gen_protocol, notes = _generate(args, preset, items, frames, device)
             protocol.update(gen_protocol)
         config = ScoreConfig(
             metrics=tuple(chosen),
@@ -225,6 +235,7 @@ def _cmd_eval(args) -> int:
             protocol=protocol,
         )
         report = score(items, references, extractors, config)
+        report["warnings"] += notes
     except VideoError as err:
         raise UsageError(str(err)) from err
     if preset:
@@ -258,7 +269,13 @@ def _generate(args, preset, items, frames: int, device: str):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
+    from .evaluation.first_frames import first_frame_maker
     from .evaluation.generate import generate_videos, plan_samples
+    from .evaluation.protocol import (
+        FIRST_FRAME_LABELS,
+        text_only_warning,
+        training_first_frame_drop_prob,
+    )
     from .folders import pipeline_folder
     from .generation import GenerationConfig, Geometry, resolve
     from .pipeline import PixelDancePipeline
@@ -285,14 +302,30 @@ def _generate(args, preset, items, frames: int, device: str):
     pipe.set_progress_bar_config(disable=True)
     settings = pipe.generation_settings(**choices)
     generation = dataclasses.asdict(settings)
-    record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
-    done = generate_videos(
-        pipe, settings, plan, args.out, args.seed, args.first_frame, record, progress=True
+    maker, made = first_frame_maker(
+        args.first_frame, pipe, settings, args.t2i, args.t2i_steps, args.t2i_guidance, device
     )
-    return done, {
-        "model": str(folder),
-        "generation_settings": generation,
-        "seed": f"{args.seed} (sample i drawn with its own generator seeded seed + i)",
-        "first_frame_instructions": args.first_frame,
-        "samples": f"{len(plan)} clips from {len(items)} manifest rows (row i * rows // samples)",
-    }
+    record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
+    record.update(made)
+    done = generate_videos(
+        pipe, settings, plan, args.out, args.seed, args.first_frame, record, True, maker
+    )
+    drop = training_first_frame_drop_prob(folder)
+    warning = text_only_warning(args.first_frame, drop) if not made else None
+    return (
+        done,
+        {
+            "model": str(folder),
+            "generation_settings": generation,
+            "seed": f"{args.seed} (sample i drawn with its own generator seeded seed + i)",
+            "first_frame_instructions": f"{args.first_frame}: {FIRST_FRAME_LABELS[args.first_frame]}",
+            **({"first_frame_seeds": "sample i's first frame drawn with seed + i"} if made else {}),
+            **made,
+            "training_first_frame_drop_prob": "unknown (no config.yaml beside the model folder)"
+            if drop is None
+            else drop,
+            "sampler": type(pipe.scheduler).__name__,
+            "samples": f"{len(plan)} clips from {len(items)} manifest rows (row i * rows // samples)",
+        },
+        [warning] if warning else [],
+    )

@@ -35,8 +35,12 @@ def check_call(
         raise ValueError(
             f"num_inference_steps must be a positive integer, got {num_inference_steps!r}"
         )
-    if not isinstance(num_frames, int) or num_frames < 2:
-        raise ValueError(f"num_frames must be an integer >= 2, got {num_frames!r}")
+    # one frame is an image (the temporal layers are skipped, as in image batches); a last
+    # frame needs a clip to end
+    if not isinstance(num_frames, int) or num_frames < (2 if has_last_frame else 1):
+        raise ValueError(
+            f"num_frames must be an integer >= 1 (>= 2 with a last frame), got {num_frames!r}"
+        )
     if not isinstance(tau, int) or tau < 0 or (has_last_frame and tau > num_inference_steps):
         raise ValueError(
             f"tau must be an integer in [0, num_inference_steps={num_inference_steps}], got {tau!r}"

@@ -20,8 +20,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..files import atomic_path, write_video
+from .first_frames import FIRST_FRAMES_DIR, Maker, cached_first_frame
 from .inputs import Item, class_prompt, read_clip
 from .protocol import FIRST_FRAME_SOURCES
+
+MADE_SOURCES = ("t2i", "self")  # first frames made from the prompt
 
 GENERATION_RECORD = "generation.json"
 
@@ -47,7 +50,10 @@ def plan_samples(
 def first_frame_source(item: Item, source: str) -> Path | None:
     """Where a sample's first-frame instruction comes from under the ``source`` rule: its
     ``first_frame`` image, else (``source == "reference"``) its reference video, whose frame 0
-    is the instruction; None for none (always under ``source == "none"``)."""
+    is the instruction; None for none (always under ``source == "none"``). Under ``t2i`` and
+    ``self`` every sample's first frame is made from its prompt: the path it will have."""
+    if source in MADE_SOURCES:
+        return Path(FIRST_FRAMES_DIR) / "(made from the prompt)"
     if source == "none":
         return None
     if item.first_frame is not None:
@@ -57,8 +63,11 @@ def first_frame_source(item: Item, source: str) -> Path | None:
     return None
 
 
-def _first_frame(item: Item, source: str, out: Path, index: int):
+def _first_frame(item: Item, source: str, out: Path, index: int, maker, seed: int):
     """The first-frame instruction of a sample under the ``source`` rule, and its file."""
+    if source in MADE_SOURCES:
+        path = cached_first_frame(maker, item.prompt or "", seed, out, index)
+        return path, path
     found = first_frame_source(item, source)
     if found is None or found is item.first_frame:
         return found, found
@@ -96,22 +105,26 @@ def generate_videos(
     first_frame: str = "manifest",
     record: dict | None = None,
     progress: bool = True,
+    maker: Maker | None = None,
 ) -> list[Item]:
     """Generate one video per item; return the items with ``video`` set. ``settings``: a
     :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``);
     ``first_frame``: where first-frame instructions come from ("manifest": its column only,
-    "reference": else frame 0 of the reference video, "none": text only)."""
+    "reference": else frame 0 of the reference video, "none": text only, "t2i"/"self": made
+    from the prompt by ``maker`` with seed ``seed + i``, see :mod:`.first_frames`)."""
     from ..images import frames_to_uint8
 
     if first_frame not in FIRST_FRAME_SOURCES:
         raise ValueError(f"first_frame must be one of {', '.join(FIRST_FRAME_SOURCES)}")
+    if first_frame in MADE_SOURCES and maker is None:
+        raise ValueError(f"first_frame {first_frame!r} needs a maker (the model that makes it)")
     out = Path(out)
     folder = out / "videos"
     _check_record(folder, {**(record or {}), "seed": seed, "first_frame": first_frame})
     done = []
     for i, it in enumerate(tqdm(items, desc="generating", disable=not progress)):
         path = folder / f"{i:05d}.mp4"
-        image, image_path = _first_frame(it, first_frame, out, i)
+        image, image_path = _first_frame(it, first_frame, out, i, maker, seed + i)
         if not path.is_file():
             result = pipe(
                 it.prompt or "",
