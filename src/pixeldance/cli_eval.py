@@ -84,6 +84,18 @@ def add_eval_parser(sub) -> None:
     )
     gen.add_argument("--t2i-steps", type=int, default=50, help="text-to-image denoising steps")
     gen.add_argument("--t2i-guidance", type=float, default=7.5, help="text-to-image guidance scale")
+    gen.add_argument(
+        "--last-frame",
+        choices=("manifest", "reference"),
+        default="manifest",
+        help="last-frame instructions: the manifest's column only; else the reference's frame "
+        "at the clip's last index (at the generation frame rate)",
+    )
+    gen.add_argument(
+        "--tau-sweep",
+        help="comma-separated taus: generate the samples with a last frame again at each and "
+        "report last-frame PSNR/SSIM and motion by tau (keyframe adherence)",
+    )
     gen.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     gen.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     gen.add_argument("--tau", type=int, help="last-frame steps (default: the model's)")
@@ -189,6 +201,10 @@ def _cmd_eval(args) -> int:
         )
     for flag in ("samples", "frames", "batch_size", "is_splits", "reference_count"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    if args.tau_sweep:
+        from .evaluation.adherence import parse_taus
+
+        parse_taus(args.tau_sweep)  # a malformed list fails before any work
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
     frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)
@@ -213,6 +229,8 @@ def _cmd_eval(args) -> int:
         for metric in chosen:  # load (and check) the networks before any long work
             if metric in NEEDS_WEIGHTS:
                 getattr(extractors, NEEDS_WEIGHTS[metric])
+        if "keyframes" in chosen and args.clip is not None:
+            _ = extractors.clip  # load and check it now
         protocol = {"preset": preset.name if preset else None, "device": device}
         if generating and caption_rule(args.manifest, args.seed):
             protocol["captions"] = caption_rule(args.manifest, args.seed)
@@ -231,11 +249,14 @@ def _cmd_eval(args) -> int:
             cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
             is_splits=args.is_splits,
             is_seed=args.is_seed,
+            keyframe_clip=args.clip is not None,
             batch_size=args.batch_size,
             protocol=protocol,
         )
         report = score(items, references, extractors, config)
         report["warnings"] += notes
+        if "tau_sweep" in report["protocol"]:
+            report["tau_sweep"] = report["protocol"].pop("tau_sweep")
     except VideoError as err:
         raise UsageError(str(err)) from err
     if preset:
@@ -255,7 +276,11 @@ def _as_generated(items, args) -> list:
     from .evaluation.generate import first_frame_source
 
     return [
-        dataclasses.replace(it, first_frame=first_frame_source(it, args.first_frame))
+        dataclasses.replace(
+            it,
+            first_frame=first_frame_source(it, args.first_frame),
+            last_frame=it.last_frame or (it.reference if args.last_frame == "reference" else None),
+        )
         for it in items
     ]
 
@@ -269,6 +294,7 @@ def _generate(args, preset, items, frames: int, device: str):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
+    from .evaluation.adherence import parse_taus, tau_sweep
     from .evaluation.first_frames import first_frame_maker
     from .evaluation.generate import generate_videos, plan_samples
     from .evaluation.protocol import (
@@ -308,8 +334,15 @@ def _generate(args, preset, items, frames: int, device: str):
     record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
     record.update(made)
     done = generate_videos(
-        pipe, settings, plan, args.out, args.seed, args.first_frame, record, True, maker
-    )
+        pipe, settings, plan, args.out, args.seed, args.first_frame, record, True, maker,
+        args.last_frame,
+    )  # fmt: skip
+    extra = {}
+    if args.tau_sweep:
+        extra["tau_sweep"] = tau_sweep(
+            pipe, settings, plan, args.out, parse_taus(args.tau_sweep), args.seed,
+            args.first_frame, maker, args.last_frame, record,
+        )  # fmt: skip
     drop = training_first_frame_drop_prob(folder)
     warning = text_only_warning(args.first_frame, drop) if not made else None
     return (
@@ -326,6 +359,8 @@ def _generate(args, preset, items, frames: int, device: str):
             else drop,
             "sampler": type(pipe.scheduler).__name__,
             "samples": f"{len(plan)} clips from {len(items)} manifest rows (row i * rows // samples)",
+            "last_frame_instructions": args.last_frame,
+            **extra,
         },
         [warning] if warning else [],
     )

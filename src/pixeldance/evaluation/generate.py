@@ -79,6 +79,23 @@ def _first_frame(item: Item, source: str, out: Path, index: int, maker, seed: in
     return frame, path
 
 
+LAST_FRAME_SOURCES = ("manifest", "reference")
+
+
+def _last_frame(item: Item, source: str, out: Path, index: int, frames: int, fps: float):
+    """The last-frame instruction: the manifest's, else (``source == "reference"``) frame
+    ``frames - 1`` of the reference read at the generation rate ``fps`` (the frame the clip
+    should end on), saved beside the videos; None for none."""
+    if item.last_frame is not None or source == "manifest" or item.reference is None:
+        return item.last_frame
+    frame = read_clip(item.reference, frames, fps)[-1]
+    path = out / "instructions" / f"{index:05d}_last.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(frame).save(tmp, format="PNG")
+    return path
+
+
 def _check_record(folder: Path, record: dict) -> None:
     """Refuse to mix videos made with other settings into this run."""
     path = folder / GENERATION_RECORD
@@ -106,12 +123,15 @@ def generate_videos(
     record: dict | None = None,
     progress: bool = True,
     maker: Maker | None = None,
+    last_frame: str = "manifest",
 ) -> list[Item]:
     """Generate one video per item; return the items with ``video`` set. ``settings``: a
     :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``);
     ``first_frame``: where first-frame instructions come from ("manifest": its column only,
     "reference": else frame 0 of the reference video, "none": text only, "t2i"/"self": made
-    from the prompt by ``maker`` with seed ``seed + i``, see :mod:`.first_frames`)."""
+    from the prompt by ``maker`` with seed ``seed + i``, see :mod:`.first_frames`);
+    ``last_frame``: "manifest" (its column) or "reference" (else the reference's frame at the
+    clip's last index, read at the generation rate)."""
     from ..images import frames_to_uint8
 
     if first_frame not in FIRST_FRAME_SOURCES:
@@ -120,22 +140,28 @@ def generate_videos(
         raise ValueError(f"first_frame {first_frame!r} needs a maker (the model that makes it)")
     out = Path(out)
     folder = out / "videos"
-    _check_record(folder, {**(record or {}), "seed": seed, "first_frame": first_frame})
+    if last_frame not in LAST_FRAME_SOURCES:
+        raise ValueError(f"last_frame must be one of {', '.join(LAST_FRAME_SOURCES)}")
+    marks = {"seed": seed, "first_frame": first_frame}
+    if last_frame != "manifest":
+        marks["last_frame"] = last_frame
+    _check_record(folder, {**(record or {}), **marks})
     done = []
     for i, it in enumerate(tqdm(items, desc="generating", disable=not progress)):
         path = folder / f"{i:05d}.mp4"
         image, image_path = _first_frame(it, first_frame, out, i, maker, seed + i)
+        last = _last_frame(it, last_frame, out, i, settings.frames, settings.fps)
         if not path.is_file():
             result = pipe(
                 it.prompt or "",
                 first_frame=image,
-                last_frame=it.last_frame,
+                last_frame=last,
                 generator=torch.Generator().manual_seed(seed + i),
                 output_type="np",
                 **settings.pipeline_kwargs(),
             )
             write_video(frames_to_uint8(result.frames), path, fps=settings.fps)
-        done.append(replace(it, video=path, first_frame=image_path))
+        done.append(replace(it, video=path, first_frame=image_path, last_frame=last))
     write_generated_manifest(out / "generated.csv", done)
     return done
 

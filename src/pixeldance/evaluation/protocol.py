@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # every score `pixeldance eval` can compute
-METRICS = ("fvd", "fid", "is", "clipsim", "flicker", "fidelity", "psnr", "ssim")
+METRICS = ("fvd", "fid", "is", "clipsim", "flicker", "fidelity", "keyframes", "psnr", "ssim")
 # the scores that need a network (and its weights file)
 NEEDS_WEIGHTS = {"fvd": "i3d", "fid": "inception", "is": "inception", "clipsim": "clip"}
 

@@ -25,6 +25,11 @@ LABELS = {
     "frame0_ssim": "frame 0 vs first-frame instruction, SSIM",
     "last_frame_psnr": "last frame vs last-frame instruction, PSNR (dB)",
     "last_frame_ssim": "last frame vs last-frame instruction, SSIM",
+    "keyframe_psnr": "keyframe adherence: frame at each instruction's index vs it, PSNR (dB)",
+    "keyframe_ssim": "keyframe adherence: the same pairs, SSIM",
+    "keyframe_clip_cosine": "keyframe adherence: the same pairs, CLIP image cosine",
+    "keyframe_motion": "motion between the pinned frames (0-255; a still clip scores 0)",
+    "keyframe_reference_motion": "the same motion in the paired references",
     "clip_psnr": "clip vs its reference, PSNR (dB)",
     "clip_ssim": "clip vs its reference, SSIM",
 }
@@ -54,6 +59,11 @@ def score_lines(report: dict) -> list[str]:
         if key in paper:
             head += f"   [paper: {_fmt(paper[key])}]"
         lines += [head, f"    protocol: {_protocol_line(entry['protocol'])}"]
+    for tau, row in (report.get("tau_sweep") or {}).items():
+        lines.append(
+            f"tau {tau}: last frame {row['last_psnr']:.2f} dB PSNR, SSIM {row['last_ssim']:.4f},"
+            f" motion {row['motion']:.2f}"
+        )
     lines.append(f"common protocol: {_protocol_line(report['protocol'])}")
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return lines
@@ -73,6 +83,11 @@ def markdown(report: dict) -> str:
     for key, entry in report["scores"].items():
         lines += ["", f"### {LABELS.get(key, key)}", ""]
         lines += [f"- {k}: {_fmt(v)}" for k, v in entry["protocol"].items()]
+    if report.get("tau_sweep"):
+        from .adherence import tau_sweep_table
+
+        lines += ["", "## Last frame by tau (keyframe adherence)", ""]
+        lines += tau_sweep_table(report["tau_sweep"])
     lines += ["", "## Common protocol", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in report["protocol"].items()]
     if report.get("warnings"):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..data.video import VideoError
 from . import metrics as M
+from .adherence import KeyframeAccumulator
 from .inputs import Item, fit_clip, fit_image, native_fps, read_clip
 from .protocol import DEFAULT_FRAMES, DEFAULT_IS_SPLITS, METRICS
 from .references import FVD2048_CLIPS, ReferenceSampling, cached_statistics
@@ -45,6 +46,7 @@ class ScoreConfig:
     cache_dir: Path | None = None  # reference statistics cache (None: no cache)
     is_splits: int = DEFAULT_IS_SPLITS
     is_seed: int = 0  # the IS rows are shuffled with this seed before the splits
+    keyframe_clip: bool = False  # keyframe adherence also by CLIP image cosine (needs CLIP)
     batch_size: int = 8
     progress: bool = True
     protocol: dict = field(default_factory=dict)  # more to record (model, settings, seed...)
@@ -78,6 +80,7 @@ def choose_metrics(
         "clipsim": all(it.prompt for it in items),
         "flicker": True,
         "fidelity": any(it.first_frame or it.last_frame for it in items),
+        "keyframes": any(it.first_frame or it.last_frame for it in items),
         "psnr": all(it.reference for it in items),
         "ssim": all(it.reference for it in items),
     }
@@ -86,6 +89,7 @@ def choose_metrics(
         "fid": "reference videos (--references, or a reference column)",
         "clipsim": "a prompt for every video (a prompt column, or .txt files beside them)",
         "fidelity": "first_frame or last_frame instructions in the manifest",
+        "keyframes": "first_frame or last_frame instructions in the manifest",
         "psnr": "a reference video paired with every generated one (a reference column)",
         "ssim": "a reference video paired with every generated one (a reference column)",
     }
@@ -150,6 +154,9 @@ def score(
         prompts = sorted({it.prompt for it in items})
         text = dict(zip(prompts, extractors.clip.text_embeddings(prompts), strict=True))
     fvd = _VideoBatches(extractors, running["fvd"], config.batch_size)
+    keyframes = KeyframeAccumulator()
+    use_clip = "keyframes" in chosen and config.keyframe_clip
+    embed = extractors.clip.image_embeddings if use_clip else None
     for it in tqdm(items, desc="scoring", **bar):
         clip = _read(it.video, frames, None, "generated video")
         h, w = clip.shape[1:3]
@@ -171,8 +178,15 @@ def score(
             lasts = [fit_image(it.last_frame, h, w)] if it.last_frame else None
             for k, v in M.instruction_fidelity([clip], firsts, lasts).items():
                 fidelity.setdefault(k, []).append(v)
-        if "psnr" in chosen or "ssim" in chosen:
+        ref = None
+        if "psnr" in chosen or "ssim" in chosen or ("keyframes" in chosen and it.reference):
             ref = fit_clip(_read(it.reference, frames, ref_fps, "reference video"), h, w)
+        if "keyframes" in chosen:
+            pins = {
+                i: fit_image(p, h, w) for i, p in ((0, it.first_frame), (-1, it.last_frame)) if p
+            }
+            keyframes.add(clip, pins, ref, embed)
+        if "psnr" in chosen or "ssim" in chosen:
             for key, fn in (("psnr", M.video_psnr), ("ssim", M.ssim)):
                 if key in chosen:
                     paired[key].append(fn(clip, ref))
@@ -242,6 +256,7 @@ def score(
                 "definition": PSNR_DEF if key.endswith("psnr") else SSIM_DEF,
             },
         }
+    scores.update(keyframes.entries(extractors.clip.protocol() if use_clip else None))
     for key in ("psnr", "ssim"):
         if key in chosen:
             scores[f"clip_{key}"] = {
