@@ -185,3 +185,29 @@ def save_tiny_stable_diffusion(folder: Path) -> Path:
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+class TinyVideoClassifier(torch.nn.Module):
+    """(B, 3, F, H, W) in [0, 255] -> class probabilities (B, CLASSES), called like
+    StyleGAN-V's C3D TorchScript (plain call, its own resize)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = torch.nn.Conv3d(3, CLASSES, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.conv(x / 128.0 - 1.0).mean(dim=(2, 3, 4)) * 6, dim=-1)
+
+
+def save_tiny_c3d_safetensors(path: Path, classes: int = CLASSES) -> Path:
+    """A C3D state dict with tiny widths (the real architecture's layer names and layout)."""
+    from safetensors.torch import save_file
+
+    from pixeldance.evaluation.c3d import C3D
+
+    torch.manual_seed(6)
+    model = C3D(widths=(2, 2, 2, 2, 2), hidden=8, classes=classes, flat=2 * 1 * 4 * 4)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"mean": "[90.0, 98.0, 102.0]"})  # fmt: skip
+    return path

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation_helpers import TinyImageNet, TinyVideoNet, save_tiny_clip, save_torchscript
+from evaluation_helpers import (
+    TinyImageNet,
+    TinyVideoClassifier,
+    TinyVideoNet,
+    save_tiny_clip,
+    save_torchscript,
+)
 from helpers import tiny_pipeline
 from pixeldance.cli import main
 from pixeldance.data.shapes import write_dataset
@@ -26,6 +32,7 @@ def kit(tmp_path_factory):
     return {
         "i3d": save_torchscript(TinyVideoNet(), root / "i3d.pt"),
         "inception": save_torchscript(TinyImageNet(), root / "inception.pt"),
+        "c3d": save_torchscript(TinyVideoClassifier(), root / "c3d_ucf101.pt"),
         "clip": save_tiny_clip(root / "clip"),
         "model": root / "model",
         "generated": write_dataset(root / "gen", 2, seed=5, num_images=0, progress=False),
@@ -35,7 +42,7 @@ def kit(tmp_path_factory):
 
 def weights(kit, tmp_path):
     return [
-        "--i3d", str(kit["i3d"]), "--inception", str(kit["inception"]), "--clip",
+        "--i3d", str(kit["i3d"]), "--inception", str(kit["inception"]), "--c3d", str(kit["c3d"]), "--clip",
         str(kit["clip"]), "--trust-weights", "--cache-dir", str(tmp_path / "cache"),
         "--device", "cpu",
     ]  # fmt: skip
@@ -171,8 +178,8 @@ def test_ucf101_preset_prompts_class_names_and_prints_the_papers_numbers(kit, tm
     )  # fmt: skip
     assert rc == 0, err
     report = json.loads((out / "report.json").read_text())
-    assert set(report["scores"]) == {"fvd", "is", "fid"}
-    assert report["paper"] == {"fvd": 242.8, "is": 42.10, "fid": 49.36}
+    assert set(report["scores"]) == {"fvd", "video_is", "fid"}
+    assert report["paper"] == {"fvd": 242.8, "video_is": 42.10, "fid": 49.36}
     with open(out / "generated.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["prompt"] for r in rows] == ["apply eye makeup", "apply eye makeup", "yo yo"]

@@ -137,6 +137,11 @@ def add_eval_parser(sub) -> None:
         help="inception-2015-12-05.pt (default: in the same folder as the I3D default)",
     )
     sc.add_argument(
+        "--c3d",
+        help="UCF-101 C3D for the video IS: StyleGAN-V's c3d_ucf101.pt (TorchScript, needs "
+        "--trust-weights) or a safetensors state dict (default: in the weights folder)",
+    )
+    sc.add_argument(
         "--clip",
         help="CLIP folder or hub id, read from local files (default: openai/clip-vit-base-patch32)",
     )
@@ -165,12 +170,13 @@ def add_eval_parser(sub) -> None:
 
 def _extractors(args, device: str, frames: int):
     from .evaluation.score import Extractors
-    from .evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
+    from .evaluation.weights import DEFAULT_CLIP, load_c3d, load_clip, load_i3d, load_inception
 
     return Extractors(
         loaders={
             "i3d": lambda: load_i3d(args.i3d, args.trust_weights, device, frames=frames),
             "inception": lambda: load_inception(args.inception, args.trust_weights, device),
+            "c3d": lambda: load_c3d(args.c3d, args.trust_weights, device, frames=frames),
             "clip": lambda: load_clip(args.clip or DEFAULT_CLIP, args.allow_download, device),
         }
     )

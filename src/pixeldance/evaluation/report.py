@@ -18,7 +18,8 @@ REPORT_MD = "report.md"
 LABELS = {
     "fvd": "FVD",
     "fid": "FID",
-    "is": "IS",
+    "is": "frame IS (Inception on frames; not comparable with the paper)",
+    "video_is": "video IS (C3D, UCF-101)",
     "clipsim": "CLIPSIM",
     "flicker": "flicker (0-255, lower is smoother)",
     "frame0_psnr": "frame 0 vs first-frame instruction, PSNR (dB)",

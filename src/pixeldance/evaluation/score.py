@@ -77,6 +77,7 @@ def choose_metrics(
         "fvd": len(references) >= 2 and len(items) >= 2,
         "fid": len(references) >= 1,
         "is": True,
+        "video_is": True,
         "clipsim": all(it.prompt for it in items),
         "flicker": True,
         "fidelity": any(it.first_frame or it.last_frame for it in items),
@@ -93,8 +94,8 @@ def choose_metrics(
         "psnr": "a reference video paired with every generated one (a reference column)",
         "ssim": "a reference video paired with every generated one (a reference column)",
     }
-    if requested is None:
-        return [m for m in METRICS if has[m]]
+    if requested is None:  # the video IS only when asked (its C3D file is rarely at hand)
+        return [m for m in METRICS if has[m] and m != "video_is"]
     missing = [m for m in requested if not has[m]]
     if missing:
         raise ValueError("; ".join(f"{m} needs {why[m]}" for m in missing))
@@ -144,7 +145,7 @@ def score(
     ref_fps = sampling.fps  # paired references (PSNR, SSIM): None = their own rate
     bar = dict(disable=not config.progress, leave=False)
 
-    acc: dict[str, list] = {k: [] for k in ("is", "clipsim", "flicker")}
+    acc: dict[str, list] = {k: [] for k in ("is", "video_is", "clipsim", "flicker")}
     running = {"fvd": M.RunningStatistics(), "fid": M.RunningStatistics()}
     fidelity: dict[str, list] = {}
     paired: dict[str, list] = {"psnr": [], "ssim": []}
@@ -167,6 +168,8 @@ def score(
             running["fid"].add(extractors.inception.features(clip))
         if "is" in chosen:  # (F, K) per clip, kept as float32 for the splits
             acc["is"].append(extractors.inception.probabilities(clip).astype(np.float32))
+        if "video_is" in chosen:  # (1, K) per clip
+            acc["video_is"].append(extractors.c3d.probabilities([clip]).astype(np.float32))
         if "clipsim" in chosen:
             acc["clipsim"].append(
                 M.clipsim(extractors.clip.image_embeddings(clip), text[it.prompt])
@@ -218,17 +221,22 @@ def score(
         if "fid" in scores:
             scores["fid"]["protocol"]["unit"] = f"frames (all {frames} of each clip)"
     notes += list(dict.fromkeys(str(w.message) for w in caught))
-    if "is" in chosen:
-        probs = np.concatenate(acc["is"])
+    for key, role, unit in (
+        ("is", "inception", f"frames (all {frames} of each clip)"),
+        ("video_is", "c3d", "clips (the first 16 frames of each)"),
+    ):
+        if key not in chosen:
+            continue
+        probs = np.concatenate(acc[key])
         splits = min(config.is_splits, len(probs))
         mean, std = M.inception_score(probs, splits, seed=config.is_seed)
-        scores["is"] = {
+        scores[key] = {
             "value": mean,
             "std": std,
             "protocol": {
-                **extractors.inception.protocol(),
-                "frames_scored": len(probs),
-                "unit": f"frames (all {frames} of each clip)",
+                **getattr(extractors, role).protocol(),
+                "samples_scored": len(probs),
+                "unit": unit,
                 "splits": splits,
                 "split_order": f"rows shuffled with numpy default_rng({config.is_seed})"
                 ".permutation, then cut into consecutive splits",

@@ -249,3 +249,46 @@ def load_clip(
         device=device,
         **extra,  # the folder's mean / std, else TextImageFeatures' (CLIP's own)
     )
+
+
+# The UCF-101 C3D of TGANv2's video IS; StyleGAN-V's TorchScript port is named so. No
+# checksum of it is published or known to this project: a TorchScript file is loaded only with
+# --trust-weights (it runs code); a safetensors C3D state dict holds tensors only.
+C3D_FILENAME = "c3d_ucf101.pt"
+
+
+def load_c3d(path=None, trust: bool = False, device="cpu", frames: int = 16):
+    """The video-IS extractor (:mod:`pixeldance.evaluation.c3d`) from ``path`` (default: the
+    weights folder's ``c3d_ucf101.pt``): safetensors (a C3D state dict) or TorchScript."""
+    from .c3d import VideoProbabilities, load_c3d_safetensors
+
+    p = Path(path) if path is not None else weights_dir() / C3D_FILENAME
+    if not p.is_file():
+        raise WeightsNotFound(
+            f"the UCF-101 C3D network for the video Inception Score is not on this machine: "
+            f"{p} does not exist. Put StyleGAN-V's TorchScript port of TGANv2's C3D "
+            f"({C3D_FILENAME}) or a C3D state dict as safetensors there, or pass --c3d PATH; "
+            "nothing is downloaded for you"
+        )
+    checksum = sha256_of(p)
+    if p.suffix == ".safetensors":
+        return load_c3d_safetensors(p, checksum, device, frames)
+    if not trust:
+        raise WeightsChecksumError(
+            f"{p}: no SHA-256 of the C3D TorchScript file is known to check it against, and "
+            "loading it runs the code it holds; pass --trust-weights if you know where it "
+            "comes from, or give a safetensors C3D state dict"
+        )
+    print(f"warning: loading {p} (SHA-256 {checksum}, unverified)", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(p), map_location=device).eval()
+    return VideoProbabilities(
+        module,
+        name=f"C3D UCF-101 ({p.name}, TorchScript)",
+        checksum=checksum,
+        verified=False,
+        size=None,  # the file's own resize, as StyleGAN-V calls it
+        frames=frames,
+        device=device,
+    )
