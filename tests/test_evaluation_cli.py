@@ -136,6 +136,11 @@ def test_eval_generates_over_a_manifest_then_scores_and_rescoring_agrees(kit, tm
     )
     assert rc == 0, err
     again = json.loads((tmp_path / "again" / "report.json").read_text())
+    # rescoring still says what made the videos, and how they were encoded
+    assert again["protocol"]["generated_with"]["settings"]["steps"] == 2
+    assert again["protocol"]["video_encode"].startswith("h264, yuv420p")
+    assert "CRF 18" in again["protocol"]["video_encode"]
+    assert again["comparable"]["fvd"] == "no, because no --preset: not one of the paper's setups"
     assert {k: v["value"] for k, v in again["scores"].items()} == {
         k: v["value"] for k, v in report["scores"].items()
     }

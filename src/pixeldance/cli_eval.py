@@ -190,6 +190,7 @@ def _cmd_eval(args) -> int:
     import torch
 
     from .data.video import VideoError
+    from .evaluation.comparable import comparability, generation_record, video_encode
     from .evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
     from .evaluation.protocol import (
         DEFAULT_FRAMES,
@@ -265,11 +266,15 @@ def _cmd_eval(args) -> int:
             report["tau_sweep"] = report["protocol"].pop("tau_sweep")
     except VideoError as err:
         raise UsageError(str(err)) from err
+    record = generation_record(items)
+    report["protocol"]["video_encode"] = video_encode(items, record)
+    if not generating and record is not None:  # rescoring: what made the videos
+        report["protocol"]["generated_with"] = record
     if preset:
         report["paper"] = preset.paper
-        report["warnings"] += preset_warnings(
-            preset, len(items), args.first_frame if generating else None
-        )
+        source = args.first_frame if generating else (record or {}).get("first_frame")
+        report["warnings"] += preset_warnings(preset, len(items), source)
+    report["comparable"] = comparability(report, preset, record)
     json_path, md_path = write_report(args.out, report)
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")

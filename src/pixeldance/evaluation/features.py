@@ -98,6 +98,11 @@ class _PixelFeatures(Extractor):
 
     def _geometry(self) -> str:
         """The preprocessing of :meth:`_prepare`, as the report states it."""
+        if self.size is None:
+            return (
+                "centre square crop; no resize here: uint8 frames at their own size go to the "
+                "network, whose own input path resizes them (as StyleGAN2-ADA calls this file)"
+            )
         return (
             f"centre square crop; bilinear resize to {self.size}x{self.size} "
             f"(align_corners=False, no antialias); values in "
@@ -105,7 +110,10 @@ class _PixelFeatures(Extractor):
         )
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """float ``(N, 3, H, W)`` in [0, 255] -> ``(N, 3, size, size)`` in ``value_range``."""
+        """float ``(N, 3, H, W)`` in [0, 255] -> ``(N, 3, size, size)`` in ``value_range``;
+        ``size`` None: the centre square, uint8, unresized (the network resizes)."""
+        if self.size is None:
+            return square_crop(x).round().clamp(0, 255).to(torch.uint8)
         return _to_range(_resize(square_crop(x), self.size), self.value_range)
 
 
@@ -162,7 +170,9 @@ class FrameFeatures(_PixelFeatures):
     """Per-frame features (FID) and class probabilities (IS) from an image classifier.
 
     Preprocessing: centre square crop, bilinear resize to ``size`` x ``size``, values mapped
-    to ``value_range``; ``feature_kwargs`` / ``probability_kwargs`` select the network's output.
+    to ``value_range``; ``size`` None: the square crop goes to the network as uint8 at its own
+    size (for networks with their own resize, as the TensorFlow-Inception TorchScript file).
+    ``feature_kwargs`` / ``probability_kwargs`` select the network's output.
     """
 
     def __init__(
@@ -172,7 +182,7 @@ class FrameFeatures(_PixelFeatures):
         name: str,
         checksum: str,
         verified: bool | None = True,
-        size: int = 299,
+        size: int | None = 299,
         value_range: tuple[float, float] = (0.0, 255.0),
         feature_kwargs: dict | None = None,
         probability_kwargs: dict | None = None,

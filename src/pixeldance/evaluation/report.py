@@ -60,6 +60,8 @@ def score_lines(report: dict) -> list[str]:
         if key in paper:
             head += f"   [paper: {_fmt(paper[key])}]"
         lines += [head, f"    protocol: {_protocol_line(entry['protocol'])}"]
+        if key in (report.get("comparable") or {}):
+            lines.append(f"    comparable with the paper: {report['comparable'][key]}")
     for tau, row in (report.get("tau_sweep") or {}).items():
         lines.append(
             f"tau {tau}: last frame {row['last_psnr']:.2f} dB PSNR, SSIM {row['last_ssim']:.4f},"
@@ -83,6 +85,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {LABELS.get(key, key)} | {value} | {_fmt(paper.get(key))} | {extractor} |")
     for key, entry in report["scores"].items():
         lines += ["", f"### {LABELS.get(key, key)}", ""]
+        if key in (report.get("comparable") or {}):
+            lines += [f"Comparable with the paper: {report['comparable'][key]}", ""]
         lines += [f"- {k}: {_fmt(v)}" for k, v in entry["protocol"].items()]
     if report.get("tau_sweep"):
         from .adherence import tau_sweep_table

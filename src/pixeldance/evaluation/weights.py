@@ -166,7 +166,8 @@ def load_inception(
 ) -> FrameFeatures:
     """The FID/IS extractor: 2048-d pool features (``return_features=True``) and 1008-class
     probabilities without the output bias (``no_output_bias=True``, as the TensorFlow IS code)
-    on 299x299 frames in [0, 255]."""
+    of uint8 frames (centre square crop) at their own size: the file's own input path resizes
+    them to 299x299, as StyleGAN2-ADA's metrics call it."""
     return _load_torchscript(
         INCEPTION,
         path,
@@ -174,7 +175,7 @@ def load_inception(
         device,
         FrameFeatures,
         name=f"Inception 2015-12-05 ({INCEPTION.filename})",
-        size=299,
+        size=None,  # the file resizes to 299 itself: uint8 frames go in as decoded
         value_range=(0.0, 255.0),
         feature_kwargs=dict(return_features=True),
         probability_kwargs=dict(no_output_bias=True),
@@ -287,7 +288,7 @@ def load_c3d(path=None, trust: bool = False, device="cpu", frames: int = 16):
         module,
         name=f"C3D UCF-101 ({p.name}, TorchScript)",
         checksum=checksum,
-        verified=False,
+        verified=None,  # no known checksum to compare with (loaded because trusted)
         size=None,  # the file's own resize, as StyleGAN-V calls it
         frames=frames,
         device=device,
