@@ -211,3 +211,41 @@ def save_tiny_c3d_safetensors(path: Path, classes: int = CLASSES) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
               metadata={"mean": "[90.0, 98.0, 102.0]"})  # fmt: skip
     return path
+
+
+def save_tiny_clip_tokenizer(folder: Path) -> Path:
+    """A byte-level CLIP tokenizer (vocab.json, merges.txt) with no merges: every byte a token."""
+    import json
+
+    # GPT-2's byte-to-character table (printable bytes stand for themselves)
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars = [chr(b) for b in keep] + [chr(256 + i) for i in range(256 - len(keep))]
+    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars])}
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "CLIPTokenizer"}')
+    return folder
+
+
+class Holder(torch.nn.Module):
+    """A TorchScript-able node for a tree of named parameters."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def save_torchscript_tree(tensors: dict, path: Path) -> Path:
+    """A TorchScript archive whose modules hold ``tensors`` under their dotted names (the
+    layout of OpenAI's CLIP files)."""
+    root = Holder()
+    for name, value in tensors.items():
+        *parents, leaf = name.split(".")
+        node = root
+        for part in parents:
+            if not hasattr(node, part):
+                node.add_module(part, Holder())
+            node = getattr(node, part)
+        node.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
+    return save_torchscript(root, path)

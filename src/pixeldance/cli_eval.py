@@ -33,6 +33,29 @@ def add_eval_parser(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    e.add_argument(
+        "task",
+        nargs="?",
+        choices=("convert-weights",),
+        help="convert-weights: turn pytorch-fid's Inception, OpenAI's ViT-B-32.pt or an "
+        "open_clip checkpoint into what --inception / --clip take (--from, --input, --out)",
+    )
+    conv = e.add_argument_group("convert-weights")
+    conv.add_argument(
+        "--from",
+        dest="source_format",
+        choices=("pytorch-fid-inception", "openai-clip", "open-clip"),
+        help="the file's format",
+    )
+    conv.add_argument("--input", help="the file to convert (read as tensors only)")
+    conv.add_argument(
+        "--tokenizer", help="CLIP: a CLIP tokenizer folder (vocab.json, merges.txt) to copy"
+    )
+    conv.add_argument(
+        "--activation",
+        choices=("quick_gelu", "gelu"),
+        help="CLIP: the MLP activation (default: quick_gelu for OpenAI's, gelu for open_clip's)",
+    )
     src = e.add_argument_group("what to score")
     src.add_argument(
         "--manifest",
@@ -50,7 +73,11 @@ def add_eval_parser(sub) -> None:
         "--root",
         help="folder that relative paths in manifests start from (default: the manifest's)",
     )
-    src.add_argument("--out", required=True, help="folder for the report (and generated videos)")
+    src.add_argument(
+        "--out",
+        required=True,
+        help="folder for the report (and generated videos); convert-weights: the new file/folder",
+    )
     src.add_argument(
         "--preset",
         choices=list(PRESETS),
@@ -202,6 +229,8 @@ def _cmd_eval(args) -> int:
     from .evaluation.report import score_lines, write_report
     from .evaluation.score import ScoreConfig, choose_metrics, score
 
+    if args.task == "convert-weights":
+        return _convert(args)
     if bool(args.manifest) == bool(args.videos):
         raise UsageError(
             "give --manifest (generate, then score) or --videos (score existing videos)"
@@ -278,6 +307,21 @@ def _cmd_eval(args) -> int:
     json_path, md_path = write_report(args.out, report)
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _convert(args) -> int:
+    from .evaluation.convert import convert
+
+    if not args.source_format or not args.input:
+        raise UsageError("convert-weights needs --from FORMAT --input FILE --out PATH")
+    kwargs = {}
+    if args.source_format != "pytorch-fid-inception":
+        if not args.tokenizer:
+            raise UsageError("converting a CLIP needs --tokenizer FOLDER (a CLIP tokenizer)")
+        kwargs = {"tokenizer": args.tokenizer, "activation": args.activation}
+    out = convert(args.source_format, args.input, args.out, **kwargs)
+    print(f"wrote {out}")
     return 0
 
 

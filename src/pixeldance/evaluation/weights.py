@@ -123,10 +123,37 @@ def verify(known: KnownWeights, path: Path, trust: bool = False) -> tuple[str, b
     return actual, False
 
 
+CONVERTERS = {
+    "i3d": None,
+    "inception": "pytorch-fid-inception",
+}
+
+
+def refuse_other_formats(p: Path, role: str) -> None:
+    """A one-line error naming the converter when ``p`` is a weights file in another format
+    than the loader takes (a plain state dict where a TorchScript file is expected)."""
+    from .archive import is_torchscript
+
+    if p.suffix == ".safetensors" or is_torchscript(p):
+        return
+    converter = CONVERTERS.get(role)
+    hint = (
+        f"convert it with: pixeldance eval convert-weights --from {converter} --input {p} "
+        f"--out {p.with_suffix('.safetensors').name}"
+        if converter
+        else "use the TorchScript file named in EVALUATION.md"
+    )
+    raise WeightsChecksumError(
+        f"{p} is not a TorchScript file (a plain state dict, such as pytorch-fid's "
+        f"pt_inception-2015-12-05-6726825d.pth?); {hint}"
+    )
+
+
 def _load_torchscript(known: KnownWeights, path, trust: bool, device, wrapper, name: str, **kwargs):
     """``wrapper`` around the TorchScript network ``known`` (in eval mode), loaded after the
     checksum check, with its name, SHA-256, verified? and device, and ``kwargs``."""
     p = resolve(known, path)
+    refuse_other_formats(p, "i3d" if known is I3D else "inception")
     checksum, verified = verify(known, p, trust)
     with warnings.catch_warnings():  # torch marks TorchScript deprecated; these files are it
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -168,6 +195,9 @@ def load_inception(
     probabilities without the output bias (``no_output_bias=True``, as the TensorFlow IS code)
     of uint8 frames (centre square crop) at their own size: the file's own input path resizes
     them to 299x299, as StyleGAN2-ADA's metrics call it."""
+    p = resolve(INCEPTION, path)
+    if p.suffix == ".safetensors":  # pytorch-fid's weights, converted (tensors only)
+        return _load_fid_inception(p, device, batch_size)
     return _load_torchscript(
         INCEPTION,
         path,
@@ -183,10 +213,45 @@ def load_inception(
     )
 
 
+def _load_fid_inception(p: Path, device, batch_size: int) -> FrameFeatures:
+    """pytorch-fid's Inception weights as safetensors, run by :class:`FIDInception` on
+    299x299 frames in [-1, 1] (pytorch-fid's own input path: bilinear resize, 2x - 1)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .inception import FIDInception
+
+    with safe_open(str(p), framework="pt") as f:
+        meta = f.metadata() or {}
+    network = FIDInception.from_tensors(load_file(str(p))).to(device)
+    # converted from the file whose SHA-256 starts as published (pytorch-fid's release name)
+    published = meta.get("source_is_published_file")
+    return FrameFeatures(
+        network,
+        name=f"FID Inception, pytorch-fid weights ({p.name}): close to, not identical with, "
+        "the TensorFlow graph",
+        checksum=sha256_of(p),
+        verified=None if published is None else published == "true",
+        size=299,
+        value_range=(-1.0, 1.0),
+        feature_kwargs=dict(return_features=True),
+        probability_kwargs=dict(no_output_bias=True),
+        batch_size=batch_size,
+        device=device,
+    )
+
+
 def _clip_folder(name_or_path: str, allow_download: bool) -> Path:
     folder = Path(name_or_path)
     if folder.is_dir():
         return folder
+    if folder.is_file():
+        kind = "openai-clip" if folder.suffix == ".pt" else "open-clip"
+        raise WeightsNotFound(
+            f"--clip {folder} is a checkpoint file, not a CLIP folder; convert it with: "
+            f"pixeldance eval convert-weights --from {kind} --input {folder} --tokenizer "
+            "CLIP_TOKENIZER_FOLDER --out CLIP_FOLDER"
+        )
     if folder.exists() or name_or_path.count("/") != 1:
         raise WeightsNotFound(
             f"CLIP model {name_or_path!r} is neither a folder nor a hub id (owner/name)"
