@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from evaluation_helpers import save_tiny_clip, save_tiny_stable_diffusion
@@ -92,3 +93,30 @@ def test_t2i_without_a_folder_and_a_non_pipeline_folder_are_one_line_errors(tmp_
     )
     assert rc == 2 and err.count("\n") == 1 and "no model_index.json" in err
     assert not (tmp_path / "b" / "report.json").exists()
+
+
+def test_long_videos_are_scored_chunk_by_chunk_with_a_table_and_a_plot(tmp_path, capsys):
+    from pixeldance.evaluation.inputs import read_clip
+    from pixeldance.evaluation.metrics import flicker
+
+    model, manifest, _ = _kit(tmp_path)
+    out = tmp_path / "long"
+    gen = ["--steps", "2", "--height", "32", "--width", "32", "--device", "cpu"]
+    args = ["--manifest", manifest, "--model", model, "--long", "24", "--frames", "8"]
+    rc, err = _run(capsys, *args, "--metrics", "flicker", "--out", out, *gen)
+    assert rc == 0, err
+    # 24 frames from chained 8-frame clips: ceil(23 / 7) = 4 clips, cut to 24, 3 chunks of 8
+    whole = read_clip(out / "long" / "videos" / "00001.mp4", 24)
+    assert len(whole) == 24
+    report = json.loads((out / "report.json").read_text())
+    rows = report["long"]["chunks"]
+    assert [r["frames"] for r in rows] == ["0-7", "8-15", "16-23"]
+    for k, row in enumerate(rows):  # each chunk's flicker, recomputed from its files here
+        chunk = [
+            read_clip(out / "long" / "chunks" / f"{k:03d}" / f"{i:05d}.mp4", 8) for i in (0, 1)
+        ]
+        assert row["flicker"] == pytest.approx(np.mean([flicker(c) for c in chunk]), rel=1e-6)
+    assert "4 clips of 8 chained" in report["protocol"]["long"]
+    assert (out / "long.png").stat().st_size > 1000 and "| 2 | 16-23 |" in (
+        out / "long.md"
+    ).read_text()

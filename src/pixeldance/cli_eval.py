@@ -123,6 +123,13 @@ def add_eval_parser(sub) -> None:
         help="comma-separated taus: generate the samples with a last frame again at each and "
         "report last-frame PSNR/SSIM and motion by tau (keyframe adherence)",
     )
+    gen.add_argument(
+        "--long",
+        type=int,
+        metavar="N",
+        help="generate N-frame videos by chaining clips and score every --frames chunk of them "
+        "(the paper's Fig. 8): long.md, long.json, long.png",
+    )
     gen.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     gen.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     gen.add_argument("--tau", type=int, help="last-frame steps (default: the model's)")
@@ -235,7 +242,9 @@ def _cmd_eval(args) -> int:
         raise UsageError(
             "give --manifest (generate, then score) or --videos (score existing videos)"
         )
-    for flag in ("samples", "frames", "batch_size", "is_splits", "reference_count"):
+    if args.long is not None and not args.manifest:
+        raise UsageError("--long N generates: give --manifest (prompts and instructions)")
+    for flag in ("samples", "frames", "batch_size", "is_splits", "reference_count", "long"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
     if args.tau_sweep:
         from .evaluation.adherence import parse_taus
@@ -271,8 +280,10 @@ def _cmd_eval(args) -> int:
         if generating and caption_rule(args.manifest, args.seed):
             protocol["captions"] = caption_rule(args.manifest, args.seed)
         notes: list[str] = []
+        chunks = None
         if generating:
             items, gen_protocol, notes = _generate(args, preset, items, frames, device)
+            chunks = gen_protocol.pop("long_chunks", None)
             protocol.update(gen_protocol)
         config = ScoreConfig(
             metrics=tuple(chosen),
@@ -289,7 +300,13 @@ def _cmd_eval(args) -> int:
             batch_size=args.batch_size,
             protocol=protocol,
         )
-        report = score(items, references, extractors, config)
+        if chunks is not None:
+            from .evaluation.long import score_chunks, write_long
+
+            report = score_chunks(chunks, references, extractors, config)
+            write_long(args.out, report["long"])
+        else:
+            report = score(items, references, extractors, config)
         report["warnings"] += notes
         if "tau_sweep" in report["protocol"]:
             report["tau_sweep"] = report["protocol"].pop("tau_sweep")
@@ -345,77 +362,16 @@ def _default_cache() -> Path:
 
 
 def _generate(args, preset, items, frames: int, device: str):
-    """Generate the clips to score; returns the items with videos and what to record."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    """Generate the clips to score: (items with videos, what to record, warnings)."""
+    from .evaluation.adherence import parse_taus
+    from .evaluation.run import GenerationRequest, generate_for_eval
 
-    from .evaluation.adherence import parse_taus, tau_sweep
-    from .evaluation.first_frames import first_frame_maker
-    from .evaluation.generate import generate_videos, plan_samples
-    from .evaluation.protocol import (
-        FIRST_FRAME_LABELS,
-        text_only_warning,
-        training_first_frame_drop_prob,
-    )
-    from .folders import pipeline_folder
-    from .generation import GenerationConfig, Geometry, resolve
-    from .pipeline import PixelDancePipeline
-
-    folder = pipeline_folder(args.model)
-    size = preset.size if preset else (None, None)
-    choices = dict(
-        steps=args.steps,
-        guidance=args.guidance,
-        tau=args.tau,
-        frames=frames,
-        height=args.height or size[0],
-        width=args.width or size[1],
-    )
-    resolve(GenerationConfig.load(folder), Geometry.of_folder(folder), **choices)  # check early
-    plan = plan_samples(
-        items,
-        args.samples or (preset.samples if preset else None),
-        class_prompts=bool(preset and preset.class_prompts),
-    )
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    pipe = PixelDancePipeline.from_pretrained(folder).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    settings = pipe.generation_settings(**choices)
-    generation = dataclasses.asdict(settings)
-    maker, made = first_frame_maker(
-        args.first_frame, pipe, settings, args.t2i, args.t2i_steps, args.t2i_guidance, device
-    )
-    record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
-    record.update(made)
-    done = generate_videos(
-        pipe, settings, plan, args.out, args.seed, args.first_frame, record, True, maker,
-        args.last_frame,
+    request = GenerationRequest(
+        model=args.model, out=Path(args.out), frames=frames, device=device, seed=args.seed,
+        samples=args.samples, first_frame=args.first_frame, last_frame=args.last_frame,
+        steps=args.steps, guidance=args.guidance, tau=args.tau, height=args.height,
+        width=args.width, t2i=args.t2i, t2i_steps=args.t2i_steps,
+        t2i_guidance=args.t2i_guidance, long=args.long,
+        tau_sweep=parse_taus(args.tau_sweep) if args.tau_sweep else None,
     )  # fmt: skip
-    extra = {}
-    if args.tau_sweep:
-        extra["tau_sweep"] = tau_sweep(
-            pipe, settings, plan, args.out, parse_taus(args.tau_sweep), args.seed,
-            args.first_frame, maker, args.last_frame, record,
-        )  # fmt: skip
-    drop = training_first_frame_drop_prob(folder)
-    warning = text_only_warning(args.first_frame, drop) if not made else None
-    return (
-        done,
-        {
-            "model": str(folder),
-            "generation_settings": generation,
-            "seed": f"{args.seed} (sample i drawn with its own generator seeded seed + i)",
-            "first_frame_instructions": f"{args.first_frame}: {FIRST_FRAME_LABELS[args.first_frame]}",
-            **({"first_frame_seeds": "sample i's first frame drawn with seed + i"} if made else {}),
-            **made,
-            "training_first_frame_drop_prob": "unknown (no config.yaml beside the model folder)"
-            if drop is None
-            else drop,
-            "sampler": type(pipe.scheduler).__name__,
-            "samples": f"{len(plan)} clips from {len(items)} manifest rows (row i * rows // samples)",
-            "last_frame_instructions": args.last_frame,
-            **extra,
-        },
-        [warning] if warning else [],
-    )
+    return generate_for_eval(request, preset, items)

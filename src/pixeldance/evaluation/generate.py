@@ -63,7 +63,7 @@ def first_frame_source(item: Item, source: str) -> Path | None:
     return None
 
 
-def _first_frame(item: Item, source: str, out: Path, index: int, maker, seed: int):
+def first_frame_instruction(item: Item, source: str, out: Path, index: int, maker, seed: int):
     """The first-frame instruction of a sample under the ``source`` rule, and its file."""
     if source in MADE_SOURCES:
         path = cached_first_frame(maker, item.prompt or "", seed, out, index)
@@ -149,7 +149,7 @@ def generate_videos(
     done = []
     for i, it in enumerate(tqdm(items, desc="generating", disable=not progress)):
         path = folder / f"{i:05d}.mp4"
-        image, image_path = _first_frame(it, first_frame, out, i, maker, seed + i)
+        image, image_path = first_frame_instruction(it, first_frame, out, i, maker, seed + i)
         last = _last_frame(it, last_frame, out, i, settings.frames, settings.fps)
         if not path.is_file():
             result = pipe(

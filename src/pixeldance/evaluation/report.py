@@ -67,6 +67,10 @@ def score_lines(report: dict) -> list[str]:
             f"tau {tau}: last frame {row['last_psnr']:.2f} dB PSNR, SSIM {row['last_ssim']:.4f},"
             f" motion {row['motion']:.2f}"
         )
+    if report.get("long"):
+        from .long import long_table
+
+        lines += long_table(report["long"])
     lines.append(f"common protocol: {_protocol_line(report['protocol'])}")
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return lines
@@ -93,6 +97,10 @@ def markdown(report: dict) -> str:
 
         lines += ["", "## Last frame by tau (keyframe adherence)", ""]
         lines += tau_sweep_table(report["tau_sweep"])
+    if report.get("long"):
+        from .long import long_table
+
+        lines += ["", "## Score by chunk (long videos)", ""] + long_table(report["long"])
     lines += ["", "## Common protocol", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in report["protocol"].items()]
     if report.get("warnings"):
