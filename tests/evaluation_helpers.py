@@ -32,6 +32,8 @@ class TinyVideoNet(torch.nn.Module):
         resize: bool = False,
         return_features: bool = False,
     ) -> torch.Tensor:
+        if rescale:  # uint8-valued input, as the I3D file takes it with rescale=True
+            x = x.float() / 127.5 - 1.0
         return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4))
 
 

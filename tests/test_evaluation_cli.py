@@ -66,7 +66,8 @@ def test_eval_scores_a_folder_of_shapes_clips_and_writes_the_reports(kit, tmp_pa
     assert fvd["sha256"] == sha256_of(kit["i3d"])
     assert fvd["checksum_verified"] is False and fvd["frames"] == 16
     assert fvd["generated_samples"] == 2 and fvd["reference_samples"] == 2
-    assert "224x224" in fvd["preprocess"] and fvd["reference_statistics_reused"] is False
+    assert "uint8 frames at their own size" in fvd["preprocess"] and "rescale=True" in fvd["call"]
+    assert fvd["reference_statistics_reused"] is False
     assert report["protocol"]["pixeldance_version"] and report["protocol"]["frames"] == 16
     assert any("not comparable" in w for w in report["warnings"])
     md = (out / "report.md").read_text()

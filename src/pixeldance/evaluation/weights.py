@@ -167,10 +167,10 @@ I3D_MIN_FRAMES = 9  # fewer frames are pooled away to nothing inside the I3D net
 def load_i3d(
     path=None, trust: bool = False, device="cpu", batch_size: int = 8, frames: int = 16
 ) -> VideoFeatures:
-    """The FVD extractor: I3D called with ``rescale=False, resize=False,
-    return_features=True`` on ``frames`` frames (the protocol's 16) at 224x224 in [-1, 1]
-    (this module does the resize and the scaling, and says how in the report), giving 400-d
-    features per clip."""
+    """The FVD extractor: I3D called as StyleGAN-V's FVD code calls it, with ``rescale=True,
+    resize=True, return_features=True`` on ``frames`` frames (the protocol's 16) given as uint8
+    centre squares at their own size (the file rescales them to [-1, 1] and resizes them to
+    224x224 itself), giving 400-d features per clip."""
     if frames < I3D_MIN_FRAMES:
         raise ValueError(f"FVD's I3D network needs at least {I3D_MIN_FRAMES} frames, got {frames}")
     return _load_torchscript(
@@ -181,9 +181,9 @@ def load_i3d(
         VideoFeatures,
         name=f"I3D Kinetics-400 ({I3D.filename})",
         frames=frames,
-        size=224,  # the I3D input size of the FVD protocol
+        size=None,  # uint8 at its own size: the file rescales and resizes (to 224) itself
         value_range=(-1.0, 1.0),
-        call_kwargs=dict(rescale=False, resize=False, return_features=True),
+        call_kwargs=dict(rescale=True, resize=True, return_features=True),
         batch_size=batch_size,
     )
 
