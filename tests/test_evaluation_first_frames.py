@@ -120,3 +120,18 @@ def test_long_videos_are_scored_chunk_by_chunk_with_a_table_and_a_plot(tmp_path,
     assert (out / "long.png").stat().st_size > 1000 and "| 2 | 16-23 |" in (
         out / "long.md"
     ).read_text()
+
+
+def test_text_only_from_a_model_trained_with_every_first_frame_is_warned(tmp_path, capsys):
+    model, manifest, _ = _kit(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.rename(run / "pipeline")
+    (run / "config.yaml").write_text("instructions:\n  first_frame_drop_prob: 0.0\n")
+    out = tmp_path / "text"
+    args = ["--manifest", manifest, "--model", run / "pipeline", "--first-frame", "none"]
+    rc, err = _run(capsys, *args, "--metrics", "flicker", "--out", out, *GEN)
+    assert rc == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"]["training_first_frame_drop_prob"] == 0.0
+    assert any("out of distribution" in w for w in report["warnings"])
