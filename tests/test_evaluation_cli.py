@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluation_helpers import TinyImageNet, TinyVideoNet, save_tiny_clip, save_torchscript
+from evaluation_helpers import (
+    TinyImageNet,
+    TinyVideoClassifier,
+    TinyVideoNet,
+    save_tiny_clip,
+    save_torchscript,
+)
 from helpers import tiny_pipeline
 from pixeldance.cli import main
 from pixeldance.data.shapes import write_dataset
@@ -26,6 +32,7 @@ def kit(tmp_path_factory):
     return {
         "i3d": save_torchscript(TinyVideoNet(), root / "i3d.pt"),
         "inception": save_torchscript(TinyImageNet(), root / "inception.pt"),
+        "c3d": save_torchscript(TinyVideoClassifier(), root / "c3d_ucf101.pt"),
         "clip": save_tiny_clip(root / "clip"),
         "model": root / "model",
         "generated": write_dataset(root / "gen", 2, seed=5, num_images=0, progress=False),
@@ -35,7 +42,7 @@ def kit(tmp_path_factory):
 
 def weights(kit, tmp_path):
     return [
-        "--i3d", str(kit["i3d"]), "--inception", str(kit["inception"]), "--clip",
+        "--i3d", str(kit["i3d"]), "--inception", str(kit["inception"]), "--c3d", str(kit["c3d"]), "--clip",
         str(kit["clip"]), "--trust-weights", "--cache-dir", str(tmp_path / "cache"),
         "--device", "cpu",
     ]  # fmt: skip
@@ -59,7 +66,8 @@ def test_eval_scores_a_folder_of_shapes_clips_and_writes_the_reports(kit, tmp_pa
     assert fvd["sha256"] == sha256_of(kit["i3d"])
     assert fvd["checksum_verified"] is False and fvd["frames"] == 16
     assert fvd["generated_samples"] == 2 and fvd["reference_samples"] == 2
-    assert "224x224" in fvd["preprocess"] and fvd["reference_statistics_reused"] is False
+    assert "uint8 frames at their own size" in fvd["preprocess"] and "rescale=True" in fvd["call"]
+    assert fvd["reference_statistics_reused"] is False
     assert report["protocol"]["pixeldance_version"] and report["protocol"]["frames"] == 16
     assert any("not comparable" in w for w in report["warnings"])
     md = (out / "report.md").read_text()
@@ -119,7 +127,7 @@ def test_eval_generates_over_a_manifest_then_scores_and_rescoring_agrees(kit, tm
         p["generation_settings"]["num_inference_steps"] == 2
         and p["generation_settings"]["height"] == 32
     )
-    assert p["seed"].startswith("0 ") and p["first_frame_instructions"] == "manifest"
+    assert p["seed"].startswith("0 ") and p["first_frame_instructions"].startswith("manifest:")
     # the generated folder scores to the same numbers on its own
     rc, _, err = run(
         capsys,
@@ -132,6 +140,11 @@ def test_eval_generates_over_a_manifest_then_scores_and_rescoring_agrees(kit, tm
     )
     assert rc == 0, err
     again = json.loads((tmp_path / "again" / "report.json").read_text())
+    # rescoring still says what made the videos, and how they were encoded
+    assert again["protocol"]["generated_with"]["settings"]["num_inference_steps"] == 2
+    assert again["protocol"]["video_encode"].startswith("h264, yuv420p")
+    assert "CRF 18" in again["protocol"]["video_encode"]
+    assert again["comparable"]["fvd"] == "no, because no --preset: not one of the paper's setups"
     assert {k: v["value"] for k, v in again["scores"].items()} == {
         k: v["value"] for k, v in report["scores"].items()
     }
@@ -174,8 +187,8 @@ def test_ucf101_preset_prompts_class_names_and_prints_the_papers_numbers(kit, tm
     )  # fmt: skip
     assert rc == 0, err
     report = json.loads((out / "report.json").read_text())
-    assert set(report["scores"]) == {"fvd", "is", "fid"}
-    assert report["paper"] == {"fvd": 242.8, "is": 42.10, "fid": 49.36}
+    assert set(report["scores"]) == {"fvd", "video_is", "fid"}
+    assert report["paper"] == {"fvd": 242.8, "video_is": 42.10, "fid": 49.36}
     with open(out / "generated.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["prompt"] for r in rows] == ["apply eye makeup", "apply eye makeup", "yo yo"]
@@ -217,8 +230,13 @@ def test_msrvtt_preset_reads_the_annotation_file_and_flags_a_partial_run(kit, tm
     assert any("2990 samples" in w for w in report["warnings"])
     with open(out / "generated.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["prompt"] for r in rows] == ["a purple triangle glides", "an orange diamond bounces"]
+    # one caption per video drawn at random with the seed: the paper's "randomly select one
+    # caption per video"; the draw is written out here with numpy
+    rng = np.random.default_rng(0)
+    options = [["a purple triangle glides", "second caption"], ["an orange diamond bounces"]]
+    assert [r["prompt"] for r in rows] == [o[int(rng.integers(len(o)))] for o in options]
     assert rows[0]["reference"].endswith("video7010.mp4")
+    assert report["protocol"]["captions"].startswith("one per video, drawn at random")
 
 
 @pytest.mark.parametrize(
@@ -237,3 +255,25 @@ def test_bad_input_is_one_line(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, _, err = run(capsys, *args)
     assert rc == 2 and err.count("\n") == 1 and message in err
+
+
+def test_ucf101_preset_warns_off_10000_samples_and_off_t2i_first_frames(kit, tmp_path, capsys):
+    videos = tmp_path / "UCF-101"
+    rng = np.random.default_rng(2)
+    for name in ("v_YoYo_g01_c01", "v_YoYo_g02_c01", "v_Surfing_g01_c01"):
+        write_mp4(
+            rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), videos / f"{name}.mp4", fps=10
+        )
+    out = tmp_path / "ucf"
+    rc, _, err = run(
+        capsys, "--preset", "ucf101", "--videos", videos, "--references", videos,
+        "--metrics", "fvd", "--frames", "10", "--reference-clips", "fvd2048_16f",
+        "--reference-count", "12", "--out", out, *weights(kit, tmp_path),
+    )  # fmt: skip
+    assert rc == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert any("has 10000 samples; this run has 3" in w for w in report["warnings"])
+    fvd = report["scores"]["fvd"]["protocol"]
+    assert fvd["reference_samples"] == 12  # random clips, more than the 3 videos
+    assert "default_rng(0)" in fvd["reference_sampling"] and "not 2048" in fvd["reference_sampling"]
+    assert fvd["reference_sampling"].endswith("rates used: 10 fps")  # native, as read

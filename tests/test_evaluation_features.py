@@ -186,7 +186,7 @@ def test_scores_carry_their_protocol_and_repeat_exactly(shapes, clip_folder, tmp
     assert fvd["extractor"] == "tiny video" and fvd["sha256"] == "test" and fvd["frames"] == 16
     assert fvd["generated_samples"] == 2 and fvd["reference_samples"] == 2
     assert "24 fps" in fvd["reference_sampling"]  # references sampled at the generated rate
-    assert s["is"]["protocol"]["splits"] == 2 and s["is"]["protocol"]["frames_scored"] == 32
+    assert s["is"]["protocol"]["splits"] == 2 and s["is"]["protocol"]["samples_scored"] == 32
     assert report["protocol"]["seed"] == 7 and report["protocol"]["frames"] == 16
     assert any("samples of" in w for w in report["warnings"])  # 2 clips, 6-d features
     again = score_videos(items, refs, ex, config)

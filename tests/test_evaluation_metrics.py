@@ -82,7 +82,7 @@ def test_inception_score_of_a_uniform_predictor_is_one():
 def test_confident_balanced_predictions_score_the_class_count(splits):
     k = 7
     probs = np.eye(k)[np.arange(k * 3 * splits) % k]  # one-hot, every class equally often
-    mean, _ = M.inception_score(probs, splits=splits)
+    mean, _ = M.inception_score(probs, splits=splits, seed=None)  # splits balanced in order
     assert mean == pytest.approx(k)
 
 
@@ -128,12 +128,12 @@ def test_flicker_is_zero_for_still_and_steady_clips_and_counts_alternation():
 # ---------------------------------------------------------------- instruction fidelity
 def test_instruction_fidelity_scores_frame_zero_and_the_last_frame():
     rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    video = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)  # SSIM's window needs 11 px
     last = video[-1].copy()
     last[0, 0, 0] ^= 1  # one level off on one value
     out = M.instruction_fidelity([video], [video[0]], [last])
     assert out["frame0_psnr"] == M.PSNR_CAP_DB and out["frame0_ssim"] == pytest.approx(1.0)
-    assert out["last_frame_psnr"] == pytest.approx(10 * math.log10(255**2 * 8 * 8 * 3))
+    assert out["last_frame_psnr"] == pytest.approx(10 * math.log10(255**2 * 16 * 16 * 3))
     assert set(M.instruction_fidelity([video], first_frames=[video[0]])) == {
         "frame0_psnr",
         "frame0_ssim",

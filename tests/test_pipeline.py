@@ -218,7 +218,8 @@ def test_save_and_load_pipeline(pipe, tmp_path):
 def test_bad_inputs_name_the_problem(pipe, tmp_path):
     cases = [
         (dict(first_frame=tmp_path / "missing.png"), FileNotFoundError, "missing.png"),
-        (dict(num_frames=1), ValueError, "num_frames"),
+        (dict(num_frames=0), ValueError, "num_frames"),
+        (dict(num_frames=1, last_frame=random_image(1)), ValueError, "num_frames"),
         (dict(height=18), ValueError, "nearest valid sizes: 16 or 20"),
         (dict(num_inference_steps=-3), ValueError, "num_inference_steps"),
         (dict(output_type="gif"), ValueError, "output_type"),

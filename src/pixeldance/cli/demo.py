@@ -76,9 +76,9 @@ class DemoRunner:
 
     @property
     def pipe(self):
-        """The pipeline, loaded on first use (by :func:`pixeldance.cli.common.load_pipeline`)."""
+        """The pipeline, loaded on first use (by :func:`pixeldance.loading.load_pipeline`)."""
         if self._pipe is None:
-            from .common import load_pipeline
+            from ..loading import load_pipeline
 
             self._pipe = load_pipeline(self.model, self.settings(), self.defaults)
             self._pipe.set_progress_bar_config(disable=True)

@@ -33,6 +33,29 @@ def add_eval_parser(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    e.add_argument(
+        "task",
+        nargs="?",
+        choices=("convert-weights",),
+        help="convert-weights: turn pytorch-fid's Inception, OpenAI's ViT-B-32.pt or an "
+        "open_clip checkpoint into what --inception / --clip take (--from, --input, --out)",
+    )
+    conv = e.add_argument_group("convert-weights")
+    conv.add_argument(
+        "--from",
+        dest="source_format",
+        choices=("pytorch-fid-inception", "openai-clip", "open-clip"),
+        help="the file's format",
+    )
+    conv.add_argument("--input", help="the file to convert (read as tensors only)")
+    conv.add_argument(
+        "--tokenizer", help="CLIP: a CLIP tokenizer folder (vocab.json, merges.txt) to copy"
+    )
+    conv.add_argument(
+        "--activation",
+        choices=("quick_gelu", "gelu"),
+        help="CLIP: the MLP activation (default: quick_gelu for OpenAI's, gelu for open_clip's)",
+    )
     src = e.add_argument_group("what to score")
     src.add_argument(
         "--manifest",
@@ -50,7 +73,11 @@ def add_eval_parser(sub) -> None:
         "--root",
         help="folder that relative paths in manifests start from (default: the manifest's)",
     )
-    src.add_argument("--out", required=True, help="folder for the report (and generated videos)")
+    src.add_argument(
+        "--out",
+        required=True,
+        help="folder for the report (and generated videos); convert-weights: the new file/folder",
+    )
     src.add_argument(
         "--preset",
         choices=list(PRESETS),
@@ -73,7 +100,35 @@ def add_eval_parser(sub) -> None:
         "--first-frame",
         choices=FIRST_FRAME_SOURCES,
         default="manifest",
-        help="first-frame instructions: the manifest's column only; else frame 0 of the reference; or none",
+        help="first-frame instructions: the manifest's column only; else frame 0 of the "
+        "reference (ground truth: FVD/FID optimistic); none (text only); t2i (made from the "
+        "prompt by --t2i, the paper's protocol); self (the model's own 1-frame image mode)",
+    )
+    gen.add_argument(
+        "--t2i",
+        help="with --first-frame t2i: a local diffusers text-to-image folder (Stable Diffusion "
+        "2.1 is the paper's) that makes each first frame from its prompt",
+    )
+    gen.add_argument("--t2i-steps", type=int, default=50, help="text-to-image denoising steps")
+    gen.add_argument("--t2i-guidance", type=float, default=7.5, help="text-to-image guidance scale")
+    gen.add_argument(
+        "--last-frame",
+        choices=("manifest", "reference"),
+        default="manifest",
+        help="last-frame instructions: the manifest's column only; else the reference's frame "
+        "at the clip's last index (at the generation frame rate)",
+    )
+    gen.add_argument(
+        "--tau-sweep",
+        help="comma-separated taus: generate the samples with a last frame again at each and "
+        "report last-frame PSNR/SSIM and motion by tau (keyframe adherence)",
+    )
+    gen.add_argument(
+        "--long",
+        type=int,
+        metavar="N",
+        help="generate N-frame videos by chaining clips and score every --frames chunk of them "
+        "(the paper's Fig. 8): long.md, long.json, long.png",
     )
     gen.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     gen.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
@@ -90,7 +145,22 @@ def add_eval_parser(sub) -> None:
     sc.add_argument(
         "--fps",
         type=float,
-        help="frame rate references are sampled at (default: the generated videos')",
+        help="frame rate references are sampled at (default: the generated videos'; under a "
+        "preset, each reference's own rate)",
+    )
+    sc.add_argument(
+        "--reference-clips",
+        choices=("start", "fvd2048_16f"),
+        default="start",
+        help="start: one clip per reference video from t = 0; fvd2048_16f: StyleGAN-V's 2048 "
+        "random consecutive 16-frame clips (seeded by --seed)",
+    )
+    sc.add_argument(
+        "--reference-count",
+        type=int,
+        default=2048,
+        help="clips drawn under --reference-clips fvd2048_16f (default 2048, StyleGAN-V's; "
+        "another count is reported as such)",
     )
     sc.add_argument(
         "--i3d",
@@ -99,6 +169,11 @@ def add_eval_parser(sub) -> None:
     sc.add_argument(
         "--inception",
         help="inception-2015-12-05.pt (default: in the same folder as the I3D default)",
+    )
+    sc.add_argument(
+        "--c3d",
+        help="UCF-101 C3D for the video IS: StyleGAN-V's c3d_ucf101.pt (TorchScript, needs "
+        "--trust-weights) or a safetensors state dict (default: in the weights folder)",
     )
     sc.add_argument(
         "--clip",
@@ -125,17 +200,21 @@ def add_eval_parser(sub) -> None:
     )
     sc.add_argument("--batch-size", type=int, default=8, help="clips per extractor call")
     sc.add_argument("--is-splits", type=int, default=10, help="Inception Score splits")
+    sc.add_argument(
+        "--is-seed", type=int, default=0, help="seed of the shuffle before the IS splits"
+    )
     e.set_defaults(func=_cmd_eval)
 
 
 def _extractors(args, device: str, frames: int):
     from ..evaluation.score import Extractors
-    from ..evaluation.weights import DEFAULT_CLIP, load_clip, load_i3d, load_inception
+    from ..evaluation.weights import DEFAULT_CLIP, load_c3d, load_clip, load_i3d, load_inception
 
     return Extractors(
         loaders={
             "i3d": lambda: load_i3d(args.i3d, args.trust_weights, device, frames=frames),
             "inception": lambda: load_inception(args.inception, args.trust_weights, device),
+            "c3d": lambda: load_c3d(args.c3d, args.trust_weights, device, frames=frames),
             "clip": lambda: load_clip(args.clip or DEFAULT_CLIP, args.allow_download, device),
         }
     )
@@ -148,17 +227,32 @@ def _unique(paths) -> list[Path]:
 def _cmd_eval(args) -> int:
     from ..data.video import VideoError
     from ..devices import PlacementError, resolve_placement
-    from ..evaluation.inputs import read_items, reference_paths, ucf101_class
-    from ..evaluation.protocol import DEFAULT_FRAMES, NEEDS_WEIGHTS, get_preset, parse_metrics
+    from ..evaluation.comparable import comparability, generation_record, video_encode
+    from ..evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
+    from ..evaluation.protocol import (
+        DEFAULT_FRAMES,
+        NEEDS_WEIGHTS,
+        get_preset,
+        parse_metrics,
+        preset_warnings,
+    )
     from ..evaluation.report import score_lines, write_report
     from ..evaluation.score import ScoreConfig, choose_metrics, score
 
+    if args.task == "convert-weights":
+        return _convert(args)
     if bool(args.manifest) == bool(args.videos):
         raise UsageError(
             "give --manifest (generate, then score) or --videos (score existing videos)"
         )
-    for flag in ("samples", "frames", "batch_size", "is_splits"):
+    if args.long is not None and not args.manifest:
+        raise UsageError("--long N generates: give --manifest (prompts and instructions)")
+    for flag in ("samples", "frames", "batch_size", "is_splits", "reference_count", "long"):
         at_least(f"--{flag.replace('_', '-')}", getattr(args, flag), 1)
+    if args.tau_sweep:
+        from ..evaluation.adherence import parse_taus
+
+        parse_taus(args.tau_sweep)  # a malformed list fails before any work
     destination(args.out, "eval", add_to=True)  # new, empty, or an evaluation folder to add to
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
@@ -170,7 +264,9 @@ def _cmd_eval(args) -> int:
     device = placement.device
     generating = args.manifest is not None
     try:
-        items = read_items(args.manifest or args.videos, args.root, generating=generating)
+        items = read_items(
+            args.manifest or args.videos, args.root, generating=generating, caption_seed=args.seed
+        )
         if preset and preset.class_prompts:
             for it in items:
                 it.prompt = it.prompt or ucf101_class(it.reference or it.video)
@@ -186,32 +282,71 @@ def _cmd_eval(args) -> int:
         for metric in chosen:  # load (and check) the networks before any long work
             if metric in NEEDS_WEIGHTS:
                 getattr(extractors, NEEDS_WEIGHTS[metric])
+        if "keyframes" in chosen and args.clip is not None:
+            _ = extractors.clip  # load and check it now
         protocol = {"preset": preset.name if preset else None, "device": device}
+        if generating and caption_rule(args.manifest, args.seed):
+            protocol["captions"] = caption_rule(args.manifest, args.seed)
+        notes: list[str] = []
+        chunks = None
         if generating:
-            items, gen_protocol = _generate(args, preset, items, frames, placement)
+            items, gen_protocol, notes = _generate(args, preset, items, frames, placement)
+            chunks = gen_protocol.pop("long_chunks", None)
             protocol.update(gen_protocol)
         config = ScoreConfig(
             metrics=tuple(chosen),
             frames=frames,
             reference_fps=args.fps,
+            reference_native_fps=bool(preset) and args.fps is None,
+            reference_mode=args.reference_clips,
+            reference_seed=args.seed,
+            reference_clips=args.reference_count,
             cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
             is_splits=args.is_splits,
+            is_seed=args.is_seed,
+            keyframe_clip=args.clip is not None,
             batch_size=args.batch_size,
             protocol=protocol,
         )
-        report = score(items, references, extractors, config)
+        if chunks is not None:
+            from ..evaluation.long import score_chunks, write_long
+
+            report = score_chunks(chunks, references, extractors, config)
+            write_long(args.out, report["long"])
+        else:
+            report = score(items, references, extractors, config)
+        report["warnings"] += notes
+        if "tau_sweep" in report["protocol"]:
+            report["tau_sweep"] = report["protocol"].pop("tau_sweep")
     except VideoError as err:
         raise UsageError(str(err)) from err
+    record = generation_record(items)
+    report["protocol"]["video_encode"] = video_encode(items, record)
+    if not generating and record is not None:  # rescoring: what made the videos
+        report["protocol"]["generated_with"] = record
     if preset:
         report["paper"] = preset.paper
-        if preset.expected_rows and len(items) != preset.expected_rows:
-            report["warnings"].append(
-                f"the {preset.name} benchmark has {preset.expected_rows} samples; this run has "
-                f"{len(items)}, so its numbers are not comparable with the paper's"
-            )
+        source = args.first_frame if generating else (record or {}).get("first_frame")
+        report["warnings"] += preset_warnings(preset, len(items), source)
+    report["comparable"] = comparability(report, preset, record)
     json_path, md_path = write_report(args.out, report)
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _convert(args) -> int:
+    from ..evaluation.convert import convert
+
+    if not args.source_format or not args.input:
+        raise UsageError("convert-weights needs --from FORMAT --input FILE --out PATH")
+    kwargs = {}
+    if args.source_format != "pytorch-fid-inception":
+        if not args.tokenizer:
+            raise UsageError("converting a CLIP needs --tokenizer FOLDER (a CLIP tokenizer)")
+        kwargs = {"tokenizer": args.tokenizer, "activation": args.activation}
+    out = convert(args.source_format, args.input, args.out, **kwargs)
+    print(f"wrote {out}")
     return 0
 
 
@@ -221,7 +356,11 @@ def _as_generated(items, args) -> list:
     from ..evaluation.generate import first_frame_source
 
     return [
-        dataclasses.replace(it, first_frame=first_frame_source(it, args.first_frame))
+        dataclasses.replace(
+            it,
+            first_frame=first_frame_source(it, args.first_frame),
+            last_frame=it.last_frame or (it.reference if args.last_frame == "reference" else None),
+        )
         for it in items
     ]
 
@@ -231,45 +370,16 @@ def _default_cache() -> Path:
 
 
 def _generate(args, preset, items, frames: int, placement):
-    """Generate the clips to score; returns the items with videos and what to record."""
-    from ..evaluation.generate import generate_videos, plan_samples
-    from ..folders import pipeline_folder
-    from ..generation import GenerationConfig, Geometry, SettingError, resolve
-    from .common import flag_error, load_pipeline
+    """Generate the clips to score: (items with videos, what to record, warnings)."""
+    from ..evaluation.adherence import parse_taus
+    from ..evaluation.run import GenerationRequest, generate_for_eval
 
-    folder = pipeline_folder(args.model)
-    size = preset.size if preset else (None, None)
-    config = GenerationConfig.load(folder)
-    try:  # the one check, before the model loads
-        settings = resolve(
-            config,
-            Geometry.of_folder(folder),
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            tau=args.tau,
-            num_frames=frames,
-            height=args.height or size[0],
-            width=args.width or size[1],
-            placement=placement,
-        )
-    except SettingError as err:
-        raise flag_error(err) from err
-    plan = plan_samples(
-        items,
-        args.samples or (preset.samples if preset else None),
-        class_prompts=bool(preset and preset.class_prompts),
-    )
-    pipe = load_pipeline(folder, settings, config)
-    pipe.set_progress_bar_config(disable=True)
-    generation = dataclasses.asdict(settings)
-    record = {"model": str(folder.resolve()), "settings": generation, "samples": len(plan)}
-    done = generate_videos(
-        pipe, settings, plan, args.out, args.seed, args.first_frame, record, progress=True
-    )
-    return done, {
-        "model": str(folder),
-        "generation_settings": generation,
-        "seed": f"{args.seed} (sample i drawn with its own generator seeded seed + i)",
-        "first_frame_instructions": args.first_frame,
-        "samples": f"{len(plan)} clips from {len(items)} manifest rows (row i * rows // samples)",
-    }
+    request = GenerationRequest(
+        model=args.model, out=Path(args.out), frames=frames, placement=placement, seed=args.seed,
+        samples=args.samples, first_frame=args.first_frame, last_frame=args.last_frame,
+        steps=args.steps, guidance=args.guidance, tau=args.tau, height=args.height,
+        width=args.width, t2i=args.t2i, t2i_steps=args.t2i_steps,
+        t2i_guidance=args.t2i_guidance, long=args.long,
+        tau_sweep=parse_taus(args.tau_sweep) if args.tau_sweep else None,
+    )  # fmt: skip
+    return generate_for_eval(request, preset, items)

@@ -16,7 +16,8 @@ from ..generation import (
     SettingError,
     check_prompt,
 )
-from .common import UsageError, add_placement_args, flag_error, load_pipeline, work_started
+from ..loading import load_pipeline
+from .common import UsageError, add_placement_args, flag_error, work_started
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "

@@ -98,6 +98,12 @@ class _PixelFeatures(Extractor):
 
     def _geometry(self) -> str:
         """The preprocessing of :meth:`_prepare`, as the report states it."""
+        if self.size is None:
+            return (
+                "centre square crop; no resize here: uint8 frames at their own size go to the "
+                "network, whose own input path rescales and resizes them (as the reference "
+                "code, StyleGAN2-ADA / StyleGAN-V, calls these files)"
+            )
         return (
             f"centre square crop; bilinear resize to {self.size}x{self.size} "
             f"(align_corners=False, no antialias); values in "
@@ -105,7 +111,10 @@ class _PixelFeatures(Extractor):
         )
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """float ``(N, 3, H, W)`` in [0, 255] -> ``(N, 3, size, size)`` in ``value_range``."""
+        """float ``(N, 3, H, W)`` in [0, 255] -> ``(N, 3, size, size)`` in ``value_range``;
+        ``size`` None: the centre square, uint8, unresized (the network resizes)."""
+        if self.size is None:
+            return square_crop(x).round().clamp(0, 255).to(torch.uint8)
         return _to_range(_resize(square_crop(x), self.size), self.value_range)
 
 
@@ -114,7 +123,10 @@ class VideoFeatures(_PixelFeatures):
 
     Preprocessing: the first ``frames`` frames; each frame centre-cropped to a square and
     resized to ``size`` x ``size`` (bilinear, no antialias); values mapped to ``value_range``;
-    the network is called on ``(B, 3, frames, size, size)`` with ``call_kwargs``.
+    the network is called on ``(B, 3, frames, size, size)`` with ``call_kwargs``. ``size``
+    None: the centre squares go to the network as uint8 at their own size (a network with its
+    own rescale and resize, as the I3D TorchScript file called with ``rescale=True,
+    resize=True``), batched only with clips of the same size.
     """
 
     def __init__(
@@ -125,7 +137,7 @@ class VideoFeatures(_PixelFeatures):
         checksum: str,
         verified: bool | None = True,
         frames: int = 16,
-        size: int = 224,
+        size: int | None = 224,
         value_range: tuple[float, float] = (-1.0, 1.0),
         call_kwargs: dict | None = None,
         batch_size: int = 8,
@@ -142,8 +154,23 @@ class VideoFeatures(_PixelFeatures):
             "call": ", ".join(f"{k}={v}" for k, v in self.call_kwargs.items()) or "(plain)",
         }
 
+    def _batches(self, clips: Sequence[np.ndarray]) -> list[list[torch.Tensor]]:
+        """Preprocessed clips in order, ``batch_size`` at most and one shape per batch."""
+        batches: list[list[torch.Tensor]] = []
+        for clip in clips:
+            x = self.preprocess(clip)
+            if (
+                not batches
+                or len(batches[-1]) >= self.batch_size
+                or batches[-1][0].shape != x.shape
+            ):
+                batches.append([])
+            batches[-1].append(x)
+        return batches
+
     def preprocess(self, clip: np.ndarray) -> torch.Tensor:
-        """uint8 ``(F, H, W, 3)`` -> float ``(3, frames, size, size)``."""
+        """uint8 ``(F, H, W, 3)`` -> float ``(3, frames, size, size)`` (``size`` None: uint8
+        ``(3, frames, S, S)``, the centre square)."""
         x = torch.from_numpy(_check_clip(clip, self.frames)).permute(0, 3, 1, 2).float()
         return self._prepare(x).permute(1, 0, 2, 3)  # (F, 3, S, S) -> (3, F, S, S)
 
@@ -151,8 +178,8 @@ class VideoFeatures(_PixelFeatures):
     def __call__(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Clips (each uint8 ``(F, H, W, 3)``, sizes may differ) -> features ``(B, D)``."""
         out = []
-        for i in range(0, len(clips), self.batch_size):
-            x = torch.stack([self.preprocess(c) for c in clips[i : i + self.batch_size]])
+        for batch in self._batches(clips):
+            x = torch.stack(batch)
             y = self.network(x.to(self.device), **self.call_kwargs)  # (b, D)
             out.append(y.float().cpu().numpy().reshape(len(x), -1))
         return np.concatenate(out).astype(np.float64)
@@ -162,7 +189,9 @@ class FrameFeatures(_PixelFeatures):
     """Per-frame features (FID) and class probabilities (IS) from an image classifier.
 
     Preprocessing: centre square crop, bilinear resize to ``size`` x ``size``, values mapped
-    to ``value_range``; ``feature_kwargs`` / ``probability_kwargs`` select the network's output.
+    to ``value_range``; ``size`` None: the square crop goes to the network as uint8 at its own
+    size (for networks with their own resize, as the TensorFlow-Inception TorchScript file).
+    ``feature_kwargs`` / ``probability_kwargs`` select the network's output.
     """
 
     def __init__(
@@ -172,7 +201,7 @@ class FrameFeatures(_PixelFeatures):
         name: str,
         checksum: str,
         verified: bool | None = True,
-        size: int = 299,
+        size: int | None = 299,
         value_range: tuple[float, float] = (0.0, 255.0),
         feature_kwargs: dict | None = None,
         probability_kwargs: dict | None = None,

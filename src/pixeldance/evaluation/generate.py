@@ -20,8 +20,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..files import atomic_path, write_video
+from .first_frames import FIRST_FRAMES_DIR, Maker, cached_first_frame
 from .inputs import Item, class_prompt, read_clip
 from .protocol import FIRST_FRAME_SOURCES
+
+MADE_SOURCES = ("t2i", "self")  # first frames made from the prompt
 
 GENERATION_RECORD = "generation.json"
 
@@ -47,7 +50,10 @@ def plan_samples(
 def first_frame_source(item: Item, source: str) -> Path | None:
     """Where a sample's first-frame instruction comes from under the ``source`` rule: its
     ``first_frame`` image, else (``source == "reference"``) its reference video, whose frame 0
-    is the instruction; None for none (always under ``source == "none"``)."""
+    is the instruction; None for none (always under ``source == "none"``). Under ``t2i`` and
+    ``self`` every sample's first frame is made from its prompt: the path it will have."""
+    if source in MADE_SOURCES:
+        return Path(FIRST_FRAMES_DIR) / "(made from the prompt)"
     if source == "none":
         return None
     if item.first_frame is not None:
@@ -57,8 +63,11 @@ def first_frame_source(item: Item, source: str) -> Path | None:
     return None
 
 
-def _first_frame(item: Item, source: str, out: Path, index: int):
+def first_frame_instruction(item: Item, source: str, out: Path, index: int, maker, seed: int):
     """The first-frame instruction of a sample under the ``source`` rule, and its file."""
+    if source in MADE_SOURCES:
+        path = cached_first_frame(maker, item.prompt or "", seed, out, index)
+        return path, path
     found = first_frame_source(item, source)
     if found is None or found is item.first_frame:
         return found, found
@@ -68,6 +77,23 @@ def _first_frame(item: Item, source: str, out: Path, index: int):
     with atomic_path(path) as tmp:
         Image.fromarray(frame).save(tmp, format="PNG")
     return frame, path
+
+
+LAST_FRAME_SOURCES = ("manifest", "reference")
+
+
+def _last_frame(item: Item, source: str, out: Path, index: int, frames: int, fps: float):
+    """The last-frame instruction: the manifest's, else (``source == "reference"``) frame
+    ``frames - 1`` of the reference read at the generation rate ``fps`` (the frame the clip
+    should end on), saved beside the videos; None for none."""
+    if item.last_frame is not None or source == "manifest" or item.reference is None:
+        return item.last_frame
+    frame = read_clip(item.reference, frames, fps)[-1]
+    path = out / "instructions" / f"{index:05d}_last.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(frame).save(tmp, format="PNG")
+    return path
 
 
 def _check_record(folder: Path, record: dict) -> None:
@@ -96,34 +122,47 @@ def generate_videos(
     first_frame: str = "manifest",
     record: dict | None = None,
     progress: bool = True,
+    maker: Maker | None = None,
+    last_frame: str = "manifest",
 ) -> list[Item]:
     """Generate one video per item; return the items with ``video`` set. ``settings``: a
     :class:`pixeldance.generation.GenerationSettings` (``pipe.generation_settings(...)``), its
     placement making each sample's generator;
     ``first_frame``: where first-frame instructions come from ("manifest": its column only,
-    "reference": else frame 0 of the reference video, "none": text only)."""
+    "reference": else frame 0 of the reference video, "none": text only, "t2i"/"self": made
+    from the prompt by ``maker`` with seed ``seed + i``, see :mod:`.first_frames`);
+    ``last_frame``: "manifest" (its column) or "reference" (else the reference's frame at the
+    clip's last index, read at the generation rate)."""
     from ..images import frames_to_uint8
 
     if first_frame not in FIRST_FRAME_SOURCES:
         raise ValueError(f"first_frame must be one of {', '.join(FIRST_FRAME_SOURCES)}")
+    if first_frame in MADE_SOURCES and maker is None:
+        raise ValueError(f"first_frame {first_frame!r} needs a maker (the model that makes it)")
     out = Path(out)
     folder = out / "videos"
-    _check_record(folder, {**(record or {}), "seed": seed, "first_frame": first_frame})
+    if last_frame not in LAST_FRAME_SOURCES:
+        raise ValueError(f"last_frame must be one of {', '.join(LAST_FRAME_SOURCES)}")
+    marks = {"seed": seed, "first_frame": first_frame}
+    if last_frame != "manifest":
+        marks["last_frame"] = last_frame
+    _check_record(folder, {**(record or {}), **marks})
     done = []
     for i, it in enumerate(tqdm(items, desc="generating", disable=not progress)):
         path = folder / f"{i:05d}.mp4"
-        image, image_path = _first_frame(it, first_frame, out, i)
+        image, image_path = first_frame_instruction(it, first_frame, out, i, maker, seed + i)
+        last = _last_frame(it, last_frame, out, i, settings.num_frames, settings.fps)
         if not path.is_file():
             result = pipe(
                 it.prompt or "",
                 first_frame=image,
-                last_frame=it.last_frame,
+                last_frame=last,
                 generator=settings.placement.generator(seed + i),
                 output_type="np",
                 settings=settings,
             )
             write_video(frames_to_uint8(result.frames), path, fps=settings.fps)
-        done.append(replace(it, video=path, first_frame=image_path))
+        done.append(replace(it, video=path, first_frame=image_path, last_frame=last))
     write_generated_manifest(out / "generated.csv", done)
     return done
 

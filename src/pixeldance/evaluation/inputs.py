@@ -10,7 +10,8 @@ manifest's folder). Columns (first match wins):
 - the reference video: ``reference``; when generating, also ``video``, ``path``, ``file``.
 
 MSR-VTT's own annotation file (JSON with ``videos`` and ``sentences``) is read directly: one
-row per test video, its first caption, the reference ``{root}/{video_id}.mp4``. A folder of
+row per test video, one of its captions drawn at random with a seed, the reference
+``{root}/{video_id}.mp4``. A folder of
 videos is read as rows too: each file, with the text of a ``.txt`` beside it as its prompt.
 """
 
@@ -47,14 +48,14 @@ class Item:
     reference: Path | None = None
 
 
-def _rows(path: Path) -> list[dict]:
+def _rows(path: Path, caption_seed: int = 0) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
         if isinstance(data, dict) and {"videos", "sentences"} <= set(data):
-            return msrvtt_rows(data)
+            return msrvtt_rows(data, seed=caption_seed)
         if isinstance(data, list):
             return data
         raise ValueError(f"{path}: expected a list of rows or MSR-VTT's videos + sentences")
@@ -62,21 +63,43 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def msrvtt_rows(data: dict, split: str = "test") -> list[dict]:
-    """MSR-VTT annotations -> one row per ``split`` video (prompt: its first caption by
-    ``sen_id``; reference: ``{video_id}.mp4``), in video-id order."""
+def msrvtt_rows(data: dict, split: str = "test", seed: int = 0) -> list[dict]:
+    """MSR-VTT annotations -> one row per ``split`` video, in video-id order: its reference
+    ``{video_id}.mp4`` and one of its captions drawn at random (the paper: "we randomly
+    select one caption per video"): the videos' captions sorted by ``sen_id``, and caption
+    ``rng.integers(count)`` of each, with ``rng = np.random.default_rng(seed)`` drawn once per
+    video in video-id order."""
     videos = sorted(v["video_id"] for v in data["videos"] if v.get("split", split) == split)
-    captions: dict[str, tuple[int, str]] = {}
+    captions: dict[str, list[tuple[int, str]]] = {}
     for s in data["sentences"]:
-        key = (s.get("sen_id", 0), s["caption"])
-        if s["video_id"] not in captions or key < captions[s["video_id"]]:
-            captions[s["video_id"]] = key
+        captions.setdefault(s["video_id"], []).append((s.get("sen_id", 0), s["caption"]))
     missing = [v for v in videos if v not in captions]
     if missing:
         raise ValueError(
             f"MSR-VTT annotations: no caption for {len(missing)} videos, e.g. {missing[0]}"
         )
-    return [{"prompt": captions[v][1], "reference": f"{v}.mp4"} for v in videos]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v in videos:
+        options = sorted(captions[v])
+        rows.append(
+            {"prompt": options[int(rng.integers(len(options)))][1], "reference": f"{v}.mp4"}
+        )
+    return rows
+
+
+def caption_rule(source: str | Path, seed: int) -> str | None:
+    """How prompts were chosen from an MSR-VTT annotation file (None for other sources)."""
+    source = Path(source)
+    if source.suffix.lower() != ".json" or not source.is_file():
+        return None
+    data = json.loads(source.read_text())
+    if not (isinstance(data, dict) and {"videos", "sentences"} <= set(data)):
+        return None
+    return (
+        f"one per video, drawn at random: captions sorted by sen_id, numpy default_rng({seed})"
+        ".integers(count) per video in video-id order"
+    )
 
 
 def _pick(row: dict, names: tuple[str, ...]) -> str | None:
@@ -88,14 +111,17 @@ def _pick(row: dict, names: tuple[str, ...]) -> str | None:
 
 
 def read_manifest(
-    manifest: str | Path, root: str | Path | None = None, generating: bool = False
+    manifest: str | Path,
+    root: str | Path | None = None,
+    generating: bool = False,
+    caption_seed: int = 0,
 ) -> list[Item]:
     """Items from a manifest. ``generating``: the video column names the reference (there is
-    no generated video yet)."""
+    no generated video yet); ``caption_seed``: the draw of MSR-VTT captions."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest not found: {manifest}")
-    rows = _rows(manifest)
+    rows = _rows(manifest, caption_seed)
     if not rows:
         raise ValueError(f"manifest has no rows: {manifest}")
     base = Path(root) if root else manifest.parent
@@ -134,7 +160,10 @@ def list_videos(folder: str | Path) -> list[Path]:
 
 
 def read_items(
-    source: str | Path, root: str | Path | None = None, generating: bool = False
+    source: str | Path,
+    root: str | Path | None = None,
+    generating: bool = False,
+    caption_seed: int = 0,
 ) -> list[Item]:
     """Items from a manifest, or from a folder of videos (each with an optional ``.txt``
     prompt beside it; as references when ``generating``)."""
@@ -144,7 +173,7 @@ def read_items(
             f"not found: {source} (give a folder of videos or a CSV/JSONL manifest)"
         )
     if not source.is_dir():
-        return read_manifest(source, root, generating)
+        return read_manifest(source, root, generating, caption_seed)
     items = []
     for p in list_videos(source):
         txt = p.with_suffix(".txt")
@@ -183,6 +212,20 @@ def class_prompt(name: str) -> str:
 # ---------------------------------------------------------------- frames
 def native_fps(path: str | Path) -> float:
     return probe(path).fps
+
+
+def sample_clip(
+    path: str | Path,
+    frames: int,
+    fps: float | None = None,
+    start: float | None = 0.0,
+    rng: np.random.Generator | None = None,
+):
+    """A :class:`pixeldance.data.video.Clip` of ``frames`` frames at ``fps`` (None: the
+    video's own rate) from ``start`` seconds (None: a start drawn with ``rng``); its ``fps``
+    is the rate actually used (higher than asked for a video too short for the span)."""
+    fps = math.inf if fps is None else fps
+    return decode_clip(path, num_frames=frames, fps=fps, start=start, rng=rng)
 
 
 def read_clip(path: str | Path, frames: int, fps: float | None = None) -> np.ndarray:

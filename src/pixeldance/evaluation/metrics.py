@@ -6,7 +6,8 @@ decoders give and files hold). Features are float arrays ``(N, D)``.
 - :func:`frechet_distance` (FVD and FID alike, on the statistics of two feature sets);
 - :func:`inception_score` from class probabilities, over splits;
 - :func:`clipsim`: mean over frames of the image-text cosine similarity;
-- :func:`psnr`, :func:`ssim` and the weight-free :func:`flicker`;
+- :func:`psnr` (one MSE), :func:`video_psnr` (per-frame mean), :func:`ssim` (valid region,
+  as scikit-image) and the weight-free :func:`flicker`;
 - instruction fidelity: frame 0 against the first-frame instruction, the last frame against
   the last-frame instruction (:func:`instruction_fidelity`), and the latter by tau
   (:func:`last_frame_fidelity_by_tau`).
@@ -128,13 +129,17 @@ def frechet_distance_from_features(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- inception score
-def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
+def inception_score(
+    probs: np.ndarray, splits: int = 10, seed: int | None = 0
+) -> tuple[float, float]:
     """Inception score ``exp(E_x KL(p(y|x) || p(y)))`` of class probabilities ``(N, K)``.
 
-    The N rows are cut, in order, into ``splits`` parts; the score is computed on each (its own
-    marginal p(y)) and the mean and standard deviation over parts are returned. A predictor
-    that says the same thing for every input scores 1; confident predictions spread evenly
-    over K classes score K.
+    The rows are shuffled with ``np.random.default_rng(seed).permutation`` (``seed=None``: kept
+    in the order given) and cut into ``splits`` parts; the score is computed on each (its own
+    marginal p(y)) and the mean and standard deviation over parts are returned. Shuffling
+    matters: inputs sorted by class (UCF-101 files are) would give each split a few classes
+    only and a much lower score. A predictor that says the same thing for every input scores
+    1; confident predictions spread evenly over K classes score K.
     """
     from scipy.special import xlogy
 
@@ -145,6 +150,8 @@ def inception_score(probs: np.ndarray, splits: int = 10) -> tuple[float, float]:
         raise ValueError(f"need at least one sample per split: {len(p)} samples, {splits} splits")
     if (p < 0).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("each row must be a probability distribution (non-negative, sums to 1)")
+    if seed is not None:
+        p = p[np.random.default_rng(seed).permutation(len(p))]
     scores = []
     for part in np.array_split(p, splits):
         marginal = part.mean(axis=0, keepdims=True)
@@ -172,7 +179,9 @@ def clipsim(image_embeds: np.ndarray, text_embed: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- pixel agreement
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR in dB of two equal-shape arrays on a [0, ``peak``] scale, capped at 100 dB (identical)."""
+    """PSNR in dB from one MSE over everything given, on a [0, ``peak``] scale, capped at
+    100 dB (identical). For one image this is the usual PSNR; for a clip it is the
+    *whole-clip-MSE* PSNR (not the per-frame mean: see :func:`video_psnr`)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
@@ -180,11 +189,33 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     return PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, 10 * math.log10(peak**2 / mse))
 
 
+def video_psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR of two clips ``(F, H, W, C)`` as video papers report it: the mean over frames of
+    each frame's PSNR (each capped at 100 dB). A frame ``(H, W, C)`` is a one-frame clip."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    return float(np.mean([psnr(x, y, peak) for x, y in zip(a, b, strict=True)]))
+
+
+SSIM_SIGMA = 1.5  # Wang et al. 2004, sec. III-C: 11x11 circular-symmetric Gaussian, sigma 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al. 2004, sec. III-C
+SSIM_TRUNCATE = 3.5  # 3.5 sigma each side: 2 * int(3.5 * 1.5 + 0.5) + 1 = 11 taps
+SSIM_WINDOW = 2 * int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5) + 1
+
+
 def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """Structural similarity (Wang et al. 2004): 11-tap Gaussian window, sigma 1.5, K1 0.01,
-    K2 0.03, per channel, averaged over channels and frames.
+    K2 0.03, population (not sample) covariances, per channel; the SSIM map is averaged over
+    its *valid* region only (the pixels whose whole window lies inside the image: 5 px are
+    dropped on each side), then over channels and frames. This is scikit-image's
+    ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=peak)``.
 
-    ``a``, ``b``: ``(H, W, 3)`` frames or ``(F, H, W, 3)`` videos of equal shape. 1 = identical.
+    ``a``, ``b``: ``(H, W, 3)`` frames or ``(F, H, W, 3)`` videos of equal shape, at least 11
+    px on each side. 1 = identical.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -195,12 +226,16 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
         a, b = a[None], b[None]
     if a.ndim != 4:
         raise ValueError(f"expected (H, W, C) or (F, H, W, C); got {a.shape}")
-    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
-    # blur over H and W only (sigma 0 on frames and channels); truncate 3.5 sigma = 11 taps
-    sig = (0, 1.5, 1.5, 0)
+    if min(a.shape[1:3]) < SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} px (its window); "
+            f"got {a.shape[1]}x{a.shape[2]}"
+        )
+    c1, c2 = (SSIM_K1 * peak) ** 2, (SSIM_K2 * peak) ** 2
+    sig = (0, SSIM_SIGMA, SSIM_SIGMA, 0)  # blur over H and W only
 
     def blur(x):
-        return gaussian_filter(x, sigma=sig, truncate=3.5, mode="reflect")
+        return gaussian_filter(x, sigma=sig, truncate=SSIM_TRUNCATE, mode="reflect")
 
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a**2
@@ -208,7 +243,8 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     cov = blur(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return float((num / den).mean())
+    pad = (SSIM_WINDOW - 1) // 2  # the border where the window leaves the image
+    return float((num / den)[:, pad:-pad, pad:-pad].mean())
 
 
 def flicker(video: np.ndarray) -> float:
@@ -219,7 +255,8 @@ def flicker(video: np.ndarray) -> float:
 
 
 def mean_psnr(videos: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> float:
-    """Mean over pairs of the PSNR of whole clips."""
+    """Mean over pairs of the whole-clip-MSE PSNR (:func:`psnr` of each clip; the Dancing
+    Shapes benchmarks' ``clip_psnr``). ``pixeldance eval``'s clip PSNR is :func:`video_psnr`."""
     return float(np.mean([psnr(v, r) for v, r in zip(videos, references, strict=True)]))
 
 

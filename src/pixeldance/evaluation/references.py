@@ -96,3 +96,58 @@ def cached_statistics(
     if path is not None:
         save_statistics(path, key, stats, protocol)
     return stats
+
+
+# ---------------------------------------------------------------- how reference clips are drawn
+REFERENCE_MODES = ("start", "fvd2048_16f")
+FVD2048_CLIPS = 2048  # StyleGAN-V (Skorokhodov et al., CVPR 2022): FVD on 2048 16-frame clips
+
+
+@dataclass(frozen=True)
+class ReferenceSampling:
+    """How reference clips are drawn. ``start``: one clip per video, its first ``frames``
+    frames from t = 0 at ``fps`` (None: the video's own rate, consecutive frames).
+    ``fvd2048_16f`` (StyleGAN-V's protocol): ``clips`` clips of consecutive frames at each
+    video's own rate, each from a video and a start drawn with ``np.random.default_rng(seed)``
+    (video index, then start, per clip)."""
+
+    mode: str = "start"
+    frames: int = 16
+    fps: float | None = None
+    clips: int = FVD2048_CLIPS
+    seed: int = 0
+
+    def describe(self) -> str:
+        rate = "each video's own rate" if self.fps is None else f"{self.fps:g} fps"
+        if self.mode == "start":
+            return f"the first {self.frames} frames of each reference video from t = 0 at {rate}"
+        return (
+            f"{self.clips} clips of {self.frames} consecutive frames at each video's own rate, "
+            f"each from a random video (with replacement) at a random start, numpy "
+            f"default_rng({self.seed}) (fvd2048_16f, StyleGAN-V's protocol"
+            + ("" if self.clips == FVD2048_CLIPS else f", but {self.clips} clips, not 2048")
+            + ")"
+        )
+
+    def key(self) -> dict:
+        return {"mode": self.mode, "frames": self.frames, "fps": self.fps} | (
+            {"clips": self.clips, "seed": self.seed} if self.mode != "start" else {}
+        )
+
+    def draw(self, paths: Sequence[Path]):
+        """Yield ``(path, clip or the VideoError that stopped it)`` in a fixed order."""
+        from ..data.video import VideoError
+        from .inputs import sample_clip
+
+        if self.mode not in REFERENCE_MODES:
+            raise ValueError(f"reference mode must be one of {', '.join(REFERENCE_MODES)}")
+        if self.mode == "start":
+            picks = [(p, 0.0, None) for p in paths]
+        else:
+            rng = np.random.default_rng(self.seed)
+            picks = [(paths[int(rng.integers(len(paths)))], None, rng) for _ in range(self.clips)]
+        for path, start, rng in picks:
+            try:
+                yield path, sample_clip(path, self.frames, self.fps, start=start, rng=rng)
+            except VideoError as err:
+                yield path, err

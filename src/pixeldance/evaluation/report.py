@@ -18,13 +18,19 @@ REPORT_MD = "report.md"
 LABELS = {
     "fvd": "FVD",
     "fid": "FID",
-    "is": "IS",
+    "is": "frame IS (Inception on frames; not comparable with the paper)",
+    "video_is": "video IS (C3D, UCF-101)",
     "clipsim": "CLIPSIM",
     "flicker": "flicker (0-255, lower is smoother)",
     "frame0_psnr": "frame 0 vs first-frame instruction, PSNR (dB)",
     "frame0_ssim": "frame 0 vs first-frame instruction, SSIM",
     "last_frame_psnr": "last frame vs last-frame instruction, PSNR (dB)",
     "last_frame_ssim": "last frame vs last-frame instruction, SSIM",
+    "keyframe_psnr": "keyframe adherence: frame at each instruction's index vs it, PSNR (dB)",
+    "keyframe_ssim": "keyframe adherence: the same pairs, SSIM",
+    "keyframe_clip_cosine": "keyframe adherence: the same pairs, CLIP image cosine",
+    "keyframe_motion": "motion between the pinned frames (0-255; a still clip scores 0)",
+    "keyframe_reference_motion": "the same motion in the paired references",
     "clip_psnr": "clip vs its reference, PSNR (dB)",
     "clip_ssim": "clip vs its reference, SSIM",
 }
@@ -54,6 +60,17 @@ def score_lines(report: dict) -> list[str]:
         if key in paper:
             head += f"   [paper: {_fmt(paper[key])}]"
         lines += [head, f"    protocol: {_protocol_line(entry['protocol'])}"]
+        if key in (report.get("comparable") or {}):
+            lines.append(f"    comparable with the paper: {report['comparable'][key]}")
+    for tau, row in (report.get("tau_sweep") or {}).items():
+        lines.append(
+            f"tau {tau}: last frame {row['last_psnr']:.2f} dB PSNR, SSIM {row['last_ssim']:.4f},"
+            f" motion {row['motion']:.2f}"
+        )
+    if report.get("long"):
+        from .long import long_table
+
+        lines += long_table(report["long"])
     lines.append(f"common protocol: {_protocol_line(report['protocol'])}")
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return lines
@@ -72,7 +89,18 @@ def markdown(report: dict) -> str:
         lines.append(f"| {LABELS.get(key, key)} | {value} | {_fmt(paper.get(key))} | {extractor} |")
     for key, entry in report["scores"].items():
         lines += ["", f"### {LABELS.get(key, key)}", ""]
+        if key in (report.get("comparable") or {}):
+            lines += [f"Comparable with the paper: {report['comparable'][key]}", ""]
         lines += [f"- {k}: {_fmt(v)}" for k, v in entry["protocol"].items()]
+    if report.get("tau_sweep"):
+        from .adherence import tau_sweep_table
+
+        lines += ["", "## Last frame by tau (keyframe adherence)", ""]
+        lines += tau_sweep_table(report["tau_sweep"])
+    if report.get("long"):
+        from .long import long_table
+
+        lines += ["", "## Score by chunk (long videos)", ""] + long_table(report["long"])
     lines += ["", "## Common protocol", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in report["protocol"].items()]
     if report.get("warnings"):

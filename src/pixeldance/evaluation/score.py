@@ -19,9 +19,19 @@ from tqdm import tqdm
 from .. import __version__
 from ..data.video import VideoError
 from . import metrics as M
+from .adherence import KeyframeAccumulator
 from .inputs import Item, fit_clip, fit_image, native_fps, read_clip
 from .protocol import DEFAULT_FRAMES, DEFAULT_IS_SPLITS, METRICS
-from .references import cached_statistics
+from .references import FVD2048_CLIPS, ReferenceSampling, cached_statistics
+
+PSNR_DEF = (
+    f"PSNR per frame on 0-255 (capped at {M.PSNR_CAP_DB:g} dB), mean over frames, then over clips"
+)
+SSIM_DEF = (
+    "SSIM (Wang 2004): 11-tap Gaussian window, sigma 1.5, K1 0.01, K2 0.03, population "
+    "covariances, per channel, mean over the valid region (5 px borders dropped) as "
+    "scikit-image's structural_similarity(gaussian_weights=True, use_sample_covariance=False)"
+)
 
 
 @dataclass
@@ -29,8 +39,14 @@ class ScoreConfig:
     metrics: tuple[str, ...] | None = None  # None: every metric the inputs allow
     frames: int = DEFAULT_FRAMES
     reference_fps: float | None = None  # None: the generated videos' frame rate
+    reference_native_fps: bool = False  # read references at their own rate (the presets)
+    reference_mode: str = "start"  # or "fvd2048_16f" (references.ReferenceSampling)
+    reference_clips: int = FVD2048_CLIPS
+    reference_seed: int = 0
     cache_dir: Path | None = None  # reference statistics cache (None: no cache)
     is_splits: int = DEFAULT_IS_SPLITS
+    is_seed: int = 0  # the IS rows are shuffled with this seed before the splits
+    keyframe_clip: bool = False  # keyframe adherence also by CLIP image cosine (needs CLIP)
     batch_size: int = 8
     progress: bool = True
     protocol: dict = field(default_factory=dict)  # more to record (model, settings, seed...)
@@ -61,9 +77,11 @@ def choose_metrics(
         "fvd": len(references) >= 2 and len(items) >= 2,
         "fid": len(references) >= 1,
         "is": True,
+        "video_is": True,
         "clipsim": all(it.prompt for it in items),
         "flicker": True,
         "fidelity": any(it.first_frame or it.last_frame for it in items),
+        "keyframes": any(it.first_frame or it.last_frame for it in items),
         "psnr": all(it.reference for it in items),
         "ssim": all(it.reference for it in items),
     }
@@ -72,11 +90,12 @@ def choose_metrics(
         "fid": "reference videos (--references, or a reference column)",
         "clipsim": "a prompt for every video (a prompt column, or .txt files beside them)",
         "fidelity": "first_frame or last_frame instructions in the manifest",
+        "keyframes": "first_frame or last_frame instructions in the manifest",
         "psnr": "a reference video paired with every generated one (a reference column)",
         "ssim": "a reference video paired with every generated one (a reference column)",
     }
-    if requested is None:
-        return [m for m in METRICS if has[m]]
+    if requested is None:  # the video IS only when asked (its C3D file is rarely at hand)
+        return [m for m in METRICS if has[m] and m != "video_is"]
     missing = [m for m in requested if not has[m]]
     if missing:
         raise ValueError("; ".join(f"{m} needs {why[m]}" for m in missing))
@@ -122,10 +141,11 @@ def score(
     chosen = choose_metrics(config.metrics, items, references)
     frames = config.frames
     rates = sorted({round(native_fps(it.video), 3) for it in items})
-    ref_fps = config.reference_fps or float(np.median(rates))
+    sampling = reference_sampling(config, float(np.median(rates)))
+    ref_fps = sampling.fps  # paired references (PSNR, SSIM): None = their own rate
     bar = dict(disable=not config.progress, leave=False)
 
-    acc: dict[str, list] = {k: [] for k in ("is", "clipsim", "flicker")}
+    acc: dict[str, list] = {k: [] for k in ("is", "video_is", "clipsim", "flicker")}
     running = {"fvd": M.RunningStatistics(), "fid": M.RunningStatistics()}
     fidelity: dict[str, list] = {}
     paired: dict[str, list] = {"psnr": [], "ssim": []}
@@ -135,6 +155,9 @@ def score(
         prompts = sorted({it.prompt for it in items})
         text = dict(zip(prompts, extractors.clip.text_embeddings(prompts), strict=True))
     fvd = _VideoBatches(extractors, running["fvd"], config.batch_size)
+    keyframes = KeyframeAccumulator()
+    use_clip = "keyframes" in chosen and config.keyframe_clip
+    embed = extractors.clip.image_embeddings if use_clip else None
     for it in tqdm(items, desc="scoring", **bar):
         clip = _read(it.video, frames, None, "generated video")
         h, w = clip.shape[1:3]
@@ -145,6 +168,8 @@ def score(
             running["fid"].add(extractors.inception.features(clip))
         if "is" in chosen:  # (F, K) per clip, kept as float32 for the splits
             acc["is"].append(extractors.inception.probabilities(clip).astype(np.float32))
+        if "video_is" in chosen:  # (1, K) per clip
+            acc["video_is"].append(extractors.c3d.probabilities([clip]).astype(np.float32))
         if "clipsim" in chosen:
             acc["clipsim"].append(
                 M.clipsim(extractors.clip.image_embeddings(clip), text[it.prompt])
@@ -156,9 +181,16 @@ def score(
             lasts = [fit_image(it.last_frame, h, w)] if it.last_frame else None
             for k, v in M.instruction_fidelity([clip], firsts, lasts).items():
                 fidelity.setdefault(k, []).append(v)
-        if "psnr" in chosen or "ssim" in chosen:
+        ref = None
+        if "psnr" in chosen or "ssim" in chosen or ("keyframes" in chosen and it.reference):
             ref = fit_clip(_read(it.reference, frames, ref_fps, "reference video"), h, w)
-            for key, fn in (("psnr", M.psnr), ("ssim", M.ssim)):
+        if "keyframes" in chosen:
+            pins = {
+                i: fit_image(p, h, w) for i, p in ((0, it.first_frame), (-1, it.last_frame)) if p
+            }
+            keyframes.add(clip, pins, ref, embed)
+        if "psnr" in chosen or "ssim" in chosen:
+            for key, fn in (("psnr", M.video_psnr), ("ssim", M.ssim)):
                 if key in chosen:
                     paired[key].append(fn(clip, ref))
     fvd.flush()
@@ -176,29 +208,38 @@ def score(
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ref_stats = _reference_statistics(chosen, references, extractors, config, ref_fps)
+        ref_stats, happened = _reference_statistics(
+            chosen, references, extractors, config, sampling
+        )
         for key, role in (("fvd", "i3d"), ("fid", "inception")):
             if key not in chosen:
                 continue
             ref, gen = ref_stats[key], running[key]
             value = M.frechet_distance(*gen.statistics(), ref.mu, ref.sigma)
             protocol = getattr(extractors, role).protocol()
-            scores[key] = _entry(value, protocol, ref, gen.count, ref_fps, frames)
+            scores[key] = _entry(value, protocol, ref, gen.count, happened)
         if "fid" in scores:
             scores["fid"]["protocol"]["unit"] = f"frames (all {frames} of each clip)"
     notes += list(dict.fromkeys(str(w.message) for w in caught))
-    if "is" in chosen:
-        probs = np.concatenate(acc["is"])
+    for key, role, unit in (
+        ("is", "inception", f"frames (all {frames} of each clip)"),
+        ("video_is", "c3d", "clips (the first 16 frames of each)"),
+    ):
+        if key not in chosen:
+            continue
+        probs = np.concatenate(acc[key])
         splits = min(config.is_splits, len(probs))
-        mean, std = M.inception_score(probs, splits)
-        scores["is"] = {
+        mean, std = M.inception_score(probs, splits, seed=config.is_seed)
+        scores[key] = {
             "value": mean,
             "std": std,
             "protocol": {
-                **extractors.inception.protocol(),
-                "frames_scored": len(probs),
-                "unit": f"frames (all {frames} of each clip)",
+                **getattr(extractors, role).protocol(),
+                "samples_scored": len(probs),
+                "unit": unit,
                 "splits": splits,
+                "split_order": f"rows shuffled with numpy default_rng({config.is_seed})"
+                ".permutation, then cut into consecutive splits",
             },
         }
     if "clipsim" in chosen:
@@ -220,16 +261,19 @@ def score(
             "protocol": {
                 "clips": len(values),
                 "instruction_fit": fit,
-                "psnr_cap_db": M.PSNR_CAP_DB,
+                "definition": PSNR_DEF if key.endswith("psnr") else SSIM_DEF,
             },
         }
+    scores.update(keyframes.entries(extractors.clip.protocol() if use_clip else None))
     for key in ("psnr", "ssim"):
         if key in chosen:
             scores[f"clip_{key}"] = {
                 "value": float(np.mean(paired[key])),
                 "protocol": {
+                    "definition": PSNR_DEF if key == "psnr" else SSIM_DEF,
                     "pairs": len(paired[key]),
-                    "reference_sampling": f"first {frames} frames at {ref_fps:g} fps, fitted to "
+                    "reference_sampling": f"first {frames} frames at "
+                    f"{'their own rate' if ref_fps is None else f'{ref_fps:g} fps'}, fitted to "
                     "the generated size (cover, bicubic, centre crop)",
                 },
             }
@@ -242,63 +286,77 @@ def score(
     return {"scores": scores, "protocol": common, "warnings": notes}
 
 
-def _entry(value, extractor_protocol, stats, generated, ref_fps, frames) -> dict:
+def _entry(value, extractor_protocol, stats, generated, sampling) -> dict:
     return {
         "value": value,
         "protocol": {
             **extractor_protocol,
             "generated_samples": generated,
             "reference_samples": stats.count,
-            "reference_sampling": f"the first {frames} frames from the start of each reference "
-            f"video at {ref_fps:g} fps (the frame on screen at each t = i / fps)",
+            "reference_sampling": sampling,
             "reference_statistics": str(stats.cache) if stats.cache else None,
             "reference_statistics_reused": stats.reused,
         },
     }
 
 
-def _reference_statistics(chosen, references, extractors, config, ref_fps) -> dict:
-    """Cached statistics for FVD / FID; the references are decoded once for all that miss."""
+def reference_sampling(config: ScoreConfig, generated_fps: float) -> ReferenceSampling:
+    """How this run draws its reference clips (see :class:`ReferenceSampling`)."""
+    native = config.reference_native_fps or config.reference_mode != "start"
+    fps = None if native else (config.reference_fps or generated_fps)
+    return ReferenceSampling(
+        config.reference_mode, config.frames, fps, config.reference_clips, config.reference_seed
+    )
+
+
+def _reference_statistics(chosen, references, extractors, config, sampling) -> tuple[dict, str]:
+    """Cached statistics for FVD / FID (the references decoded once for all that miss), and
+    the sampling as it happened (the rates actually used, read from the clips)."""
     wanted = [m for m in ("fvd", "fid") if m in chosen]
     if not wanted:
-        return {}
-    frames = config.frames
-    sampling = {"frames": frames, "fps": ref_fps, "start": 0.0}
+        return {}, sampling.describe()
     protocols = {
-        "fvd": {**extractors.i3d.protocol(), **sampling} if "fvd" in wanted else None,
-        "fid": {**extractors.inception.protocol(), **sampling} if "fid" in wanted else None,
+        "fvd": {**extractors.i3d.protocol(), **sampling.key()} if "fvd" in wanted else None,
+        "fid": {**extractors.inception.protocol(), **sampling.key()} if "fid" in wanted else None,
     }
     done: dict[str, M.RunningStatistics] = {}
     skipped: list[str] = []
+    rates: set[float] = set()
 
     def extract_all() -> dict[str, M.RunningStatistics]:
         if done:
             return done
         video, frame = M.RunningStatistics(), M.RunningStatistics()
         batches = _VideoBatches(extractors, video, config.batch_size)
-        for p in tqdm(references, desc="references", disable=not config.progress, leave=False):
-            try:
-                clip = read_clip(p, frames, ref_fps)
-            except VideoError as err:
-                skipped.append(f"{p}: {err}")
+        draws = sampling.draw(references)
+        for p, clip in tqdm(draws, desc="references", disable=not config.progress, leave=False):
+            if isinstance(clip, Exception):
+                skipped.append(f"{p}: {clip}")
                 continue
+            rates.add(round(clip.fps, 3))
             if "fvd" in wanted:
-                batches.add(clip)
+                batches.add(clip.frames)
             if "fid" in wanted:
-                frame.add(extractors.inception.features(clip))
+                frame.add(extractors.inception.features(clip.frames))
         batches.flush()
         if not video.count and not frame.count:
             raise ValueError(f"no reference video could be read ({len(skipped)} failed)")
         if skipped:
             warnings.warn(
-                f"{len(skipped)} reference videos skipped, e.g. {skipped[0]}", stacklevel=2
+                f"{len(skipped)} reference clips skipped, e.g. {skipped[0]}", stacklevel=2
             )
         done.update(fvd=video, fid=frame)
         return done
 
-    return {
+    stats = {
         m: cached_statistics(
             m, references, protocols[m], config.cache_dir, lambda m=m: extract_all()[m]
         )
         for m in wanted
     }
+    happened = sampling.describe()
+    if rates:
+        happened += f"; rates used: {', '.join(f'{r:g}' for r in sorted(rates))} fps"
+    else:
+        happened += "; statistics read from the cache (made under this same sampling)"
+    return stats, happened

@@ -123,10 +123,37 @@ def verify(known: KnownWeights, path: Path, trust: bool = False) -> tuple[str, b
     return actual, False
 
 
+CONVERTERS = {
+    "i3d": None,
+    "inception": "pytorch-fid-inception",
+}
+
+
+def refuse_other_formats(p: Path, role: str) -> None:
+    """A one-line error naming the converter when ``p`` is a weights file in another format
+    than the loader takes (a plain state dict where a TorchScript file is expected)."""
+    from .archive import is_torchscript
+
+    if p.suffix == ".safetensors" or is_torchscript(p):
+        return
+    converter = CONVERTERS.get(role)
+    hint = (
+        f"convert it with: pixeldance eval convert-weights --from {converter} --input {p} "
+        f"--out {p.with_suffix('.safetensors').name}"
+        if converter
+        else "use the TorchScript file named in EVALUATION.md"
+    )
+    raise WeightsChecksumError(
+        f"{p} is not a TorchScript file (a plain state dict, such as pytorch-fid's "
+        f"pt_inception-2015-12-05-6726825d.pth?); {hint}"
+    )
+
+
 def _load_torchscript(known: KnownWeights, path, trust: bool, device, wrapper, name: str, **kwargs):
     """``wrapper`` around the TorchScript network ``known`` (in eval mode), loaded after the
     checksum check, with its name, SHA-256, verified? and device, and ``kwargs``."""
     p = resolve(known, path)
+    refuse_other_formats(p, "i3d" if known is I3D else "inception")
     checksum, verified = verify(known, p, trust)
     with warnings.catch_warnings():  # torch marks TorchScript deprecated; these files are it
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -140,10 +167,10 @@ I3D_MIN_FRAMES = 9  # fewer frames are pooled away to nothing inside the I3D net
 def load_i3d(
     path=None, trust: bool = False, device="cpu", batch_size: int = 8, frames: int = 16
 ) -> VideoFeatures:
-    """The FVD extractor: I3D called with ``rescale=False, resize=False,
-    return_features=True`` on ``frames`` frames (the protocol's 16) at 224x224 in [-1, 1]
-    (this module does the resize and the scaling, and says how in the report), giving 400-d
-    features per clip."""
+    """The FVD extractor: I3D called as StyleGAN-V's FVD code calls it, with ``rescale=True,
+    resize=True, return_features=True`` on ``frames`` frames (the protocol's 16) given as uint8
+    centre squares at their own size (the file rescales them to [-1, 1] and resizes them to
+    224x224 itself), giving 400-d features per clip."""
     if frames < I3D_MIN_FRAMES:
         raise ValueError(f"FVD's I3D network needs at least {I3D_MIN_FRAMES} frames, got {frames}")
     return _load_torchscript(
@@ -154,9 +181,9 @@ def load_i3d(
         VideoFeatures,
         name=f"I3D Kinetics-400 ({I3D.filename})",
         frames=frames,
-        size=224,  # the I3D input size of the FVD protocol
+        size=None,  # uint8 at its own size: the file rescales and resizes (to 224) itself
         value_range=(-1.0, 1.0),
-        call_kwargs=dict(rescale=False, resize=False, return_features=True),
+        call_kwargs=dict(rescale=True, resize=True, return_features=True),
         batch_size=batch_size,
     )
 
@@ -166,7 +193,11 @@ def load_inception(
 ) -> FrameFeatures:
     """The FID/IS extractor: 2048-d pool features (``return_features=True``) and 1008-class
     probabilities without the output bias (``no_output_bias=True``, as the TensorFlow IS code)
-    on 299x299 frames in [0, 255]."""
+    of uint8 frames (centre square crop) at their own size: the file's own input path resizes
+    them to 299x299, as StyleGAN2-ADA's metrics call it."""
+    p = resolve(INCEPTION, path)
+    if p.suffix == ".safetensors":  # pytorch-fid's weights, converted (tensors only)
+        return _load_fid_inception(p, device, batch_size)
     return _load_torchscript(
         INCEPTION,
         path,
@@ -174,7 +205,7 @@ def load_inception(
         device,
         FrameFeatures,
         name=f"Inception 2015-12-05 ({INCEPTION.filename})",
-        size=299,
+        size=None,  # the file resizes to 299 itself: uint8 frames go in as decoded
         value_range=(0.0, 255.0),
         feature_kwargs=dict(return_features=True),
         probability_kwargs=dict(no_output_bias=True),
@@ -182,10 +213,45 @@ def load_inception(
     )
 
 
+def _load_fid_inception(p: Path, device, batch_size: int) -> FrameFeatures:
+    """pytorch-fid's Inception weights as safetensors, run by :class:`FIDInception` on
+    299x299 frames in [-1, 1] (pytorch-fid's own input path: bilinear resize, 2x - 1)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .inception import FIDInception
+
+    with safe_open(str(p), framework="pt") as f:
+        meta = f.metadata() or {}
+    network = FIDInception.from_tensors(load_file(str(p))).to(device)
+    # converted from the file whose SHA-256 starts as published (pytorch-fid's release name)
+    published = meta.get("source_is_published_file")
+    return FrameFeatures(
+        network,
+        name=f"FID Inception, pytorch-fid weights ({p.name}): close to, not identical with, "
+        "the TensorFlow graph",
+        checksum=sha256_of(p),
+        verified=None if published is None else published == "true",
+        size=299,
+        value_range=(-1.0, 1.0),
+        feature_kwargs=dict(return_features=True),
+        probability_kwargs=dict(no_output_bias=True),
+        batch_size=batch_size,
+        device=device,
+    )
+
+
 def _clip_folder(name_or_path: str, allow_download: bool) -> Path:
     folder = Path(name_or_path)
     if folder.is_dir():
         return folder
+    if folder.is_file():
+        kind = "openai-clip" if folder.suffix == ".pt" else "open-clip"
+        raise WeightsNotFound(
+            f"--clip {folder} is a checkpoint file, not a CLIP folder; convert it with: "
+            f"pixeldance eval convert-weights --from {kind} --input {folder} --tokenizer "
+            "CLIP_TOKENIZER_FOLDER --out CLIP_FOLDER"
+        )
     if folder.exists() or name_or_path.count("/") != 1:
         raise WeightsNotFound(
             f"CLIP model {name_or_path!r} is neither a folder nor a hub id (owner/name)"
@@ -248,4 +314,47 @@ def load_clip(
         batch_size=batch_size,
         device=device,
         **extra,  # the folder's mean / std, else TextImageFeatures' (CLIP's own)
+    )
+
+
+# The UCF-101 C3D of TGANv2's video IS; StyleGAN-V's TorchScript port is named so. No
+# checksum of it is published or known to this project: a TorchScript file is loaded only with
+# --trust-weights (it runs code); a safetensors C3D state dict holds tensors only.
+C3D_FILENAME = "c3d_ucf101.pt"
+
+
+def load_c3d(path=None, trust: bool = False, device="cpu", frames: int = 16):
+    """The video-IS extractor (:mod:`pixeldance.evaluation.c3d`) from ``path`` (default: the
+    weights folder's ``c3d_ucf101.pt``): safetensors (a C3D state dict) or TorchScript."""
+    from .c3d import VideoProbabilities, load_c3d_safetensors
+
+    p = Path(path) if path is not None else weights_dir() / C3D_FILENAME
+    if not p.is_file():
+        raise WeightsNotFound(
+            f"the UCF-101 C3D network for the video Inception Score is not on this machine: "
+            f"{p} does not exist. Put StyleGAN-V's TorchScript port of TGANv2's C3D "
+            f"({C3D_FILENAME}) or a C3D state dict as safetensors there, or pass --c3d PATH; "
+            "nothing is downloaded for you"
+        )
+    checksum = sha256_of(p)
+    if p.suffix == ".safetensors":
+        return load_c3d_safetensors(p, checksum, device, frames)
+    if not trust:
+        raise WeightsChecksumError(
+            f"{p}: no SHA-256 of the C3D TorchScript file is known to check it against, and "
+            "loading it runs the code it holds; pass --trust-weights if you know where it "
+            "comes from, or give a safetensors C3D state dict"
+        )
+    print(f"warning: loading {p} (SHA-256 {checksum}, unverified)", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(p), map_location=device).eval()
+    return VideoProbabilities(
+        module,
+        name=f"C3D UCF-101 ({p.name}, TorchScript)",
+        checksum=checksum,
+        verified=None,  # no known checksum to compare with (loaded because trusted)
+        size=None,  # the file's own resize, as StyleGAN-V calls it
+        frames=frames,
+        device=device,
     )
