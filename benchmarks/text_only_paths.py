@@ -41,7 +41,7 @@ def generate(pipe, settings, prompts, first_frames=None) -> list[np.ndarray]:
             first_frame=None if first_frames is None else first_frames[i],
             generator=torch.Generator().manual_seed(i),
             output_type="np",
-            **settings.pipeline_kwargs(),
+            settings=settings,
         )
         out.append(frames_to_uint8(result.frames))
     return out
