@@ -109,6 +109,26 @@ def wait_for_tau(page, value: int, maximum: int) -> None:
     )
 
 
+# where the box's label and its drop zone's two lines of text are drawn (the text nodes' own
+# boxes: their elements overflow the drop zone), and the box itself
+TEXT_BOXES = """(id) => {
+  const box = document.getElementById(id);
+  const place = (r) => r && { top: r.top, bottom: r.bottom, width: r.width, height: r.height };
+  const text = (words) => {
+    const walk = document.createTreeWalker(box, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      if (n.textContent.includes(words)) {
+        const range = document.createRange(); range.selectNodeContents(n);
+        return place(range.getBoundingClientRect());
+      }
+    }
+    return null;
+  };
+  return [place(box.querySelector('label').getBoundingClientRect()), text('Drop Image Here'),
+          text('Click to Upload'), place(box.getBoundingClientRect())];
+}"""
+
+
 def playing_video(page, elem_id: str) -> dict:
     """Waits for the ``<video>`` in ``elem_id`` to have its data and its clock to advance;
     returns what it reports."""
@@ -188,8 +208,12 @@ def test_the_story_tab_chains_shots_into_one_playing_video(page, tmp_path):
     page.get_by_role("tab", name="Story").click()
     page.locator("#shot-1 textarea").fill("a red circle moves to the right")
     page.locator("#shot-2 textarea").fill("a red circle moves down")
-    box = page.locator("#shot-1-last")
-    assert box.bounding_box()["height"] >= 150  # the per-shot image boxes are not cut off
+    for k in range(1, 7):  # each shot's image box shows its drop zone whole, below its label
+        label, drop, upload, box = page.evaluate(TEXT_BOXES, f"shot-{k}-last")
+        assert drop and upload, f"shot {k}'s box has no drop zone text"
+        assert label["bottom"] <= drop["top"], f"shot {k}'s label hides its text: {label}, {drop}"
+        assert min(drop["height"], upload["height"], upload["width"]) > 0, f"shot {k}: cut off"
+        assert upload["bottom"] <= box["bottom"], f"shot {k}'s text runs out of its box"
     page.screenshot(path=tmp_path / "story-tab.png", full_page=True)
     set_slider(page, "story-steps", 2)
     page.locator("#story-generate").click()

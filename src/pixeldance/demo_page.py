@@ -263,7 +263,7 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                                     f"shot {k + 1}: last frame (optional)",
                                     scale=2,
                                     min_width=200,
-                                    height=200,
+                                    height=230,
                                     elem_id=f"shot-{k + 1}-last",
                                 )
                             )
