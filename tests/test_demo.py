@@ -254,6 +254,12 @@ def test_examples_fill_the_inputs_and_say_every_setting(runner):
     app = build_app(runner)
     examples = [b for b in app.blocks.values() if isinstance(b, gr.Dataset)][0]
     assert "then press Generate" in examples.label
+    fns = {f.name: f for f in app.fns.values()}
+    on_click = fns["example_status"]  # what the page runs when a row is clicked
+    assert on_click.inputs == [examples]
+    assert "aspect 16:9, seed 2" in on_click.fn((2, runner.examples()[2]))
+    # generation runs from the Generate button only (a running example would add a second)
+    assert [f.name for f in app.fns.values()].count("generate") == 1
     texts = [describe_example(*row) for row in runner.examples()]
     assert "a first and a last frame" in texts[0] and "the clip ends on the last frame" in texts[0]
     assert "text only" in texts[1]

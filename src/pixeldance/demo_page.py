@@ -221,16 +221,24 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                     video = gr.Video(label="video", autoplay=True, loop=True, elem_id="video")
                     gr.Markdown(note)
             inputs = [prompt, first, last, tau, steps, aspect, seed]
+            rows = runner.examples()
             examples = gr.Examples(
-                runner.examples(),
+                rows,
                 inputs,
                 label="examples: a click fills in the inputs above; then press Generate",
                 cache_examples=False,
                 run_on_click=False,
                 elem_id="examples",
             )
-            examples.load_input_event.then(
-                describe_example, inputs, status, queue=False, show_progress="hidden"
+
+            def example_status(selected) -> str:
+                # from the row itself (the dataset passes its index and values), not the
+                # inputs, which the same click is still filling in
+                index = selected[0] if isinstance(selected, (list, tuple)) else selected
+                return describe_example(*rows[index])
+
+            examples.dataset.click(
+                example_status, examples.dataset, status, queue=False, show_progress="hidden"
             )
             steps.change(cap_tau, [steps, tau], tau, queue=False, show_progress="hidden")
             button.click(generate, inputs, video)
