@@ -129,6 +129,15 @@ TEXT_BOXES = """(id) => {
 }"""
 
 
+def wait_for_message(page, message: str) -> None:
+    """Waits for an error toast holding ``message`` to be shown (faded in, not just present)."""
+    page.wait_for_function(
+        """(m) => [...document.querySelectorAll('.toast-body')].some(t =>
+        t.innerText.includes(m) && Number(getComputedStyle(t).opacity) === 1)""",
+        arg=message,
+    )
+
+
 def playing_video(page, elem_id: str) -> dict:
     """Waits for the ``<video>`` in ``elem_id`` to have its data and its clock to advance;
     returns what it reports."""
@@ -194,13 +203,13 @@ def test_an_example_fills_the_inputs_says_so_and_generates_a_playing_video(page,
 def test_a_bad_image_is_answered_with_what_to_change(page, tmp_path, write, message):
     bad = write(tmp_path / "bad.png")
     page.locator("#first-frame input[type=file]").set_input_files(bad)
-    page.locator(".toast-body", has_text=message).first.wait_for()  # told on upload
+    wait_for_message(page, message)  # told on upload
     page.screenshot(path=tmp_path / "upload.png")
     page.evaluate("() => document.querySelectorAll('.toast-close').forEach(b => b.click())")
     page.wait_for_function("() => !document.querySelector('.toast-body')")
     set_slider(page, "steps", 2)
     page.locator("#generate").click()  # told again if Generate is pressed anyway
-    page.locator(".toast-body", has_text=message).first.wait_for()
+    wait_for_message(page, message)
     assert page.locator("#video video").count() == 0
 
 
