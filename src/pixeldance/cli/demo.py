@@ -6,8 +6,9 @@ request beyond that is refused rather than piling up. Inputs are bounded (prompt
 steps, image size, shots) and a bad input is answered with a message saying what to change.
 
 :class:`DemoRunner` holds everything but the page (:mod:`pixeldance.cli.demo_page`), so it is
-usable (and tested) without Gradio. Videos are shown scaled up with nearest-neighbour
-sampling (whole pixels, no blur): the shipped model's clips are 48 pixels high.
+usable (and tested) without Gradio. Videos are written enlarged by whole pixels (each model
+pixel repeated into a block, :func:`display_scale`), then H.264-compressed: the shipped model's
+clips are 48 pixels high.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ MAX_PROMPT_CHARS = 300
 MAX_STEPS = 100
 MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_SHOTS = 6
+UPLOAD_ADVICE = "upload a PNG, JPEG or WebP image"
 DISPLAY_SIZE = 384  # long side of a shown video, reached by a whole-pixel (nearest) upscale
 # a held-out Dancing Shapes clip (seed base 7, never trained on): "A red circle glides right on a
 # checkered background"; its first and last frames are the examples' instructions
@@ -89,8 +91,8 @@ class DemoRunner:
     ) -> tuple[dict, GenerationSettings]:
         """The request and its resolved settings, or :class:`DemoInputError` naming the problem."""
         prompt = _prompt(prompt, "the prompt")
-        first_frame = _image(first_frame, "first frame")
-        last_frame = _image(last_frame, "last frame")
+        first_frame = instruction_image(first_frame, "first frame")
+        last_frame = instruction_image(last_frame, "last frame")
         # the tau slider can stand above the steps slider: tau counts steps, so cap it there
         steps = None if steps is None else int(steps)
         if tau is not None:
@@ -148,9 +150,12 @@ class DemoRunner:
             raise DemoInputError("give at least one shot: a prompt, or a last frame")
         if len(rows) > MAX_SHOTS:
             raise DemoInputError(f"{len(rows)} shots; keep it to {MAX_SHOTS}")
-        first = _image(first_frame, "first frame")
+        first = instruction_image(first_frame, "first frame")
         story = [
-            Shot(_prompt(p, f"shot {k + 1}'s prompt"), _image(last, f"shot {k + 1}'s last frame"))
+            Shot(
+                _prompt(p, f"shot {k + 1}'s prompt"),
+                instruction_image(last, f"shot {k + 1}'s last frame"),
+            )
             for k, (p, last) in enumerate(rows)
         ]
         steps = None if steps is None else int(steps)
@@ -172,7 +177,7 @@ class DemoRunner:
         from ..images import frames_to_uint8
 
         video = frames_to_uint8(frames)  # (F, H, W, 3)
-        k = max(1, DISPLAY_SIZE // max(video.shape[1:3]))
+        k = display_scale(*video.shape[1:3])
         if k > 1:
             video = video.repeat(k, axis=1).repeat(k, axis=2)
         self._count += 1
@@ -194,6 +199,12 @@ class DemoRunner:
         ]
 
 
+def display_scale(height: int, width: int) -> int:
+    """How many screen pixels a shown video gives each model pixel, along each side: the
+    largest whole number that keeps the long side within :data:`DISPLAY_SIZE` (at least 1)."""
+    return max(1, DISPLAY_SIZE // max(height, width))
+
+
 def _prompt(prompt, name: str) -> str:
     """A prompt stripped, bounded in length and checked to be UTF-8 text."""
     prompt = (prompt or "").strip()
@@ -207,36 +218,65 @@ def _prompt(prompt, name: str) -> str:
         raise DemoInputError(str(err)) from err
 
 
-def _image(image, name: str) -> Image.Image | None:
+def instruction_image(image, name: str) -> Image.Image | None:
     """An uploaded instruction as an RGB image: a PIL image, or the path Gradio saved the upload
-    to. Anything else, or more than :data:`MAX_IMAGE_PIXELS`, is refused with its name."""
+    to. Anything else, a damaged file, or more than :data:`MAX_IMAGE_PIXELS`, is refused with its
+    name and what to do instead; a file's size is read from its header before it is decoded."""
     if image is None:
         return None
     if isinstance(image, (str, Path)):
-        from PIL import UnidentifiedImageError
+        check_image_file(image, name)
+        from ..files import read_image
 
         try:
-            with Image.open(image) as im:
-                size = im.size
-        except (UnidentifiedImageError, OSError) as err:
-            raise DemoInputError(f"the {name} is not an image: {Path(image).name}") from err
-    elif isinstance(image, Image.Image):
-        size = image.size
-    else:
+            return read_image(image)
+        except (*_PIL_ERRORS, FileNotFoundError) as err:
+            raise DemoInputError(
+                f"the {name} is a damaged image: {Path(image).name} (it could not be decoded); "
+                "save it again as PNG or JPEG"
+            ) from err
+    if not isinstance(image, Image.Image):
         raise DemoInputError(f"the {name} is not an image")
-    if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise DemoInputError(
-            f"the {name} is {size[0]}x{size[1]}; keep it under "
-            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
-        )
-    if isinstance(image, Image.Image):
-        return image
-    from ..files import read_image
+    _check_pixels(image.size, name)
+    return image
 
+
+# what Pillow raises on files it cannot read (a DecompressionBombError is not an OSError)
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def check_image_file(path: str | Path, name: str, shown: str | None = None) -> tuple[int, int]:
+    """The (width, height) an image file declares, read from its header only (nothing decoded).
+
+    Raises :class:`DemoInputError` naming ``name`` and the file (``shown``, default the path's
+    name) if it is not a regular file, not an image Pillow knows, or declares more than
+    :data:`MAX_IMAGE_PIXELS` (a decompression bomb is refused here, before any decoding).
+    """
+    path = Path(path)
+    shown = shown or path.name
+    if not path.is_file():  # missing, a folder, or a FIFO or device that would block a read
+        raise DemoInputError(f"the {name} is not an image: {shown}; {UPLOAD_ADVICE}")
     try:
-        return read_image(image)
-    except (OSError, ValueError) as err:
-        raise DemoInputError(f"the {name} is not an image: {Path(image).name}") from err
+        with Image.open(path) as im:
+            size = im.size
+    except Image.DecompressionBombError as err:  # Pillow's own limit, far above ours
+        raise DemoInputError(
+            f"the {name} declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0) // 1_000_000} "
+            f"megapixels ({shown}); use one under {MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+        ) from err
+    except _PIL_ERRORS as err:
+        raise DemoInputError(f"the {name} is not an image: {shown}; {UPLOAD_ADVICE}") from err
+    _check_pixels(size, name, shown)
+    return size
+
+
+def _check_pixels(size: tuple[int, int], name: str, shown: str | None = None) -> None:
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        where = f" ({shown})" if shown else ""
+        raise DemoInputError(
+            f"the {name}{where} is {size[0]}x{size[1]}; keep it under "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels (e.g. 1024x1024)"
+        )
 
 
 def example_frames(folder: str | Path) -> tuple[Path, Path]:
