@@ -135,7 +135,14 @@ def check_training_inputs(cfg) -> None:
         problem = image_list_problem(d.manifest)
         if problem:
             raise UsageError(problem)
-    elif not d.shards:
+    elif d.shards:
+        from ..data.shards import ShardError, expand_shards
+
+        try:  # a malformed pattern or missing local shards, before any work
+            expand_shards(d.shards)
+        except ShardError as err:
+            raise UsageError(str(err)) from None
+    else:
         raise UsageError(
             "no training data: pass --data MANIFEST (or shards, or a latent cache folder)"
         )
