@@ -80,6 +80,7 @@ def test_resume_seeks_and_decodes_only_what_it_trains_on(five, monkeypatch):
     monkeypatch.setattr(shards_module, "decode_clip", counting)
     assert steps(five, 2, 2, 1, 0, 3, start=5) == ref[5:]
     assert len(decoded) == 3 * 4
+    assert steps(five, 2, 2, 1, 2, 3, start=5) == ref[5:]  # in workers too
 
 
 def test_pixels_are_the_same_with_workers(five):
