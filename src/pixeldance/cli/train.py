@@ -4,6 +4,7 @@ checked before a run folder is made."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .common import UsageError, at_least, destination, input_file, work_started
@@ -105,10 +106,13 @@ def check_training_inputs(cfg) -> None:
     missing or of the wrong kind, a stills list given as the videos, an output folder that
     cannot be written."""
     from ..data.check import image_list_problem
-    from ..train.distributed import check_launch
+    from ..train.distributed import check_launch, launch_mismatch
     from ..train.stages import plan
 
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)  # DeepSpeed, FSDP plugin...
+    mismatch = launch_mismatch()
+    if mismatch:
+        logging.getLogger("pixeldance.train").warning(mismatch)
     plan(cfg)  # the stages fit the run
 
     m = cfg.model
