@@ -1,16 +1,13 @@
 """Data path: clip decoding, manifests with broken files, shards, mixer, buckets, Dancing Shapes."""
 
 import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from pixeldance.data.batch import Batch, collate
+from pixeldance.data.batch import collate
 from pixeldance.data.buckets import Bucket, nearest_bucket, resize_crop_frames
 from pixeldance.data.captions import DIRECTION_WORDS, MOTION_WORDS
 from pixeldance.data.datasets import (
@@ -138,73 +135,6 @@ def test_webvid_columns(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="path column"):
         read_video_records(tmp_path / "bad.csv")
-
-
-def write_shards(root: Path, n_shards=4, per_shard=3) -> list[str]:
-    urls = []
-    rng = np.random.default_rng(0)
-    for s in range(n_shards):
-        path = root / f"shard-{s:05d}.tar"
-        with tarfile.open(path, "w") as tar:
-            for i in range(per_shard):
-                key = f"{s:05d}{i:04d}"
-                buf = root / f"{key}.mp4"
-                write_mp4(rng.integers(0, 255, (30, 16, 24, 3), dtype=np.uint8), buf, fps=8)
-                members = {
-                    f"{key}.mp4": buf.read_bytes(),
-                    f"{key}.txt": f"caption {key}".encode(),
-                    f"{key}.json": json.dumps({"key": key, "status": "success"}).encode(),
-                }
-                buf.unlink()
-                for name, data in members.items():
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        urls.append(str(path))
-    return urls
-
-
-def test_shards_stream_split_across_workers(tmp_path):
-    pytest.importorskip("webdataset")
-    from pixeldance.data.shards import ShardClipStream
-
-    urls = write_shards(tmp_path)
-    stream = ShardClipStream(
-        urls, [Bucket("b", 16, 24, frames=4, batch_size=1)], fps=4.0, rank=0, world_size=1, epochs=1
-    )
-    loader = torch.utils.data.DataLoader(
-        stream, batch_size=None, num_workers=2, collate_fn=lambda b: b
-    )
-    keys, captions = [], []
-    for batch in loader:
-        assert batch.pixels.shape == (1, 3, 4, 16, 24)
-        keys += batch.keys
-        captions += batch.captions
-    assert len(keys) == 12 and len(set(keys)) == 12
-    assert captions == [f"caption {k}" for k in keys]
-    rank1 = ShardClipStream(urls, stream.buckets, rank=1, world_size=2, epochs=1)
-    rank0 = ShardClipStream(urls, stream.buckets, rank=0, world_size=2, epochs=1)
-    k0 = {k for b in rank0 for k in b.keys}
-    k1 = {k for b in rank1 for k in b.keys}
-    assert k0 and k1 and not (k0 & k1) and len(k0 | k1) == 12
-
-
-def test_the_training_stream_reads_shards_as_batches(tmp_path):
-    """A run on webdataset shards: the stream's batches arrive whole (once failed: the
-    DataLoader collated each already-collated batch again)."""
-    pytest.importorskip("webdataset")
-    from pixeldance.train.config import load_config
-    from pixeldance.train.stream import make_stream
-
-    write_shards(tmp_path, n_shards=2, per_shard=2)
-    bucket = "{name: b, height: 16, width: 24, frames: 2, batch_size: 2}"
-    shards = f"data.shards={tmp_path}/shard-{{00000..00001}}.tar"
-    cfg = load_config(None, [shards, "data.image_every=0", f"data.buckets=[{bucket}]"])
-    stream, _ = make_stream(cfg, 0)
-    step, kind, batch = next(stream)
-    assert (step, kind) == (0, "video") and isinstance(batch, Batch)
-    assert batch.pixels.shape == (2, 3, 2, 16, 24) and batch.latents is None
-    assert batch.captions == [f"caption {k}" for k in batch.keys] and len(batch) == 2
 
 
 def test_mixer_one_image_batch_in_eight_and_exact_resume():

@@ -218,3 +218,19 @@ def test_pipe_with_only_a_prompt_and_a_first_frame_makes_the_clis_video(tmp_path
     frames = frames_to_uint8(out.frames)
     assert frames.shape == cli_frames.shape == (16, 48, 48, 3)
     assert np.array_equal(frames, cli_frames)
+
+
+def test_default_size_is_the_training_size_of_an_inflated_model(tmp_path):
+    """An SD-inflated UNet has no sample_size (its geometry says 256 x 256); the model's
+    generation.json lists its training sizes, main bucket first, and that is the default
+    (issue 32 item 7: generate made 256 x 256)."""
+    from pixeldance.generation import GenerationConfig, Geometry, resolve
+
+    geometry = Geometry((256, 256), 64)
+    config = GenerationConfig.from_dict({"sizes": {"16:9": [320, 576], "1:1": [256, 256]}})
+    config.save(tmp_path)
+    settings = resolve(GenerationConfig.load(tmp_path), geometry)
+    assert (settings.height, settings.width) == (320, 576)
+    assert (resolve(GenerationConfig(), geometry).height) == 256  # nothing listed: the UNet's
+    square = resolve(GenerationConfig.load(tmp_path), geometry, aspect="1:1")
+    assert (square.height, square.width) == (256, 256)

@@ -4,6 +4,7 @@ checked before a run folder is made."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .common import UsageError, at_least, destination, input_file, work_started
@@ -105,10 +106,13 @@ def check_training_inputs(cfg) -> None:
     missing or of the wrong kind, a stills list given as the videos, an output folder that
     cannot be written."""
     from ..data.check import image_list_problem
-    from ..train.distributed import check_launch
+    from ..train.distributed import check_launch, launch_mismatch
     from ..train.stages import plan
 
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)  # DeepSpeed, FSDP plugin...
+    mismatch = launch_mismatch()
+    if mismatch:
+        logging.getLogger("pixeldance.train").warning(mismatch)
     plan(cfg)  # the stages fit the run
 
     m = cfg.model
@@ -135,7 +139,14 @@ def check_training_inputs(cfg) -> None:
         problem = image_list_problem(d.manifest)
         if problem:
             raise UsageError(problem)
-    elif not d.shards:
+    elif d.shards:
+        from ..data.shards import ShardError, expand_shards
+
+        try:  # a malformed pattern or missing local shards, before any work
+            expand_shards(d.shards)
+        except ShardError as err:
+            raise UsageError(str(err)) from None
+    else:
         raise UsageError(
             "no training data: pass --data MANIFEST (or shards, or a latent cache folder)"
         )

@@ -25,6 +25,7 @@ class Sample:
     latents: torch.Tensor | None = None  # (C, F, h, w) from a latent cache
     text: torch.Tensor | None = None  # (L, D) text states from a latent cache
     bad: BadFiles = field(default_factory=list)
+    key: str | None = None  # the sample's key in its shard (streamed shards only)
 
     @property
     def empty(self) -> bool:
@@ -64,4 +65,5 @@ def collate(samples: list[Sample]) -> Batch:
         latents=_stack([s.latents for s in ok]),
         text=_stack([s.text for s in ok]),
         bad=[b for s in samples for b in s.bad],
+        keys=[s.key for s in ok if s.key is not None],
     )

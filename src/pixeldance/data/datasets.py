@@ -111,7 +111,9 @@ class BucketBatchSampler:
     The unit is the global batch: ``bucket.batch_size * world_size * grad_accum`` keys of one
     bucket (``batch_size`` is one process's micro-batch). Epoch e shuffles the records with
     seed ``(seed, e)`` and deals them into their buckets; a bucket that fills a global batch
-    emits it (what is left in a bucket at the end of an epoch is dropped). Global batch j is
+    emits it (what is left in a bucket at the end of an epoch is dropped); a bucket with fewer
+    records than its global batch is merged into the nearest one first
+    (:func:`merge_small_buckets`, one warning on rank 0). Global batch j is
     thus a function of ``(seed, j)`` and the global batch sizes only. It is cut into
     ``world_size * grad_accum`` slices in order; this rank yields slices
     ``rank * grad_accum + m`` for ``m < grad_accum``, one micro-batch each. ``start`` skips
@@ -144,6 +146,15 @@ class BucketBatchSampler:
         self.rank, self.world_size, self.grad_accum = rank, world_size, grad_accum
         self.slices = world_size * grad_accum
         self.global_sizes = [b.batch_size * self.slices for b in buckets]
+        self.record_bucket, self.merged = merge_small_buckets(
+            self.record_bucket, buckets, self.global_sizes
+        )
+        if self.merged and rank == 0:
+            logger.warning(
+                "buckets with fewer clips than their global batch (batch_size x processes x "
+                "grad_accum) train in the nearest bucket: %s",
+                ", ".join(f"{a} ({n} clips) -> {b}" for a, n, b in self.merged),
+            )
         counts = np.bincount(self.record_bucket, minlength=len(buckets))
         self.per_epoch = int(sum(c // g for c, g in zip(counts, self.global_sizes, strict=True)))
         if self.per_epoch == 0:
@@ -199,6 +210,33 @@ class BucketBatchSampler:
                 s = self.rank * self.grad_accum + m
                 yield keys[s * size : (s + 1) * size]
             j += 1
+
+
+def merge_small_buckets(
+    record_bucket: np.ndarray, buckets: list[Bucket], global_sizes: list[int]
+) -> tuple[np.ndarray, list[tuple[str, int, str]]]:
+    """Small data: the records of a bucket holding fewer than its global batch go to the
+    nearest bucket by aspect ratio (where they are resized and cropped), smallest bucket first,
+    until every bucket with records fills a global batch or one bucket is left. A function of
+    the record counts and the global batch sizes only, so of no process count. Returns the new
+    bucket of each record and ``(bucket, records, merged into)`` of each merge."""
+    record_bucket = record_bucket.copy()
+    counts = np.bincount(record_bucket, minlength=len(buckets))
+    merged = []
+    while True:
+        small = [b for b, c in enumerate(counts) if 0 < c < global_sizes[b]]
+        others = [b for b, c in enumerate(counts) if c > 0]
+        if not small or len(others) < 2:
+            return record_bucket, merged
+        b = min(small, key=lambda x: (counts[x], x))
+        aspect = np.log(buckets[b].aspect)
+        to = min(
+            (o for o in others if o != b),
+            key=lambda o: (abs(np.log(buckets[o].aspect) - aspect), -counts[o], o),
+        )
+        merged.append((buckets[b].name, int(counts[b]), buckets[to].name))
+        record_bucket[record_bucket == b] = to
+        counts[to], counts[b] = counts[to] + counts[b], 0
 
 
 def image_step(step: int, image_every: int) -> bool:

@@ -157,9 +157,13 @@ def resolve(
 
 
 def _size(config, geometry, aspect, height, width, max_pixels) -> tuple[int, int]:
-    """(height, width): explicit ones, else ``aspect``'s, else the model's default; checked."""
+    """(height, width): explicit ones, else ``aspect``'s, else the model's training size (the
+    first of its ``sizes``; an SD-inflated UNet has no ``sample_size`` to say it), else the
+    UNet's default; checked."""
     if aspect is not None:
         base_h, base_w = config.size_for(aspect, geometry)
+    elif config.sizes:  # the size it trained at: its main (first) bucket's, as from_training lists
+        base_h, base_w = next(iter(config.sizes.values()))
     else:
         base_h, base_w = geometry.default_size
     height = base_h if height is None else height

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -52,6 +53,44 @@ def check_launch(fsdp: bool, mixed_precision: str) -> None:
             "optim.fsdp with optim.mixed_precision=fp16 is not supported (gradient scaling of "
             "sharded gradients is untested); use bf16 or no"
         )
+
+
+def _parent_command() -> list[str]:
+    """The command line of the process that started this one (empty where unknown)."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def _requested_processes(command: list[str]) -> int | None:
+    """The process count a launcher's command line asks for (accelerate launch's
+    ``--num_processes``, torchrun's ``--nproc_per_node``), or None."""
+    flags = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
+    for i, arg in enumerate(command):
+        name, eq, value = arg.partition("=")
+        if name in flags:
+            value = value if eq else (command[i + 1] if i + 1 < len(command) else "")
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def launch_mismatch(command: list[str] | None = None) -> str | None:
+    """A one-line warning when a launcher asked for N processes but this run is one process
+    (``accelerate launch --num_processes N --cpu`` runs one: accelerate's choice)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    command = _parent_command() if command is None else command
+    asked = _requested_processes(command)
+    if asked is None or asked < 2:
+        return None
+    return (
+        f"the launcher asked for {asked} processes but this run is 1 process "
+        f"({' '.join(command[:3])} ...); accelerate launch runs --cpu as one process: use "
+        f"accelerate launch --multi_gpu --num_processes {asked} (gloo on CPU) or torchrun "
+        f"--nproc_per_node {asked}"
+    )
 
 
 def ddp_kwargs(image_mixing: bool):

@@ -4,8 +4,8 @@ step), split among processes and accumulation micro-steps; resumable at any step
 
 The samples optimizer step k consumes are a function of the seed, k and the global batch
 (``bucket.batch_size x processes x optim.grad_accum``) only, so one process with a micro-batch
-of 2b and two processes with b each train on the same samples at every step. Webdataset shards
-are the exception: a stream is split by shard among processes (see ``data.shards``).
+of 2b and two processes with b each train on the same samples at every step, from a manifest,
+a latent cache or webdataset shards (read by lanes, see ``data.shards``).
 """
 
 from __future__ import annotations
@@ -163,19 +163,11 @@ def stage_stream(
     if videos is not None:
         video_batches = loader(videos, seed, videos_done)
     else:
-        from ..data.shards import ShardClipStream
+        from ..data.shards import shard_batches
 
-        stream = ShardClipStream(
-            d.shards,
-            buckets,
-            d.fps,
-            seed,
-            skip_batches=videos_done * accum,  # this rank's micro-batches so far
-            decode_timeout=d.decode_timeout,
-        )
-        # the stream gives whole batches
-        video_batches = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=d.num_workers
-        )
+        video_batches = shard_batches(
+            d.shards, buckets, d.fps, seed, rank, world, accum, videos_done, d.num_workers,
+            d.decode_timeout, d.max_retries,
+        )  # fmt: skip
     image_batches = loader(images, seed + 1, images_done) if images is not None else None
     return Mixer(video_batches, image_batches, image_every, start_step, accum)
