@@ -71,13 +71,20 @@ def main() -> None:
         opt.step()
         log.append(loss.item())
         if step % 25 == 0:
-            print(f"step {step} loss {np.mean(log[-25:]):.4f} {time.time() - start:.0f}s", flush=True)
+            print(
+                f"step {step} loss {np.mean(log[-25:]):.4f} {time.time() - start:.0f}s", flush=True
+            )
         step += 1
     pipe.unet = unet.eval()
     pipe.register_modules(unet=unet.eval())
     out = Path(args.out)
     pipe.save_pretrained(out, text_encoder_from_package=True)
-    summary = {"steps": step, "first_loss": float(np.mean(log[:25])), "last_loss": float(np.mean(log[-25:])), **vars(args)}
+    summary = {
+        "steps": step,
+        "first_loss": float(np.mean(log[:25])),
+        "last_loss": float(np.mean(log[-25:])),
+        **vars(args),
+    }
     (out / "probe.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 

@@ -152,3 +152,16 @@ def test_shipped_folder_is_read_as_the_zeros_layout():
     folder = Path(pipeline_folder(None))
     assert "c_image_layout" not in json.loads((folder / "unet" / "config.json").read_text())
     assert folder_layout(folder) == "zeros"
+
+
+def test_demo_takes_a_middle_keyframe_and_refuses_a_sketch_for_the_shipped_model(tmp_path):
+    from pixeldance.cli.demo import DemoInputError, DemoRunner
+
+    runner = DemoRunner(out_dir=tmp_path)
+    image = str(ROOT / "examples" / "red_circle.png")
+    with pytest.raises(DemoInputError, match="not trained with sketch keyframes"):
+        runner("a red circle", image, None, None, 2, "1:1", 0, None, None, image)
+    with pytest.raises(DemoInputError, match="out of range"):
+        runner("a red circle", image, None, None, 2, "1:1", 0, image, 40, None)
+    video = runner("a red circle", image, None, None, 2, "1:1", 0, image, 8, None)
+    assert Path(video).exists()

@@ -19,9 +19,9 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
 
     d = runner.defaults
 
-    def generate(prompt, first_frame, last_frame, tau, steps, aspect, seed):
+    def generate(prompt, first_frame, last_frame, tau, steps, aspect, seed, *keyframes):
         try:
-            return runner(prompt, first_frame, last_frame, tau, steps, aspect, seed)
+            return runner(prompt, first_frame, last_frame, tau, steps, aspect, seed, *keyframes)
         except DemoInputError as err:
             raise gr.Error(str(err)) from err
 
@@ -71,7 +71,13 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                 cache_examples=False,
                 run_on_click=True,
             )
-            button.click(generate, inputs, video)
+            with gr.Accordion("keyframes (optional)", open=False):
+                with gr.Row():
+                    middle = gr.Image(label="middle keyframe", type="filepath")
+                    middle_index = gr.Slider(1, 64, value=8, step=1, label="its frame")
+                    sketch = gr.Image(label="sketch ending (models trained with sketches)",
+                                      type="filepath")  # fmt: skip
+            button.click(generate, [*inputs, middle, middle_index, sketch], video)
         with gr.Tab("Story"):
             gr.Markdown(
                 "Shots in order, each with its own prompt and optional last frame; each starts "
