@@ -75,7 +75,7 @@ def bench(folder: str, args) -> dict:
         copy = np.repeat(truth[:1], len(truth), axis=0)
         add("copy_first_psnr", psnr(copy, truth))
         for seed in range(args.seeds):
-            gen = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+            gen = lambda s=seed: torch.Generator().manual_seed(s)  # noqa: E731
             for tau in args.taus:
                 kf = [Keyframe(m, image=truth[m], tau=tau)]
                 v = to_uint8(pipe(clip.caption, first_frame=truth[0], keyframes=kf,
