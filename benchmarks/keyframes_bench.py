@@ -97,7 +97,7 @@ def bench(folder: str, args) -> dict:
                 sketch = to_sketch(pixels(truth[-1]), "canny")
                 edges = edge_map(pixels(truth[-1]), "canny")
                 sketch_img = ((sketch[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
-                for name, kfs in (("sketch", [Keyframe(-1, image=sketch_img, kind="sketch")]),
+                for name, kfs in (("sketch", [Keyframe(-1, image=sketch_img, kind="sketch", tau=args.steps)]),
                                   ("nosketch", [])):  # fmt: skip
                     v = to_uint8(pipe(clip.caption, first_frame=truth[0], keyframes=kfs,
                                       generator=gen(), **common).frames)[0]  # fmt: skip
