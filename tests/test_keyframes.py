@@ -4,7 +4,7 @@ models unchanged (issue 33)."""
 import pytest
 import torch
 
-from helpers import random_image, tiny_pipeline
+from helpers import ROOT, random_image, tiny_pipeline
 from pixeldance.data.sketch import edge_map, to_sketch
 from pixeldance.diffusion import make_training_scheduler
 from pixeldance.instructions import (
@@ -181,3 +181,36 @@ def test_a_zeros_unet_gains_mark_channels_without_changing_its_outputs():
         assert torch.equal(
             unet(x, 10, text).sample, masked(torch.cat([x, marks], 1), 10, text).sample
         )
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("instructions.middle_keyframe_prob=1.5", "middle_keyframe_prob must be in"),
+        ("instructions.context_prefix_prob=-0.1", "context_prefix_prob must be in"),
+        ("instructions.sketch_last_prob=2", "sketch_last_prob must be in"),
+        ("instructions.max_context_frames=1", "max_context_frames must be at least 2"),
+        ("instructions.max_middle_keyframes=0", "max_middle_keyframes must be at least 1"),
+        ("instructions.sketch_method=hed", "sketch_method must be one of"),
+    ],
+)
+def test_keyframe_recipe_keys_are_checked(override, message):
+    from pixeldance.train.config import load_config
+
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_sketches_in_training_need_the_mask_layout():
+    from pixeldance.train.config import load_config
+    from pixeldance.train.setup import build_components
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", ["instructions.sketch_last_prob=0.5"])
+    with pytest.raises(ValueError, match="needs model.unet.c_image_layout: mask"):
+        build_components(cfg)
+    cfg = load_config(
+        ROOT / "configs" / "tiny.yaml",
+        ["instructions.sketch_last_prob=0.5", "model.unet.c_image_layout=mask"],
+    )
+    unet = build_components(cfg).unet
+    assert unet.config.c_image_layout == "mask" and unet.config.in_channels == 2 * 48 + 2

@@ -46,7 +46,9 @@ class Keyframe:
     ``(C, h, w)`` latents (chaining passes latents, no decode/encode round trip).
     ``kind``: ``"rgb"`` or ``"sketch"`` (a drawing or edge map: dark lines on a light ground).
     ``tau``: it is in c_image for the first ``tau`` denoising steps and absent after (paper,
-    sec. 3.3). None: all steps for frame 0, the model's tau for any other frame.
+    sec. 3.3). None: all steps for frame 0, the call's tau (the last frame's; the model's
+    unless set) for any other frame, so with ``tau=0`` in the call such a keyframe guides
+    nothing: give its tau.
     """
 
     index: int
