@@ -214,3 +214,21 @@ def test_sketches_in_training_need_the_mask_layout():
     )
     unet = build_components(cfg).unet
     assert unet.config.c_image_layout == "mask" and unet.config.in_channels == 2 * 48 + 2
+
+
+def test_stable_diffusion_inflation_handles_both_layouts():
+    from pixeldance.models import PixelDanceUNet
+    from test_unet import tiny_unet2d
+
+    unet2d = tiny_unet2d()
+    plain = PixelDanceUNet.from_unet2d(unet2d).eval()
+    masked = PixelDanceUNet.from_unet2d(unet2d, c_image_layout="mask").eval()
+    assert plain.config.in_channels == 8 and plain.config.c_image_layout == "zeros"
+    assert masked.config.in_channels == 10 and masked.config.c_image_layout == "mask"
+    assert torch.count_nonzero(masked.conv_in.weight[:, 4:]) == 0
+    x, marks = torch.randn(1, 8, 2, 8, 8), torch.rand(1, 2, 2, 8, 8)
+    text = torch.randn(1, 3, 24)
+    with torch.no_grad():
+        a = plain(x, 5, text).sample
+        b = masked(torch.cat([x, marks], 1), 5, text).sample
+    assert torch.equal(a, b)
