@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "GenerationConfig": "generation",
     "InstructionConfig": "instructions",
+    "Keyframe": "keyframes",
     "PixelDancePipeline": "pipeline",
     "PixelDancePipelineOutput": "pipeline",
     "PixelDanceUNet": "models",
@@ -26,6 +27,7 @@ _EXPORTS = {
 __all__ = [
     "GenerationConfig",
     "InstructionConfig",
+    "Keyframe",
     "PixelDancePipeline",
     "PixelDancePipelineOutput",
     "PixelDanceUNet",
@@ -51,6 +53,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors
     from .generation import GenerationConfig
     from .instructions import InstructionConfig, build_c_image
+    from .keyframes import Keyframe
     from .models import PixelDanceUNet
     from .models.codec import SpaceToDepthCodec
     from .pipeline import PixelDancePipeline, PixelDancePipelineOutput, Shot

@@ -14,10 +14,13 @@ guidance).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
+
+from .keyframes import SKETCH_METHODS, Slot, extra_channels, pack_c_image
 
 
 @dataclass
@@ -40,8 +43,36 @@ class InstructionConfig:
     # mover's end position gives its direction away and the caption's direction words are
     # redundant; text alone is where a model has to read them.
     drop_last_with_first: bool = False
+    # Not in the paper (keyframes anywhere, see keyframes.py); 0 keeps the paper's recipe and
+    # its random draws exactly. The probability a clip gets middle keyframes: up to
+    # `max_middle_keyframes` draws, each kept with this probability, at a uniform index
+    # strictly between the first and the last frame.
+    middle_keyframe_prob: float = 0.0
+    max_middle_keyframes: int = 1
+    # The probability a clip (with its first frame kept) gets a prefix of k context keyframes,
+    # frames 0..k-1, k uniform in 2..max_context_frames: how a shot continues the previous one.
+    context_prefix_prob: float = 0.0
+    max_context_frames: int = 4
+    # The probability a kept last-frame instruction is its edge map (paper, sec. 4.5 fine-tunes
+    # on HED edge maps; here "sobel" or "canny", computed without weights: data/sketch.py).
+    # Needs a UNet with c_image_layout "mask" (its kind channel marks sketches).
+    sketch_last_prob: float = 0.0
+    sketch_method: str = "canny"
 
     def __post_init__(self):
+        for name in ("middle_keyframe_prob", "context_prefix_prob", "sketch_last_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"instructions.{name} must be in [0, 1], got {value}")
+        if self.max_middle_keyframes < 1:
+            raise ValueError("instructions.max_middle_keyframes must be at least 1")
+        if self.max_context_frames < 2:
+            raise ValueError("instructions.max_context_frames must be at least 2")
+        if self.sketch_method not in SKETCH_METHODS:
+            raise ValueError(
+                f"instructions.sketch_method must be one of {SKETCH_METHODS}, "
+                f"got {self.sketch_method!r}"
+            )
         for name in ("last_frame_drop_prob", "text_drop_prob", "first_frame_drop_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -58,8 +89,11 @@ def build_c_image(
     last: torch.Tensor | None = None,
     first_mask: torch.Tensor | None = None,
     last_mask: torch.Tensor | None = None,
+    layout: str = "zeros",
 ) -> torch.Tensor:
-    """Pack instructions into ``c_image`` ``(B, C, F, h, w)``.
+    """Pack first- and last-frame instructions into ``c_image`` ``(B, C, F, h, w)`` (the
+    paper's two slots, through :func:`pixeldance.keyframes.pack_c_image`; ``layout`` "mask"
+    adds its two channels).
 
     Args:
         num_frames: F.
@@ -77,19 +111,17 @@ def build_c_image(
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     b, c, h, w = ref.shape
-    c_image = ref.new_zeros(b, c, num_frames, h, w)
-    if num_frames == 1:
-        return c_image
-    if first is not None:
-        c_image[:, :, 0] = _masked(first, first_mask)
-    if last is not None:
-        c_image[:, :, -1] = _masked(last, last_mask)
-    return c_image
+    slots = []
+    if num_frames > 1 and first is not None:
+        slots.append(Slot(0, first, first_mask))
+    if num_frames > 1 and last is not None:
+        slots.append(Slot(num_frames - 1, last, last_mask))
+    return pack_c_image((b, c, num_frames, h, w), slots, layout, ref.device, ref.dtype)
 
 
-def empty_c_image(latents: torch.Tensor) -> torch.Tensor:
-    """All-zero c_image shaped like ``latents`` ``(B, C, F, h, w)`` (no instructions)."""
-    return torch.zeros_like(latents)
+def empty_c_image(latents: torch.Tensor, layout: str = "zeros") -> torch.Tensor:
+    """c_image with no instructions for ``latents`` ``(B, C, F, h, w)``."""
+    return pack_c_image(tuple(latents.shape), [], layout, latents.device, latents.dtype)
 
 
 def without_last_frame(c_image: torch.Tensor) -> torch.Tensor:
@@ -99,12 +131,6 @@ def without_last_frame(c_image: torch.Tensor) -> torch.Tensor:
     out = c_image.clone()
     out[:, :, -1] = 0
     return out
-
-
-def _masked(z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
-        return z
-    return z * mask.to(z.dtype).view(-1, 1, 1, 1)
 
 
 def draw_noise(
@@ -143,11 +169,13 @@ def noise_instruction(z: torch.Tensor, scheduler, timestep: int, generator=None)
 class TrainingInstructions:
     """What :func:`sample_training_instructions` drew, for the loss and for tests."""
 
-    c_image: torch.Tensor  # (B, C, F, h, w)
+    c_image: torch.Tensor  # (B, C [+ 2 with the "mask" layout], F, h, w)
     last_index: torch.Tensor  # (B,) frame index the last-frame instruction was taken from
     keep_first: torch.Tensor  # (B,) bool
     keep_last: torch.Tensor  # (B,) bool
     keep_text: torch.Tensor  # (B,) bool
+    keyframes: torch.Tensor | None = None  # (B, F) bool: the slots holding an instruction
+    sketch_last: torch.Tensor | None = None  # (B,) bool: the last-frame instruction is a sketch
 
 
 def sample_training_instructions(
@@ -155,34 +183,74 @@ def sample_training_instructions(
     config: InstructionConfig,
     scheduler,
     generator: torch.Generator | None = None,
+    layout: str = "zeros",
+    sketcher: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainingInstructions:
-    """Draw the paper's training instructions for a batch of clip latents ``(B, C, F, h, w)``.
+    """Draw the training instructions for a batch of clip latents ``(B, C, F, h, w)``.
 
-    The first-frame instruction is the clip's own first frame; the last-frame one is one of
-    its last ``last_frame_candidates`` frames, uniformly; each is dropped with its
-    probability; the ones kept are noised to ``noise_timestep``. One-frame batches (images)
-    get an all-zero c_image.
+    The paper's recipe: the first-frame instruction is the clip's own first frame; the
+    last-frame one is one of its last ``last_frame_candidates`` frames, uniformly, placed in
+    the last slot; each is dropped with its probability; the ones kept are noised to
+    ``noise_timestep``. Then, only when their probabilities are above 0 (so the paper's recipe
+    draws exactly what it always drew): a sketch in place of the last frame (``sketcher``
+    maps latents ``(B, C, h, w)`` to the latents of their sketches), middle keyframes, a
+    context prefix. One-frame batches (images) get a c_image with no instructions.
     """
     b, _, f, _, _ = latents.shape
     device = latents.device
+    rows = torch.arange(b, device=device)
 
     def coin(p: float) -> torch.Tensor:  # (B,) bool, True with probability 1 - p (kept)
         return torch.rand(b, generator=generator, device=device) >= p
+
+    def noised(z: torch.Tensor) -> torch.Tensor:
+        return noise_instruction(z, scheduler, config.noise_timestep, generator)
 
     keep_text = coin(config.text_drop_prob)
     if f == 1:
         false = torch.zeros(b, dtype=torch.bool, device=device)
         zero = torch.zeros(b, dtype=torch.long, device=device)
-        return TrainingInstructions(empty_c_image(latents), zero, false, false.clone(), keep_text)
+        c_image = empty_c_image(latents, layout)
+        return TrainingInstructions(c_image, zero, false, false.clone(), keep_text)
     keep_first, keep_last = coin(config.first_frame_drop_prob), coin(config.last_frame_drop_prob)
     if config.drop_last_with_first:
         keep_last = keep_last & keep_first
     candidates = min(config.last_frame_candidates, f - 1)
     offset = torch.randint(0, candidates, (b,), generator=generator, device=device)
     last_index = f - 1 - offset
-    first = latents[:, :, 0]
-    last = latents[torch.arange(b, device=device), :, last_index]
-    first = noise_instruction(first, scheduler, config.noise_timestep, generator)
-    last = noise_instruction(last, scheduler, config.noise_timestep, generator)
-    c_image = build_c_image(f, first, last, keep_first, keep_last)
-    return TrainingInstructions(c_image, last_index, keep_first, keep_last, keep_text)
+    first = noised(latents[:, :, 0])
+    last = noised(latents[rows, :, last_index])
+    marked = torch.zeros(b, f, dtype=torch.bool, device=device)
+    marked[:, 0], marked[:, -1] = keep_first, keep_last
+    sketch = torch.zeros(b, dtype=torch.bool, device=device)
+    if config.sketch_last_prob > 0:
+        sketch = ~coin(config.sketch_last_prob) & keep_last
+        if extra_channels(layout) == 0:
+            raise ValueError(
+                "instructions.sketch_last_prob > 0 needs a UNet with c_image_layout 'mask'"
+            )
+        if sketch.any():
+            if sketcher is None:
+                raise ValueError("sketch instructions need a sketcher (latents -> sketch latents)")
+            drawn = noised(sketcher(latents[rows, :, last_index]))
+            last = torch.where(sketch.view(-1, 1, 1, 1), drawn, last)
+    slots = [Slot(0, first, keep_first), Slot(f - 1, last, keep_last, sketch)]
+    if config.middle_keyframe_prob > 0 and f > 2:
+        for _ in range(config.max_middle_keyframes):
+            pick = ~coin(config.middle_keyframe_prob)
+            index = torch.randint(1, f - 1, (b,), generator=generator, device=device)
+            pick &= ~marked[rows, index]
+            marked[rows, index] |= pick
+            slots.append(Slot(index, noised(latents[rows, :, index]), pick))
+    if config.context_prefix_prob > 0 and f > 2:
+        prefix = ~coin(config.context_prefix_prob) & keep_first
+        top = min(config.max_context_frames, f - 1)
+        k = torch.randint(2, top + 1, (b,), generator=generator, device=device)
+        for j in range(1, top):
+            pick = prefix & (j < k) & ~marked[:, j]
+            marked[:, j] |= pick
+            slots.append(Slot(j, noised(latents[:, :, j]), pick))
+    c_image = pack_c_image(tuple(latents.shape), slots, layout, device, latents.dtype)
+    return TrainingInstructions(
+        c_image, last_index, keep_first, keep_last, keep_text, marked, sketch
+    )

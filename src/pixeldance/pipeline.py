@@ -30,7 +30,9 @@ from .encoders import (
 )
 from .generation import GenerationConfig, GenerationSettings, Geometry, resolve
 from .images import ImageInput, prepare_images, to_output
-from .instructions import build_c_image, draw_noise, noise_instruction, without_last_frame
+from .instructions import draw_noise
+from .keyframe_inputs import KeyframeSchedule, context_keyframes, encode_keyframes, gather_keyframes
+from .keyframes import Keyframe
 
 # from_pretrained finds a folder's component classes by module name (model_index.json says
 # "pixeldance.models.unet", "pixeldance.models.codec"); diffusers loads only modules already
@@ -77,6 +79,7 @@ class Shot:
     last_frame: ImageInput | None = None
     tau: int | None = None
     num_frames: int | None = None
+    keyframes: list[Keyframe] | None = None  # more keyframes, indices within this shot
 
 
 class PixelDancePipeline(DiffusionPipeline):
@@ -240,6 +243,7 @@ class PixelDancePipeline(DiffusionPipeline):
         return_dict: bool = True,
         settings: GenerationSettings | None = None,
         cache_interval: int | None = None,
+        keyframes: Sequence[Keyframe] | None = None,
     ) -> PixelDancePipelineOutput | tuple:
         """Generate a video.
 
@@ -284,6 +288,11 @@ class PixelDancePipeline(DiffusionPipeline):
                 level in between, reusing the deep features of the last full step
                 (:class:`~pixeldance.models.step_cache.StepCache`; faster, approximate).
                 None or 1: every step in full (exact).
+            keyframes: more image instructions, :class:`~pixeldance.keyframes.Keyframe` s
+                (frame index, image or latent, kind "rgb" or "sketch", tau) at any frames;
+                the first and last frame are keyframes 0 and -1. Refused (ValueError) before
+                anything is encoded: an index out of range, two at one index, a sketch for a
+                model whose ``c_image_layout`` is not "mask", a tau above the steps.
         """
         # 1. settings (unset: the model's generation_config, checked once) and inputs
         given = dict(
@@ -319,33 +328,27 @@ class PixelDancePipeline(DiffusionPipeline):
         # 2. text states, (2B, L, D) with the unconditional half first when guiding
         text_states = self.encode_prompts(prompts, negative, denoiser.guided).to(dtype)
 
-        # 3. image instructions -> c_image (B, C, F, h, w)
-        z_first = first_latent
-        if z_first is None and first_frame is not None:
-            z_first = self.encode_images(first_frame, height, width, batch, decode_chunk_size)
-        z_last = None
-        if last_frame is not None:
-            z_last = self.encode_images(last_frame, height, width, batch, decode_chunk_size)
-        if z_first is not None and instruction_noise:
-            z_first = noise_instruction(z_first, self.scheduler, instruction_noise, generator)
-        if z_last is not None and instruction_noise:
-            z_last = noise_instruction(z_last, self.scheduler, instruction_noise, generator)
-        if z_first is None and z_last is None:
-            c_full = torch.zeros(batch, c, num_frames, h, w, device=device)
-        else:
-            c_full = build_c_image(num_frames, z_first, z_last).to(device, torch.float32)
-        c_no_last = without_last_frame(c_full)
+        # 3. image instructions: keyframes (first and last frame among them), checked, encoded
+        layout = self.unet.config.get("c_image_layout", "zeros")
+        frames_in = gather_keyframes(
+            first_frame, first_latent, last_frame, keyframes, num_frames,
+            num_inference_steps, tau, layout,
+        )  # fmt: skip
+        shape = (batch, c, num_frames, h, w)
+        slots = encode_keyframes(
+            self, frames_in, shape, decode_chunk_size, instruction_noise, generator
+        )
+        schedule = KeyframeSchedule(frames_in, slots, shape, layout, device)
 
         # 4. timesteps and initial noise
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (batch, c, num_frames, h, w)
         if latents is None:
             latents = draw_noise(shape, generator, device)
         latents = latents.to(device, torch.float32) * self.scheduler.init_noise_sigma
 
         # 5. denoising loop (through the step cache if one was asked for)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            c_image = c_full if i < tau else c_no_last  # the tau rule (paper, sec. 3.3)
+            c_image = schedule.at(i)  # the tau rule (paper, sec. 3.3), per keyframe
             pred = denoiser(self.scheduler.scale_model_input(latents, t), t, c_image, text_states)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
             if callback is not None:
@@ -380,12 +383,16 @@ class PixelDancePipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_shot: Callable[[int, torch.Tensor], None] | None = None,
         settings: GenerationSettings | None = None,
+        context_frames: int = 1,
         **kwargs,
     ) -> PixelDancePipelineOutput | tuple:
-        """A long video of several shots, each with its own prompt, last frame and tau.
+        """A long video of several shots, each with its own prompt, last frame, tau and
+        keyframes.
 
-        Clip k+1 starts from clip k's last frame, passed as a latent (no decode/encode round
-        trip, so colours do not drift); the shared boundary frame appears once in the output.
+        Clip k+1 starts from clip k's last ``context_frames`` frames, passed as latents and
+        pinned as its keyframes 0..K-1 (no decode/encode round trip, so colours do not drift);
+        the shared frames appear once in the output. K = 1 is the paper's chaining (the last
+        frame becomes the next first frame).
         Other keyword arguments are as for ``__call__``: the setting arguments (``tau`` and
         ``num_frames`` are the defaults for shots that do not set their own) are merged with
         the model's ``generation_config`` and checked once for the whole story, the shots'
@@ -404,20 +411,20 @@ class PixelDancePipeline(DiffusionPipeline):
         taus = settings.shot_taus or (settings.tau,) * len(shots)
         frames = settings.shot_frames or (settings.num_frames,) * len(shots)
         chunk = kwargs.setdefault("decode_chunk_size", 16)
-        first_latent, parts = None, []
+        context, parts = [], []
         for k, shot in enumerate(shots):
             out = self(
                 prompt=shot.prompt,
                 first_frame=first_frame if k == 0 else None,
-                first_latent=first_latent,
                 last_frame=shot.last_frame,
+                keyframes=[*context, *(shot.keyframes or ())],
                 output_type="latent",
                 settings=replace(settings, tau=taus[k], num_frames=frames[k]),
                 **kwargs,
             )
             z = out.latents
-            parts.append(z if k == 0 else z[:, :, 1:])  # the boundary frame is shot k's last
-            first_latent = z[:, :, -1]
+            parts.append(z[:, :, len(context) :])  # the shared frames are shot k-1's last
+            context = context_keyframes(z, context_frames)
             if callback_on_shot is not None:
                 callback_on_shot(k, z)
         latents = torch.cat(parts, dim=2)

@@ -7,6 +7,9 @@ shots:
   - prompt: the red circle moves down
     last_frame: end.png        # optional
     tau: 25                    # optional
+    keyframes:                 # optional: images at any frame (negative: from the end)
+      - {index: 8, image: mid.png, tau: 20}          # tau optional
+      - {index: -1, image: drawing.png, kind: sketch} # kind: rgb (default) or sketch
 ```
 """
 
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from .keyframes import KINDS, Keyframe
 from .pipeline import Shot
 
 
@@ -71,7 +75,7 @@ def load_storyboard(path: str | Path) -> Storyboard:
             item = {"prompt": item}
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
             raise ValueError(f"storyboard {path}: shot {i + 1} needs a 'prompt' string")
-        unknown = set(item) - {"prompt", "last_frame", "tau", "num_frames"}
+        unknown = set(item) - {"prompt", "last_frame", "tau", "num_frames", "keyframes"}
         if unknown:
             raise ValueError(f"storyboard {path}: shot {i + 1} has unknown keys {sorted(unknown)}")
         tau, frames = item.get("tau"), item.get("num_frames")
@@ -82,5 +86,31 @@ def load_storyboard(path: str | Path) -> Storyboard:
                 f"storyboard {path}: shot {i + 1} num_frames must be an integer, got {frames!r}"
             )
         last = resolve(item.get("last_frame"), f"shot {i + 1} last_frame")
-        shots.append(Shot(item["prompt"], last, tau, frames))
+        keys = _keyframes(item.get("keyframes"), f"storyboard {path}: shot {i + 1}", resolve)
+        shots.append(Shot(item["prompt"], last, tau, frames, keys))
     return Storyboard(shots, resolve(data.get("first_frame"), "first_frame"))
+
+
+def _keyframes(items, where: str, resolve) -> list[Keyframe] | None:
+    """A shot's ``keyframes:`` list of ``{index, image, tau?, kind?}`` (paths resolved)."""
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise ValueError(f"{where} keyframes must be a list of {{index, image, tau, kind}}")
+    out = []
+    for j, item in enumerate(items):
+        at = f"{where} keyframe {j + 1}"
+        if not isinstance(item, dict) or set(item) - {"index", "image", "tau", "kind"}:
+            raise ValueError(f"{at} must be a mapping of index, image, tau (opt.), kind (opt.)")
+        index, tau, kind = item.get("index"), item.get("tau"), item.get("kind", "rgb")
+        for name, value in (("index", index), ("tau", tau)):
+            if (value is not None or name == "index") and (
+                not isinstance(value, int) or isinstance(value, bool)
+            ):
+                raise ValueError(f"{at} {name} must be an integer, got {value!r}")
+        if kind not in KINDS:
+            raise ValueError(f"{at} kind must be one of {KINDS}, got {kind!r}")
+        out.append(
+            Keyframe(index, image=resolve(item.get("image"), f"{at} image"), kind=kind, tau=tau)
+        )
+    return out

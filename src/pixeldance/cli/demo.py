@@ -125,19 +125,60 @@ class DemoRunner:
             raise DemoInputError(str(err)) from err
 
     def __call__(
-        self, prompt, first_frame=None, last_frame=None, tau=None, steps=None, aspect="1:1", seed=0
+        self,
+        prompt,
+        first_frame=None,
+        last_frame=None,
+        tau=None,
+        steps=None,
+        aspect="1:1",
+        seed=0,
+        middle_frame=None,
+        middle_index=None,
+        sketch_last=None,
     ) -> str:
         request, settings = self.check(prompt, first_frame, last_frame, tau, steps, aspect, seed)
+        keyframes = self.keyframes(request, settings, middle_frame, middle_index, sketch_last)
         with self._lock:
             result = self.pipe(
                 request["prompt"],
                 first_frame=request["first_frame"],
                 last_frame=request["last_frame"],
+                keyframes=keyframes,
                 generator=settings.placement.generator(request["seed"]),
                 output_type="np",
                 settings=settings,
             )
             return self._write(result.frames, settings.fps)
+
+    def keyframes(self, request, settings, middle_frame, middle_index, sketch_last) -> list:
+        """A middle keyframe (image at ``middle_index``) and a sketch ending, checked against
+        the model (:func:`pixeldance.keyframes.check_keyframes`); DemoInputError if wrong."""
+        from ..keyframes import Keyframe, KeyframeError, check_keyframes, folder_layout
+
+        extra = []
+        middle = instruction_image(middle_frame, "middle keyframe")
+        if middle is not None:
+            index = settings.num_frames // 2 if middle_index is None else int(middle_index)
+            extra.append(Keyframe(index, image=middle))
+        sketch = instruction_image(sketch_last, "sketch ending")
+        if sketch is not None:
+            extra.append(Keyframe(-1, image=sketch, kind="sketch"))
+        first = request["first_frame"]
+        given = [Keyframe(0, image=first)] if first is not None else []
+        if request["last_frame"] is not None:
+            given.append(Keyframe(-1, image=request["last_frame"], tau=settings.tau))
+        try:
+            check_keyframes(
+                [*given, *extra],
+                settings.num_frames,
+                settings.num_inference_steps,
+                folder_layout(self.model),
+                settings.tau,
+            )
+        except KeyframeError as err:
+            raise DemoInputError(str(err)) from err
+        return extra
 
     def story(self, first_frame, shots, steps=None, seed=0) -> str:
         """A long video from ``shots``, ``[(prompt, last_frame or None), ...]`` (rows with no

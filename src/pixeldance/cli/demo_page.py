@@ -150,9 +150,9 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
         box.upload(check_upload, box, None, show_progress="hidden")
         return box
 
-    def generate(prompt, first_frame, last_frame, tau, steps, aspect, seed):
+    def generate(prompt, first_frame, last_frame, tau, steps, aspect, seed, *keyframes):
         try:
-            return runner(prompt, first_frame, last_frame, tau, steps, aspect, seed)
+            return runner(prompt, first_frame, last_frame, tau, steps, aspect, seed, *keyframes)
         except DemoInputError as err:
             raise refusal(str(err)) from err
 
@@ -241,7 +241,16 @@ def build_app(runner: DemoRunner, queue_size: int = 8):
                 example_status, examples.dataset, status, queue=False, show_progress="hidden"
             )
             steps.change(cap_tau, [steps, tau], tau, queue=False, show_progress="hidden")
-            button.click(generate, inputs, video)
+            with gr.Accordion("keyframes (optional)", open=False):
+                with gr.Row():
+                    middle = image_input("middle keyframe", "middle keyframe", elem_id="middle")
+                    middle_index = gr.Slider(1, 64, value=8, step=1, label="its frame")
+                    sketch = image_input(
+                        "sketch ending",
+                        "sketch ending (models trained with sketches)",
+                        elem_id="sketch",
+                    )
+            button.click(generate, [*inputs, middle, middle_index, sketch], video)
         with gr.Tab("Story"):
             gr.Markdown(
                 "Shots in order, each with its own prompt and optional last frame; each starts "

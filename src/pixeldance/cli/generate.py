@@ -18,6 +18,13 @@ from ..generation import (
 )
 from ..loading import load_pipeline
 from .common import UsageError, add_placement_args, flag_error, work_started
+from .keyframe_args import (
+    add_context_arg,
+    add_keyframe_args,
+    check_call_keyframes,
+    check_context_frames,
+    user_keyframes,
+)
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "
@@ -39,14 +46,17 @@ def add_generate_parsers(sub) -> None:
         "--tau", type=int, help="the last frame guides this many of the first denoising steps"
     )
     g.add_argument("--frames", type=int, help="number of frames (default: the model's)")
+    add_keyframe_args(g)
     _common_generation_args(g)
     g.set_defaults(func=_cmd_generate)
 
     s = sub.add_parser("story", help="a long video from a storyboard of shots (YAML or JSON)")
     s.add_argument(
         "storyboard",
-        help="file with 'shots: [{prompt, last_frame, tau}, ...]' and optional 'first_frame'",
+        help="file with 'shots: [{prompt, last_frame, tau, keyframes}, ...]' and optional "
+        "'first_frame'",
     )
+    add_context_arg(s)
     _common_generation_args(s)
     s.set_defaults(func=_cmd_story)
 
@@ -182,6 +192,8 @@ def _cmd_generate(args) -> int:
     first = _read_image(args.first_frame, "--first-frame")
     last = _read_image(args.last_frame, "--last-frame")
     folder, config, settings = _settings(args, num_frames=args.frames, tau=args.tau)
+    keyframes = user_keyframes(args, _read_image)
+    check_call_keyframes(folder, settings, first, last, keyframes)
     check_frame_rate(out, settings.fps)
     check_free_space(out, output_bytes(out, settings.num_frames, settings.height, settings.width))
     work_started()
@@ -190,6 +202,7 @@ def _cmd_generate(args) -> int:
         args.prompt,
         first_frame=first,
         last_frame=last,
+        keyframes=keyframes,
         generator=settings.placement.generator(args.seed),
         output_type="np",
         settings=settings,
@@ -210,10 +223,19 @@ def _cmd_story(args) -> int:
     for k, shot in enumerate(board.shots):
         _check_prompt(shot.prompt, f"shot {k + 1} prompt")
         last = _read_image(shot.last_frame, f"shot {shot.prompt!r} last_frame")
-        shots.append(replace(shot, last_frame=last))
+        keys = [
+            replace(kf, image=_read_image(kf.image, f"shot {k + 1} keyframe {kf.index}"))
+            for kf in shot.keyframes or ()
+        ]
+        shots.append(replace(shot, last_frame=last, keyframes=keys))
     first = _read_image(board.first_frame, "first_frame")
     taus, frames = [s.tau for s in shots], [s.num_frames for s in shots]
     folder, config, settings = _settings(args, shot_taus=taus, shot_frames=frames)
+    check_context_frames(args.context_frames, settings.shot_frames)
+    for k, shot in enumerate(shots):
+        one = replace(settings, tau=settings.shot_taus[k], num_frames=settings.shot_frames[k])
+        context = args.context_frames if k else 0
+        check_call_keyframes(folder, one, first, shot.last_frame, shot.keyframes, context)
     check_frame_rate(out, settings.fps)
     check_free_space(
         out, output_bytes(out, sum(settings.shot_frames), settings.height, settings.width)
@@ -232,6 +254,7 @@ def _cmd_story(args) -> int:
         shots,
         first_frame=first,
         callback_on_shot=progress,
+        context_frames=args.context_frames,
         generator=settings.placement.generator(args.seed),
         output_type="np",
         settings=settings,

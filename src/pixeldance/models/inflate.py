@@ -41,7 +41,10 @@ class InflationInfo:
     widened_keys: list[str] = field(default_factory=list)
 
 
-def unet3d_config_from_2d(config, in_channels: int | None) -> dict:
+def unet3d_config_from_2d(config, in_channels: int | None, c_image_layout: str = "zeros") -> dict:
+    from ..keyframes import extra_channels
+
+    extra = extra_channels(c_image_layout)
     for key, ok in _UNSUPPORTED.items():
         value = config.get(key, ok)
         if isinstance(ok, bool) and isinstance(value, (list, tuple)):
@@ -51,7 +54,7 @@ def unet3d_config_from_2d(config, in_channels: int | None) -> dict:
                 f"cannot inflate a UNet2DConditionModel with {key}={value!r} (supported: {ok!r})"
             )
     return dict(
-        in_channels=in_channels or 2 * config["in_channels"],
+        in_channels=in_channels or 2 * config["in_channels"] + extra,
         out_channels=config["out_channels"],
         down_block_types=tuple(config["down_block_types"]),
         up_block_types=tuple(config["up_block_types"]),
@@ -66,17 +69,19 @@ def unet3d_config_from_2d(config, in_channels: int | None) -> dict:
         norm_eps=config["norm_eps"],
         flip_sin_to_cos=config.get("flip_sin_to_cos", True),
         freq_shift=config.get("freq_shift", 0),
+        c_image_layout=c_image_layout,
     )
 
 
-def inflate_unet2d(cls, unet2d, in_channels: int | None = None):
+def inflate_unet2d(cls, unet2d, in_channels: int | None = None, c_image_layout: str = "zeros"):
     """Return ``(PixelDanceUNet, InflationInfo)`` built from a ``UNet2DConditionModel``.
 
-    ``in_channels`` defaults to twice the 2D UNet's (z_t plus c_image); the first
+    ``in_channels`` defaults to twice the 2D UNet's (z_t plus c_image), plus the layout's
+    two mark channels for ``c_image_layout="mask"`` (:mod:`pixeldance.keyframes`); the first
     ``unet2d.config.in_channels`` input channels of ``conv_in`` are the 2D weights, the rest
     are zero.
     """
-    config = unet3d_config_from_2d(dict(unet2d.config), in_channels)
+    config = unet3d_config_from_2d(dict(unet2d.config), in_channels, c_image_layout)
     old_in = unet2d.config.in_channels
     if config["in_channels"] < old_in:
         raise ValueError(f"in_channels={config['in_channels']} is less than the 2D UNet's {old_in}")

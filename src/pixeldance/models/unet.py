@@ -23,6 +23,7 @@ from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import nn
 
+from ..keyframes import extra_channels
 from .blocks import MidBlock, UNetBlock
 from .layers import TemporalAttention, TemporalConv, frame_position_embedding
 from .step_cache import DeepFeatures
@@ -84,6 +85,10 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             motion from text alone ("moves left") needs each frame to combine the caption with
             its own index. Zero at initialisation, so adding it to a trained UNet
             (``with_frame_embedding``) changes nothing until it trains. Off by default.
+        c_image_layout: how c_image marks its keyframes (:mod:`pixeldance.keyframes`):
+            ``"zeros"`` (the paper's: C channels, absent slots are zeros; every model made
+            before layouts existed) or ``"mask"`` (C + 2: a presence mask and a sketch-kind
+            channel per frame; then in_channels = 2C + 2).
     """
 
     _supports_gradient_checkpointing = True
@@ -113,8 +118,15 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         input_skip: bool = False,
         temporal_attention_all_levels: bool = False,
         frame_embedding: bool = False,
+        c_image_layout: str = "zeros",
     ):
         super().__init__()
+        extra = extra_channels(c_image_layout)
+        if extra and in_channels != 2 * out_channels + extra:
+            raise ValueError(
+                f"c_image_layout {c_image_layout!r} needs in_channels = 2 x out_channels + "
+                f"{extra} = {2 * out_channels + extra}; got {in_channels}"
+            )
         n = len(block_out_channels)
         if len(down_block_types) != n or len(up_block_types) != n:
             raise ValueError(
@@ -212,7 +224,7 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         if self.conv_skip is None:
             raise ValueError("this UNet has no input skip; build it with input_skip=True")
         c_in, c_out = self.config.in_channels, self.config.out_channels
-        if c_in != 2 * c_out:
+        if c_in - self.keyframe_channels != 2 * c_out:
             raise ValueError(
                 f"the instruction copy needs in_channels = 2 x out_channels; got {c_in}, {c_out}"
             )
@@ -221,6 +233,28 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
             self.conv_skip.bias.zero_()
             for c in range(c_out):
                 self.conv_skip.weight[c, c_out + c] = 1.0
+
+    @property
+    def keyframe_channels(self) -> int:
+        """Input channels beyond z_t and the latent part of c_image (the layout's marks)."""
+        return extra_channels(self.config.get("c_image_layout", "zeros"))
+
+    def with_keyframe_channels(self) -> PixelDanceUNet:
+        """A copy of this ``"zeros"``-layout UNet with the ``"mask"`` layout: the two new input
+        channels (presence, kind) get zero weights in ``conv_in`` (and the input skip), so it
+        gives the same outputs as this one until it trains. Returns ``self`` if it has them."""
+        if self.config.get("c_image_layout", "zeros") == "mask":
+            return self
+        new = PixelDanceUNet.from_config(
+            self.config, c_image_layout="mask", in_channels=self.config.in_channels + 2
+        )
+        state = self.state_dict()
+        for name in ("conv_in.weight", "conv_skip.weight"):
+            if name in state:
+                old = state[name]
+                state[name] = torch.cat([old, old.new_zeros(old.shape[0], 2, *old.shape[2:])], 1)
+        new.load_state_dict(state, strict=True)
+        return new.to(device=self.device, dtype=self.dtype)
 
     def with_frame_embedding(self) -> PixelDanceUNet:
         """A copy of this UNet with a (zero) frame embedding added: the same outputs until it
@@ -346,12 +380,18 @@ class PixelDanceUNet(ModelMixin, ConfigMixin):
         return block.up(x, block_skips, temb, context, f, size)
 
     @classmethod
-    def from_unet2d(cls, unet2d, in_channels: int | None = None, output_loading_info: bool = False):
+    def from_unet2d(
+        cls,
+        unet2d,
+        in_channels: int | None = None,
+        output_loading_info: bool = False,
+        c_image_layout: str = "zeros",
+    ):
         """Build a PixelDanceUNet from a diffusers ``UNet2DConditionModel`` (SD 1.x / 2.x).
 
         See :func:`pixeldance.models.inflate.inflate_unet2d`.
         """
         from .inflate import inflate_unet2d
 
-        model, info = inflate_unet2d(cls, unet2d, in_channels)
+        model, info = inflate_unet2d(cls, unet2d, in_channels, c_image_layout)
         return (model, info) if output_loading_info else model

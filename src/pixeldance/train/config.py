@@ -41,7 +41,8 @@ class ModelConfig:
     init: str = "scratch"
     pretrained: str | None = None
     # PixelDanceUNet arguments (scratch); when continuing (init "pixeldance") only
-    # `frame_embedding: true` is read: it adds a frame embedding the model lacks
+    # `frame_embedding: true` is read: it adds a frame embedding the model lacks, and
+    # `c_image_layout: mask`: it adds the keyframe mark channels (keyframes.py), zero weights
     unet: dict = field(default_factory=_default_unet)
     # "codec": lossless space-to-depth with `codec_patch_size`; or a folder/hub id holding an
     # AutoencoderKL (with `vae_subfolder`). Ignored for the pretrained inits.

@@ -10,6 +10,7 @@ import torch
 
 from ..diffusion import make_training_scheduler
 from ..encoders import PromptEncoder, latent_channels, load_text_encoder, text_embed_dim
+from ..keyframes import extra_channels
 from ..models import PixelDanceUNet
 from ..models.codec import SpaceToDepthCodec
 from .config import Config
@@ -53,8 +54,10 @@ def build_components(cfg: Config) -> Components:
             raise ValueError("model.init=pixeldance needs model.pretrained (a pipeline folder)")
         pipe = PixelDancePipeline.from_pretrained(pipeline_folder(m.pretrained))
         unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-        if m.unet.get("frame_embedding"):  # the one module a continued UNet can gain
+        if m.unet.get("frame_embedding"):  # a module a continued UNet can gain
             unet = unet.with_frame_embedding()
+        if m.unet.get("c_image_layout") == "mask":  # the keyframe marks, zero-initialised
+            unet = unet.with_keyframe_channels()
         scheduler = make_training_scheduler(m.prediction_type, **_schedule_of(pipe.scheduler))
     elif m.init == "stable-diffusion":
         from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -66,7 +69,10 @@ def build_components(cfg: Config) -> Components:
         unet2d = UNet2DConditionModel.from_pretrained(
             m.pretrained, subfolder="unet", use_safetensors=True
         )
-        unet, info = PixelDanceUNet.from_unet2d(unet2d, output_loading_info=True)
+        layout = m.unet.get("c_image_layout", "zeros")
+        unet, info = PixelDanceUNet.from_unet2d(
+            unet2d, output_loading_info=True, c_image_layout=layout
+        )
         logger.info("inflated Stable Diffusion UNet: %d new temporal tensors", len(info.new_keys))
         vae = AutoencoderKL.from_pretrained(m.pretrained, subfolder="vae", use_safetensors=True)
         te, tok = load_text_encoder(m.pretrained, subfolder="text_encoder")
@@ -86,7 +92,7 @@ def build_components(cfg: Config) -> Components:
         sample = (main.height // _scale(vae), main.width // _scale(vae))
         unet = PixelDanceUNet(
             **{
-                "in_channels": 2 * c,
+                "in_channels": 2 * c + extra_channels(m.unet.get("c_image_layout", "zeros")),
                 "out_channels": c,
                 "cross_attention_dim": text_embed_dim(te),
                 "sample_size": sample,
@@ -98,6 +104,12 @@ def build_components(cfg: Config) -> Components:
     else:
         raise ValueError(
             f"model.init must be scratch, stable-diffusion or pixeldance; got {m.init!r}"
+        )
+    layout = unet.config.get("c_image_layout", "zeros")
+    if cfg.instructions.sketch_last_prob > 0 and layout != "mask":
+        raise ValueError(
+            "instructions.sketch_last_prob > 0 needs model.unet.c_image_layout: mask (sketches "
+            f"are marked by its kind channel); this UNet's layout is {layout!r}"
         )
     if m.max_text_tokens:
         tok.model_max_length = min(m.max_text_tokens, tok.model_max_length or m.max_text_tokens)

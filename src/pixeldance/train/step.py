@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..data.batch import Batch
+from ..data.sketch import sketch_latents
 from ..diffusion import diffusion_loss
 from ..encoders import PromptEncoder, encode_frames
 from ..instructions import InstructionConfig, sample_training_instructions
@@ -17,6 +19,7 @@ class StepInputs:
     latents: torch.Tensor  # (B, C, F, h, w)
     text: torch.Tensor  # (B, L, D)
     empty_text: torch.Tensor  # (1, L, D)
+    vae: object = None  # to draw sketch instructions from the latents (decode, edges, encode)
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -40,10 +43,11 @@ def batch_inputs(
             batch.latents.to(device, dtype),
             batch.text.to(device, dtype),
             empty_cached.to(device, dtype)[:1],
+            vae,
         )
     latents = encode_frames(vae, batch.pixels.to(device))
     text = prompt_encoder.encode(batch.captions)
-    return StepInputs(latents.to(dtype), text.to(dtype), prompt_encoder.empty(1).to(dtype))
+    return StepInputs(latents.to(dtype), text.to(dtype), prompt_encoder.empty(1).to(dtype), vae)
 
 
 def compute_loss(
@@ -55,8 +59,20 @@ def compute_loss(
     snr_gamma: float | None = None,
     motion_weight: float = 0.0,
 ) -> torch.Tensor:
-    """The paper's recipe: perturbed instructions, text dropout, diffusion loss."""
-    drawn = sample_training_instructions(inputs.latents, instructions, scheduler, generator)
+    """The paper's recipe (generalised to keyframes by ``instructions``): perturbed
+    instructions packed in the UNet's c_image layout, text dropout, diffusion loss."""
+    config = getattr(unet, "module", unet).config  # DDP-wrapped or not
+    sketcher = None
+    if instructions.sketch_last_prob > 0 and inputs.vae is not None:
+        sketcher = partial(sketch_latents, inputs.vae, sketch=instructions.sketch_method)
+    drawn = sample_training_instructions(
+        inputs.latents,
+        instructions,
+        scheduler,
+        generator,
+        layout=config.get("c_image_layout", "zeros"),
+        sketcher=sketcher,
+    )
     text = inputs.text
     drop = ~drawn.keep_text
     if drop.any():
