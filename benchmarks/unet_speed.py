@@ -147,9 +147,11 @@ def interleaved_medians(steps: dict, device, repeats: int, clock: str) -> dict[s
 def compare_with_baseline(args, device, dtype, x, t, ctx) -> None:
     """Before/after in one process: the baseline checkout's UNet and ours, same weights."""
     baseline = load_models_package(Path(args.baseline_src))
-    new = ours().to(device=device, dtype=dtype).train()
-    old = baseline.PixelDanceUNet.from_config(new.config).to(device=device, dtype=dtype).train()
+    new = ours().to(device=device).train()
+    old = baseline.PixelDanceUNet.from_config(new.config).to(device=device).train()
     old.load_state_dict(new.state_dict())
+    if dtype != torch.float32:
+        new.to(dtype=dtype), old.to(dtype=dtype)
     steps = {"before": make_step(old, x, t, ctx), "after": make_step(new, x, t, ctx)}
     medians = interleaved_medians(steps, device, args.repeats, args.clock)
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
