@@ -129,6 +129,8 @@ def tiny_runs(work: Path, gpus: int) -> dict:
         half = f"checkpoint-{steps // 2:08d}"
         b = work / "tiny-b"
         shutil.copytree(a / half, b / half)
+        # the run's config.yaml makes tiny-b a run folder, which --resume requires
+        shutil.copy2(a / "config.yaml", b / "config.yaml")
         ok, secs, tail = _run([*_train(data, b, steps, mix), "--resume"], 300)
         end = f"checkpoint-{steps:08d}"
         diff = _max_diff(a / end, b / end) if ok else None

@@ -7,14 +7,22 @@ Reports the median step time of each, the speedup, and the achieved FLOP/s of ou
 same process. Last line: one JSON object.
 
     python benchmarks/unet_speed.py [--repeats 5] [--device cpu|cuda] [--dtype float32|bfloat16]
+        [--threads N] [--no-diffusers] [--clock wall|cpu] [--baseline-src OLD/src]
+
+``--baseline-src`` times another checkout's PixelDanceUNet (its ``pixeldance/models`` package,
+loaded under another name) against this one's in the same process, same weights, steps
+interleaved: a before/after of a change to the UNet's code in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from diffusers import UNet3DConditionModel
@@ -86,23 +94,92 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def median_time(fn, device, repeats: int, warmup: int = 2) -> float:
+# wall clock, or this process's CPU time: with one thread on a shared machine the latter leaves
+# out the time the thread waits for a core, which the load of other processes decides
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def median_time(fn, device, repeats: int, warmup: int = 2, clock: str = "wall") -> float:
+    now = CLOCK[clock]
     for _ in range(warmup):
         fn()
     sync(device)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         fn()
         sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return statistics.median(times)
 
 
-def matmul_flops_per_s(device, dtype, n: int, repeats: int) -> float:
+def load_models_package(src: Path, alias: str = "baseline_models"):
+    """Another checkout's ``pixeldance/models`` package, imported as ``alias`` (its imports
+    are relative, so it does not touch the installed ``pixeldance``)."""
+    folder = src / "pixeldance" / "models"
+    if not (folder / "__init__.py").is_file():
+        raise SystemExit(f"--baseline-src: no pixeldance/models package under {src}")
+    spec = importlib.util.spec_from_file_location(
+        alias, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def interleaved_medians(steps: dict, device, repeats: int, clock: str) -> dict[str, float]:
+    """Median time of each step function, run in turn (A B A B ...) after a warm-up of two."""
+    now = CLOCK[clock]
+    for fn in steps.values():
+        fn(), fn()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            sync(device)
+            start = now()
+            fn()
+            sync(device)
+            times[name].append(now() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def compare_with_baseline(args, device, dtype, x, t, ctx) -> None:
+    """Before/after in one process: the baseline checkout's UNet and ours, same weights."""
+    baseline = load_models_package(Path(args.baseline_src))
+    new = ours().to(device=device).train()
+    old = baseline.PixelDanceUNet.from_config(new.config).to(device=device).train()
+    old.load_state_dict(new.state_dict())
+    if dtype != torch.float32:
+        new.to(dtype=dtype), old.to(dtype=dtype)
+    steps = {"before": make_step(old, x, t, ctx), "after": make_step(new, x, t, ctx)}
+    medians = interleaved_medians(steps, device, args.repeats, args.clock)
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        steps["after"]()
+    flops = counter.get_total_flops()
+    n = 2048 if device.type == "cpu" else 8192
+    peak = matmul_flops_per_s(device, dtype, n, args.repeats, clock=args.clock)
+    for name, seconds in medians.items():
+        print(f"{name:7s} median step {seconds:.3f} s, utilisation {flops / seconds / peak:.3f}")
+    result = {f"{k}_s": round(v, 4) for k, v in medians.items()}
+    result |= {f"{k}_utilisation": round(flops / v / peak, 3) for k, v in medians.items()}
+    result |= {
+        "speedup": round(medians["before"] / medians["after"], 3),
+        "step_gflop": round(flops / 1e9, 2),
+        "matmul_gflop_s": round(peak / 1e9, 1),
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "clock": args.clock,
+        "device": str(device),
+        "dtype": args.dtype,
+    }
+    print(json.dumps(result))
+
+
+def matmul_flops_per_s(device, dtype, n: int, repeats: int, clock: str = "wall") -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    seconds = median_time(lambda: a @ b, device, repeats)
+    seconds = median_time(lambda: a @ b, device, repeats, clock=clock)
     return 2 * n**3 / seconds
 
 
@@ -114,7 +191,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=16, help="latent height and width")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    parser.add_argument(
+        "--no-diffusers", action="store_true", help="time only ours (utilisation, no speedup)"
+    )
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=sorted(CLOCK),
+        help="time steps and the matmul by wall clock or by this process's CPU time "
+        "(cpu: for --threads 1 on a loaded CPU machine)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        help="another checkout's src folder: time its UNet against this one's (before/after)",
+    )
     args = parser.parse_args()
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu times CPU work; use it with --device cpu")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1; got {args.threads}")
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
 
@@ -122,14 +220,18 @@ def main() -> None:
     t = torch.randint(0, 1000, (args.batch,), device=device)
     ctx = torch.randn(args.batch, 8, TEXT_DIM, device=device, dtype=dtype)
 
+    if args.baseline_src:
+        compare_with_baseline(args, device, dtype, x, t, ctx)
+        return
     results = {}
-    for name, build in (("ours", ours), ("diffusers", theirs)):
+    models = (("ours", ours),) if args.no_diffusers else (("ours", ours), ("diffusers", theirs))
+    for name, build in models:
         model = build().to(device=device).train()
         if dtype != torch.float32:
             model.to(dtype=dtype)
         params = sum(p.numel() for p in model.parameters())
         step = make_step(model, x, t, ctx)
-        results[name] = median_time(step, device, args.repeats)
+        results[name] = median_time(step, device, args.repeats, clock=args.clock)
         print(f"{name:10s} {params / 1e6:6.2f}M params  median step {results[name]:.3f} s")
         if name == "ours":
             with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
@@ -137,7 +239,8 @@ def main() -> None:
             flops = counter.get_total_flops()
         del model, step
 
-    peak = matmul_flops_per_s(device, dtype, 2048 if device.type == "cpu" else 8192, args.repeats)
+    n = 2048 if device.type == "cpu" else 8192
+    peak = matmul_flops_per_s(device, dtype, n, args.repeats, clock=args.clock)
     achieved = flops / results["ours"]
     print(
         f"our step: {flops / 1e9:.2f} GFLOP, {achieved / 1e9:.1f} GFLOP/s; matmul {peak / 1e9:.1f} GFLOP/s"
@@ -146,9 +249,15 @@ def main() -> None:
         json.dumps(
             {
                 "ours_s": round(results["ours"], 4),
-                "diffusers_s": round(results["diffusers"], 4),
-                "speedup": round(results["diffusers"] / results["ours"], 3),
+                "diffusers_s": round(results["diffusers"], 4) if "diffusers" in results else None,
+                "speedup": round(results["diffusers"] / results["ours"], 3)
+                if "diffusers" in results
+                else None,
                 "utilisation": round(achieved / peak, 3),
+                "step_gflop": round(flops / 1e9, 2),
+                "matmul_gflop_s": round(peak / 1e9, 1),
+                "threads": torch.get_num_threads(),
+                "clock": args.clock,
                 "device": str(device),
                 "dtype": args.dtype,
             }

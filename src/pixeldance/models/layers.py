@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import frame_shift_sum, geglu
+
 
 def _checkpointed(module: nn.Module, fn, *args):
     """Run ``fn(*args)`` under activation checkpointing when the module asks for it."""
@@ -58,9 +60,9 @@ class TemporalConv(nn.Module):
         # the bias in the taps' dtype: under autocast an fp32 bias would lift the whole
         # residual (and every video activation kept for backward) to fp32
         bias = self.conv.bias.to(taps.dtype).view(1, 1, c, 1, 1)
-        out = taps[:, :, 1] + bias  # (B, F, C, H, W)
-        out[:, 1:] += taps[:, :-1, 0]  # frame f sees frame f-1 through tap 0
-        out[:, :-1] += taps[:, 1:, 2]  # and frame f+1 through tap 2 (zero padding at ends)
+        # frame f sees frame f-1 through tap 0 and frame f+1 through tap 2 (zero padding at
+        # the ends); one buffer for the taps' gradient instead of autograd's per-slice copies
+        out = frame_shift_sum(taps, bias)  # (B, F, C, H, W)
         return x + out.reshape(bf, c, h, w)
 
 
@@ -103,7 +105,9 @@ class TemporalAttention(nn.Module):
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B*HW, heads, F, d)
         y = F.scaled_dot_product_attention(q, k, v)
         y = self.to_out(y.transpose(1, 2).reshape(b, h * w, num_frames, c))
-        return x + y.permute(0, 2, 3, 1).reshape(bf, c, h, w)
+        # the residual sum written straight into x's (B*F, C, H, W) layout: no copy of y
+        out = x.reshape(b, num_frames, c, h * w) + y.permute(0, 2, 3, 1)
+        return out.reshape(bf, c, h, w)
 
 
 # --------------------------------------------------------------------------------------
@@ -185,8 +189,7 @@ class GEGLU(nn.Module):
         self.proj = nn.Linear(dim_in, dim_out * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, gate = self.proj(x).chunk(2, dim=-1)
-        return hidden * F.gelu(gate)
+        return geglu(self.proj(x))  # hidden * gelu(gate), without a concatenating backward
 
 
 class FeedForward(nn.Module):
@@ -253,7 +256,10 @@ class SpatialTransformer(nn.Module):
         y = self.norm(x)
         if not self.use_linear_projection:
             y = self.proj_in(y)
-        y = y.permute(0, 2, 3, 1).reshape(bf, h * w, c)  # (B*F, HW, C)
+        # (B*F, HW, C), made contiguous once: as a strided view of the NCHW tensor every
+        # LayerNorm of every block would copy it (forward and backward) and every residual
+        # sum would keep the strided layout
+        y = y.permute(0, 2, 3, 1).reshape(bf, h * w, c).contiguous()
         if self.use_linear_projection:
             y = self.proj_in(y)
         for block in self.transformer_blocks:
@@ -262,7 +268,7 @@ class SpatialTransformer(nn.Module):
             y = self.proj_out(y)
         y = y.reshape(bf, h, w, c).permute(0, 3, 1, 2)
         if not self.use_linear_projection:
-            y = self.proj_out(y)
+            y = self.proj_out(y.contiguous())  # NCHW, the layout the convolution had before
         return x + y
 
 
