@@ -13,6 +13,8 @@ from ..encoders import PromptEncoder, latent_channels, load_text_encoder, text_e
 from ..models import PixelDanceUNet
 from ..models.codec import SpaceToDepthCodec
 from .config import Config
+from .pretrained import PIPELINE_INITS, load_pretrained
+from .trainable import Trainable, select_trainable
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,9 @@ class Components:
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler: object  # DDPMScheduler with the training prediction_type
+    trainable: Trainable | None = None  # what trains (optim.trainable)
+    generation: object | None = None  # a pretrained pipeline's GenerationConfig (carried)
+    text_encoder_from_package: bool = False  # save the text encoder as the packaged MiniLM
 
 
 def _load_vae(cfg: Config):
@@ -45,17 +50,17 @@ def build_components(cfg: Config) -> Components:
             f"model.motion_loss_weight must be >= 0 (0 disables it), got {m.motion_loss_weight}"
         )
     scheduler = make_training_scheduler(m.prediction_type)
-    if m.init == "pixeldance":
-        from ..folders import pipeline_folder
-        from ..pipeline import PixelDancePipeline
-
+    generation, packaged = None, m.text_encoder is None and m.init == "scratch"
+    if m.init in PIPELINE_INITS:
         if not m.pretrained:
-            raise ValueError("model.init=pixeldance needs model.pretrained (a pipeline folder)")
-        pipe = PixelDancePipeline.from_pretrained(pipeline_folder(m.pretrained))
-        unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+            raise ValueError(f"model.init={m.init} needs model.pretrained (a pipeline folder)")
+        buckets = [b for stage in cfg.data.stages for b in stage.buckets] + cfg.data.buckets
+        source = load_pretrained(m.pretrained, buckets)
+        unet, vae, te, tok = source.unet, source.vae, source.text_encoder, source.tokenizer
         if m.unet.get("frame_embedding"):  # the one module a continued UNet can gain
             unet = unet.with_frame_embedding()
-        scheduler = make_training_scheduler(m.prediction_type, **_schedule_of(pipe.scheduler))
+        scheduler = make_training_scheduler(m.prediction_type, **source.schedule)
+        generation, packaged = source.generation, source.text_encoder_from_package
     elif m.init == "stable-diffusion":
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -97,13 +102,14 @@ def build_components(cfg: Config) -> Components:
             unet.init_input_skip_as_instruction_copy()
     else:
         raise ValueError(
-            f"model.init must be scratch, stable-diffusion or pixeldance; got {m.init!r}"
+            f"model.init must be scratch, stable-diffusion or pipeline; got {m.init!r}"
         )
     if m.max_text_tokens:
         tok.model_max_length = min(m.max_text_tokens, tok.model_max_length or m.max_text_tokens)
     vae.requires_grad_(False).eval()
     te.requires_grad_(False).eval()
-    return Components(unet, vae, te, tok, scheduler)
+    trainable = select_trainable(unet, cfg.optim.trainable, cfg.optim.lora)
+    return Components(unet, vae, te, tok, scheduler, trainable, generation, packaged)
 
 
 def _scale(vae) -> int:
