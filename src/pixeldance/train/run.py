@@ -33,8 +33,8 @@ from .distributed import ddp_kwargs, is_sharded, shard_unet
 from .ema import EMA
 from .guard import Counters
 from .setup import Components, build_components, prompt_encoder
-from .trainable import Trainable
 from .stream import make_stream
+from .trainable import Trainable
 
 logger = logging.getLogger("pixeldance.train")
 

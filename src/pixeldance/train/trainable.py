@@ -48,7 +48,9 @@ class LoraSettings:
 
 def check_mode(mode: str) -> str:
     if mode not in TRAINABLE_MODES:
-        raise ValueError(f"optim.trainable must be one of {', '.join(TRAINABLE_MODES)}; got {mode!r}")
+        raise ValueError(
+            f"optim.trainable must be one of {', '.join(TRAINABLE_MODES)}; got {mode!r}"
+        )
     return mode
 
 
