@@ -18,6 +18,7 @@ from ..generation import (
 )
 from ..loading import load_pipeline
 from .common import UsageError, add_placement_args, flag_error, work_started
+from .lora import add_lora_arg, checked_loras, loaded
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "
@@ -53,6 +54,7 @@ def add_generate_parsers(sub) -> None:
 
 def _common_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="pipeline folder (default: the shipped PixelDance-Shapes model)")
+    add_lora_arg(p)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance scale on the text"
@@ -184,8 +186,10 @@ def _cmd_generate(args) -> int:
     folder, config, settings = _settings(args, num_frames=args.frames, tau=args.tau)
     check_frame_rate(out, settings.fps)
     check_free_space(out, output_bytes(out, settings.num_frames, settings.height, settings.width))
+    loras = checked_loras(args.lora)
     work_started()
-    pipe = load_pipeline(folder, settings, config)
+    with loaded():
+        pipe = load_pipeline(folder, settings, config, loras)
     result = pipe(
         args.prompt,
         first_frame=first,
@@ -218,8 +222,10 @@ def _cmd_story(args) -> int:
     check_free_space(
         out, output_bytes(out, sum(settings.shot_frames), settings.height, settings.width)
     )
+    loras = checked_loras(args.lora)
     work_started()
-    pipe = load_pipeline(folder, settings, config)
+    with loaded():
+        pipe = load_pipeline(folder, settings, config, loras)
     n = len(shots)
 
     def progress(k, latents):

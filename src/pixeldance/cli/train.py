@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .common import UsageError, at_least, destination, input_file, work_started
+from .lora import add_lora_arg, checked_loras, loaded
 
 
 def add_train_parsers(sub) -> None:
@@ -55,6 +56,12 @@ def add_train_parsers(sub) -> None:
         "--choices", help="JSON of measured generation settings, e.g. '{\"guidance_scale\": 3.0}'"
     )
     e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
+    add_lora_arg(
+        e,
+        "--merge",
+        "fold this LoRA adapter (a LoRA run's adapter/ folder) into the UNet at SCALE "
+        "(default 1); repeat for several: the copy is a plain pipeline",
+    )
     e.set_defaults(func=_cmd_export)
 
 
@@ -96,7 +103,7 @@ def _cmd_train(args) -> int:
     from ..train.loop import train
 
     final = train(cfg, resume=args.resume)
-    print(f"pipeline saved to {final}")
+    print(f"{final.name} saved to {final}")
     return 0
 
 
@@ -106,16 +113,18 @@ def check_training_inputs(cfg) -> None:
     cannot be written."""
     from ..data.check import image_list_problem
     from ..train.distributed import check_launch
+    from ..train.pretrained import PIPELINE_INITS, check_layout
     from ..train.stages import plan
 
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)  # DeepSpeed, FSDP plugin...
     plan(cfg)  # the stages fit the run
 
     m = cfg.model
-    if m.init == "pixeldance" and m.pretrained:
+    if m.init in PIPELINE_INITS and m.pretrained:
         from ..folders import pipeline_folder
 
-        pipeline_folder(m.pretrained)
+        buckets = [b for stage in cfg.data.stages for b in stage.buckets] + cfg.data.buckets
+        check_layout(pipeline_folder(m.pretrained), buckets)
     elif m.init == "stable-diffusion" and m.pretrained and Path(m.pretrained).is_dir():
         from ..folders import check_weights
 
@@ -169,10 +178,17 @@ def _cmd_export(args) -> int:
             resolve(generation, Geometry.of_folder(source), placement=Placement())
     except SettingError as err:
         raise UsageError(str(err).replace("generation settings", "--choices")) from err
+    merge = checked_loras(args.merge, "--merge")
     out = destination(args.out, "pipeline", args.overwrite, sources=[source])
     work_started()
-    path = export_pipeline(
-        source, out, half=not args.full_precision, generation=generation, overwrite=args.overwrite
-    )
+    with loaded("--merge"):
+        path = export_pipeline(
+            source,
+            out,
+            half=not args.full_precision,
+            generation=generation,
+            overwrite=args.overwrite,
+            loras=merge,
+        )
     print(f"exported {args.pipeline} to {path}")
     return 0
