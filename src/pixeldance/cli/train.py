@@ -132,6 +132,8 @@ def check_training_inputs(cfg) -> None:
             if not Path(m.pretrained, sub).is_dir():
                 raise UsageError(f"model.pretrained has no {sub}/ folder: {m.pretrained}")
             check_weights(Path(m.pretrained, sub))
+    if cfg.optim.trainable == "lora":
+        _check_lora_targets(cfg)
     d = cfg.data
     if d.latent_cache:
         if not Path(d.latent_cache, "index.json").is_file():
@@ -151,6 +153,31 @@ def check_training_inputs(cfg) -> None:
     if d.images and not Path(d.images).exists():
         raise UsageError(f"data.images not found: {d.images}")
     destination(cfg.run.output_dir, "run", flag="the run folder (--output-dir)", add_to=True)
+
+
+def _check_lora_targets(cfg) -> None:
+    """optim.lora.targets match modules of the UNet the run will train (built on the meta
+    device from its config: no memory, no weights)."""
+    import torch
+
+    from ..models import PixelDanceUNet
+    from ..models.lora import AdapterError, resolve_targets
+    from ..train.pretrained import PIPELINE_INITS
+
+    m = cfg.model
+    if m.init in PIPELINE_INITS and m.pretrained:
+        config = json.loads(Path(m.pretrained, "unet", "config.json").read_text())
+        config = {k: v for k, v in config.items() if not k.startswith("_")}
+    elif m.init == "scratch":
+        config = {"in_channels": 8, "out_channels": 4, "cross_attention_dim": 8, **m.unet}
+    else:
+        return  # an inflated Stable Diffusion UNet: checked when it is built
+    try:
+        with torch.device("meta"):
+            unet = PixelDanceUNet(**config)
+        resolve_targets(unet, cfg.optim.lora.targets)
+    except AdapterError as err:
+        raise UsageError(f"optim.lora.targets: {err}") from err
 
 
 def _cmd_export(args) -> int:

@@ -110,6 +110,25 @@ def _takes_lora(module: nn.Module | None) -> bool:
     return isinstance(base, _SUPPORTED)
 
 
+def _check_shapes(modules: dict, state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Each ``lora_A`` reads its layer's input width and each ``lora_B`` writes its output."""
+    for key, tensor in state.items():
+        module_name, _, rest = key.partition(".lora_")
+        base = getattr(modules[module_name], "base_layer", modules[module_name])
+        conv = isinstance(base, nn.Conv2d)
+        width = (
+            (base.in_channels if conv else base.in_features)
+            if rest.startswith("A")
+            else (base.out_channels if conv else base.out_features)
+        )
+        axis = 1 if rest.startswith("A") else 0
+        if tensor.ndim < 2 or tensor.shape[axis] != width:
+            raise AdapterError(
+                f"{weights}: {key} has shape {tuple(tensor.shape)} but {module_name} is "
+                f"{tuple(base.weight.shape)}; the adapter was made for another model"
+            )
+
+
 def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     from peft.tuners.lora import LoraLayer
 
@@ -202,6 +221,7 @@ def load_adapter(
             + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
             + "; it was made for another model"
         )
+    _check_shapes(modules, state, weights)
     loaded = {n for _, m in lora_layers(model) for n in m.lora_A}
     name = adapter_name or f"adapter{len(loaded)}"
     if name in loaded:
