@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers import cli, cli_ok
 from pixeldance import PixelDancePipeline
 from pixeldance.data.shapes import write_dataset
 from pixeldance.models.lora import AdapterError
@@ -27,6 +26,24 @@ OTHER = (
     "data.buckets=[{name: wide, height: 24, width: 40, frames: 6, batch_size: 2}, "
     "{name: tall, height: 40, width: 24, frames: 3, batch_size: 1}]",
 )
+
+
+def cli(*args: str):
+    """``pixeldance ARGS`` in this process (as the command line runs it): (code, stderr)."""
+    import contextlib
+    import io
+
+    from pixeldance.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+def cli_ok(*args: str) -> None:
+    code, err = cli(*args)
+    assert code == 0, err[-3000:]
 
 
 def _train(data: Path, out: Path, *overrides: str, steps: int = 3) -> Path:
@@ -67,8 +84,9 @@ def runs(data, base, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("finetune")
     start = ("model.init=pipeline", f"model.pretrained={base}", *OTHER, "optim.lr=0.01")
     return {
-        mode: _train(data, root / mode, *start, f"optim.trainable={mode}", "optim.lora.rank=4")
-        .parent
+        mode: _train(
+            data, root / mode, *start, f"optim.trainable={mode}", "optim.lora.rank=4"
+        ).parent
         for mode in ("temporal", "lora")
     }
 
@@ -220,14 +238,13 @@ def test_refusals_name_the_adapter_problem(base, runs, tmp_path):
     }
     for spec, said in cases.items():
         model = [] if spec == str(adapter) else ["--model", str(base)]
-        done = cli("generate", "--prompt", "x", *model, "--lora", spec, "--out", str(out))
-        assert done.returncode == 2, done.stderr[-2000:]
-        assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        code, err = cli("generate", "--prompt", "x", *model, "--lora", spec, "--out", str(out))
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
     with pytest.raises(AdapterError, match="targets modules this UNet lacks"):
         PixelDancePipeline.from_pretrained(base).load_lora(other)
-    done = cli("export", str(base), "--merge", str(pickle), "--out", str(tmp_path / "m"))
-    assert done.returncode == 2 and "pickle" in done.stderr
+    code, err = cli("export", str(base), "--merge", str(pickle), "--out", str(tmp_path / "m"))
+    assert code == 2 and "pickle" in err
     assert not (tmp_path / "m").exists()
 
 
@@ -253,7 +270,6 @@ def test_incompatible_layout_and_bad_settings_are_refused(data, base, tmp_path):
          "matches no module of the UNet"),
     ]  # fmt: skip
     for args, said in cases:
-        done = cli(*common, "--output-dir", str(out), *args)
-        assert done.returncode == 2, done.stderr[-2000:]
-        assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        code, err = cli(*common, "--output-dir", str(out), *args)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()

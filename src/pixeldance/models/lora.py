@@ -143,7 +143,7 @@ def adapter_state(model: nn.Module, adapter_name: str = "default") -> dict[str, 
     """The adapter's tensors, keyed as peft saves them."""
     from peft import get_peft_model_state_dict
 
-    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
     return {PEFT_PREFIX + k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
