@@ -31,7 +31,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from gpu_smoke import SD15  # noqa: E402
 
 NARROW = {**SD15, "block_out_channels": (32, 64, 64, 64), "cross_attention_dim": 64}
-MODES = {"all": ("all", 0), "temporal": ("temporal", 0), "lora8": ("lora", 8), "lora32": ("lora", 32)}
+MODES = {
+    "all": ("all", 0),
+    "temporal": ("temporal", 0),
+    "lora8": ("lora", 8),
+    "lora32": ("lora", 32),
+}
 FRAMES, SIZE = 16, 32  # latents (B=1, C, 16, 32, 32)
 
 
