@@ -150,17 +150,15 @@ def adapter_state(model: nn.Module, adapter_name: str = "default") -> dict[str, 
 def save_adapter(
     model: nn.Module, config, folder: str | Path, base_model: str | None, adapter_name="default"
 ) -> Path:
-    """Write the adapter alone to ``folder`` (a temporary folder beside it, then renamed)."""
+    """Write the adapter alone into the folder ``folder`` (the caller makes it complete, then
+    renames it into place)."""
     from safetensors.torch import save_file
 
-    from ..owned import replacing
-
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     config.base_model_name_or_path = str(Path(base_model).resolve()) if base_model else None
-    with replacing(folder) as tmp:
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_file(adapter_state(model, adapter_name), tmp / ADAPTER_WEIGHTS)
-        config.save_pretrained(str(tmp))
+    save_file(adapter_state(model, adapter_name), folder / ADAPTER_WEIGHTS)
+    config.save_pretrained(str(folder))
     return folder
 
 

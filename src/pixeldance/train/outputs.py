@@ -71,7 +71,10 @@ def save_pipeline(cfg: Config, comps, unet: nn.Module, folder: Path) -> None:
     from .pretrained import carried_generation
 
     if has_lora(unet):  # a LoRA run leaves its adapter alone (export --merge makes a pipeline)
-        save_adapter(unet, unet.peft_config["default"], folder, cfg.model.pretrained)
+        from ..owned import replacing
+
+        with replacing(folder) as tmp:  # complete, then renamed into place
+            save_adapter(unet, unet.peft_config["default"], tmp, cfg.model.pretrained)
         return
     pipe = build_pipeline(comps, unet)
     pipe.generation_config = GenerationConfig.from_training(cfg)
