@@ -62,7 +62,7 @@ def test_tiny_training_writes_a_pipeline_that_changed(shapes, tmp_path):
     assert not (final / "text_encoder").exists()  # the default text encoder comes from its package
     # it knows the clips it was trained on: 4 frames at 4 fps, one size per aspect
     made = trained.generation_config
-    assert (made.frames, made.fps) == (4, 4.0)
+    assert (made.num_frames, made.fps) == (4, 4.0)
     assert made.training_instruction_noise == cfg.instructions.noise_timestep
     wide = trained.generation_settings(aspect="16:9")
     assert (wide.height, wide.width) == (24, 40)

@@ -10,11 +10,12 @@ class PipelineLoadError(ValueError):
     """A pipeline folder whose components could not be built from their files."""
 
 
-def load_pipeline(folder: Path, settings, generation_config=None):
+def load_pipeline(folder: Path, settings, generation_config=None, loras=()):
     """The pipeline in ``folder`` where ``settings`` (a resolved
     :class:`~pixeldance.generation.GenerationSettings`) place it, with their scheduler: how
     ``generate``, ``story``, ``demo`` and ``eval`` load one. ``generation_config``: the
-    folder's ``generation.json`` if the caller has read it already (it is not read again)."""
+    folder's ``generation.json`` if the caller has read it already (it is not read again).
+    ``loras``: ``(adapter path, scale)`` pairs applied to the UNet before it is placed."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -34,6 +35,8 @@ def load_pipeline(folder: Path, settings, generation_config=None):
             f"the pipeline in {folder} could not be loaded: {first} (does each component's "
             "config.json still fit its weights?)"
         ) from err
+    for path, scale in loras:
+        pipe.load_lora(path, scale)
     placement.apply(pipe)
     pipe.set_progress_bar_config(desc="denoising", leave=False)
     if settings.scheduler:

@@ -152,6 +152,15 @@ class PixelDancePipeline(DiffusionPipeline):
         pipe.generation_config = generation_config or GenerationConfig.load(folder)
         return pipe
 
+    def load_lora(self, path, scale: float = 1.0, adapter_name: str | None = None) -> str:
+        """Apply the LoRA adapter at ``path`` (peft's folder or its ``.safetensors`` file) to
+        the UNet at ``scale``, beside adapters loaded before; returns its name. Adapters whose
+        target modules the UNet lacks, and pickle adapters, are refused
+        (:class:`~pixeldance.models.lora.AdapterError`)."""
+        from .models.lora import load_adapter
+
+        return load_adapter(self.unet, path, scale, adapter_name)
+
     # ---------------------------------------------------------------- helpers
     @property
     def prompt_encoder(self) -> PromptEncoder:

@@ -20,6 +20,7 @@ from .common import UsageError, WorkFailed, add_placement_args, flag_error
 from .data import add_data_parsers
 from .eval import add_eval_parser
 from .generate import add_generate_parsers
+from .lora import add_lora_arg, checked_loras
 from .train import add_train_parsers
 
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--queue", type=int, default=8, help="requests allowed to wait")
     dm.add_argument("--share", action="store_true", help="ask Gradio for a public link")
     add_placement_args(dm, offload=True)
+    add_lora_arg(dm)
     dm.set_defaults(func=_cmd_demo)
 
     add_eval_parser(sub)
@@ -69,7 +71,13 @@ def _cmd_demo(args) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
     try:
-        runner = DemoRunner(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
+        runner = DemoRunner(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            offload=args.offload,
+            loras=checked_loras(args.lora),
+        )
         app = build_app(runner, queue_size=args.queue)
     except SettingError as err:
         raise flag_error(err) from err

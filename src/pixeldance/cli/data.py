@@ -41,6 +41,12 @@ def add_data_parsers(sub) -> None:
         help="share of the clips (0-1) drawn as single movers under a still camera "
         "(the world's own mix has about 8%%); default 0: the world as it is",
     )
+    m.add_argument(
+        "--shapes",
+        metavar="NAMES",
+        help="comma-separated shapes to draw (default: the world's circle, square, triangle, "
+        "diamond, star); 'hexagon' is a shape the shipped model never saw (for fine-tuning)",
+    )
     m.set_defaults(func=_cmd_make_shapes)
 
     c = sub.add_parser("check-data", help="scan a manifest and report bad files without training")
@@ -74,9 +80,17 @@ def _cmd_make_shapes(args) -> int:
     at_least("--workers", args.workers, 1)
     if not 0.0 <= args.mover_share <= 1.0:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
+    from ..data.shapes import NEW_SHAPES, SHAPES, write_dataset
+
+    shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
+    unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
+    if unknown or (shapes is not None and not all(shapes)):
+        raise UsageError(
+            f"--shapes: unknown shape(s) {', '.join(unknown) or repr(args.shapes)}; "
+            f"choose from {', '.join(SHAPES + NEW_SHAPES)}"
+        )
     out = destination(args.out, "dataset", args.overwrite)
     work_started()
-    from ..data.shapes import write_dataset
     from ..owned import replacing
 
     with replacing(out) as tmp:
@@ -87,6 +101,7 @@ def _cmd_make_shapes(args) -> int:
             num_images=args.images,
             workers=args.workers,
             mover_share=args.mover_share,
+            shapes=shapes,
         )
     print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
     return 0

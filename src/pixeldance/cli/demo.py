@@ -50,6 +50,7 @@ class DemoRunner:
         out_dir: where videos go (default: a new temporary folder).
         device, dtype, offload: where the model runs (None: ``"auto"``), checked here, at
             start (see :func:`pixeldance.devices.resolve_placement`).
+        loras: ``(adapter path, scale)`` pairs applied to the UNet when it loads.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class DemoRunner:
         device: str | None = None,
         dtype: str | None = None,
         offload: bool = False,
+        loras: list[tuple[str, float]] | tuple = (),
     ):
         from ..devices import PlacementError, resolve_placement
         from ..folders import pipeline_folder
@@ -72,6 +74,7 @@ class DemoRunner:
         self.geometry = Geometry.of_folder(self.model)
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="pixeldance-demo-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.loras = list(loras)
         self._pipe = None
         self._lock = threading.Lock()  # one generation at a time, whatever the server does
         self._count = 0
@@ -82,7 +85,7 @@ class DemoRunner:
         if self._pipe is None:
             from ..loading import load_pipeline
 
-            self._pipe = load_pipeline(self.model, self.settings(), self.defaults)
+            self._pipe = load_pipeline(self.model, self.settings(), self.defaults, self.loras)
             self._pipe.set_progress_bar_config(disable=True)
         return self._pipe
 

@@ -25,6 +25,7 @@ from .keyframe_args import (
     check_context_frames,
     user_keyframes,
 )
+from .lora import add_lora_arg, checked_loras, loaded
 
 SEED_HELP = (
     "seed of the noise; the same seed gives the same video on the same kind of device (the "
@@ -63,6 +64,7 @@ def add_generate_parsers(sub) -> None:
 
 def _common_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="pipeline folder (default: the shipped PixelDance-Shapes model)")
+    add_lora_arg(p)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance scale on the text"
@@ -196,8 +198,10 @@ def _cmd_generate(args) -> int:
     check_call_keyframes(folder, settings, first, last, keyframes)
     check_frame_rate(out, settings.fps)
     check_free_space(out, output_bytes(out, settings.num_frames, settings.height, settings.width))
+    loras = checked_loras(args.lora)
     work_started()
-    pipe = load_pipeline(folder, settings, config)
+    with loaded():
+        pipe = load_pipeline(folder, settings, config, loras)
     result = pipe(
         args.prompt,
         first_frame=first,
@@ -240,8 +244,10 @@ def _cmd_story(args) -> int:
     check_free_space(
         out, output_bytes(out, sum(settings.shot_frames), settings.height, settings.width)
     )
+    loras = checked_loras(args.lora)
     work_started()
-    pipe = load_pipeline(folder, settings, config)
+    with loaded():
+        pipe = load_pipeline(folder, settings, config, loras)
     n = len(shots)
 
     def progress(k, latents):

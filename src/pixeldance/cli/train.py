@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from .common import UsageError, at_least, destination, input_file, work_started
+from .lora import add_lora_arg, checked_loras, loaded
 
 
 def add_train_parsers(sub) -> None:
@@ -56,6 +57,12 @@ def add_train_parsers(sub) -> None:
         "--choices", help="JSON of measured generation settings, e.g. '{\"guidance_scale\": 3.0}'"
     )
     e.add_argument("--full-precision", action="store_true", help="keep float32 weights")
+    add_lora_arg(
+        e,
+        "--merge",
+        "fold this LoRA adapter (a LoRA run's adapter/ folder) into the UNet at SCALE "
+        "(default 1); repeat for several: the copy is a plain pipeline",
+    )
     e.set_defaults(func=_cmd_export)
 
 
@@ -97,7 +104,7 @@ def _cmd_train(args) -> int:
     from ..train.loop import train
 
     final = train(cfg, resume=args.resume)
-    print(f"pipeline saved to {final}")
+    print(f"{final.name} saved to {final}")
     return 0
 
 
@@ -107,6 +114,7 @@ def check_training_inputs(cfg) -> None:
     cannot be written."""
     from ..data.check import image_list_problem
     from ..train.distributed import check_launch, launch_mismatch
+    from ..train.pretrained import PIPELINE_INITS, check_layout
     from ..train.stages import plan
 
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)  # DeepSpeed, FSDP plugin...
@@ -116,10 +124,11 @@ def check_training_inputs(cfg) -> None:
     plan(cfg)  # the stages fit the run
 
     m = cfg.model
-    if m.init == "pixeldance" and m.pretrained:
+    if m.init in PIPELINE_INITS and m.pretrained:
         from ..folders import pipeline_folder
 
-        pipeline_folder(m.pretrained)
+        buckets = [b for stage in cfg.data.stages for b in stage.buckets] + cfg.data.buckets
+        check_layout(pipeline_folder(m.pretrained), buckets)
     elif m.init == "stable-diffusion" and m.pretrained and Path(m.pretrained).is_dir():
         from ..folders import check_weights
 
@@ -127,6 +136,8 @@ def check_training_inputs(cfg) -> None:
             if not Path(m.pretrained, sub).is_dir():
                 raise UsageError(f"model.pretrained has no {sub}/ folder: {m.pretrained}")
             check_weights(Path(m.pretrained, sub))
+    if cfg.optim.trainable == "lora":
+        _check_lora_targets(cfg)
     d = cfg.data
     if d.latent_cache:
         if not Path(d.latent_cache, "index.json").is_file():
@@ -155,6 +166,31 @@ def check_training_inputs(cfg) -> None:
     destination(cfg.run.output_dir, "run", flag="the run folder (--output-dir)", add_to=True)
 
 
+def _check_lora_targets(cfg) -> None:
+    """optim.lora.targets match modules of the UNet the run will train (built on the meta
+    device from its config: no memory, no weights)."""
+    import torch
+
+    from ..models import PixelDanceUNet
+    from ..models.lora import AdapterError, resolve_targets
+    from ..train.pretrained import PIPELINE_INITS
+
+    m = cfg.model
+    if m.init in PIPELINE_INITS and m.pretrained:
+        config = json.loads(Path(m.pretrained, "unet", "config.json").read_text())
+        config = {k: v for k, v in config.items() if not k.startswith("_")}
+    elif m.init == "scratch":
+        config = {"in_channels": 8, "out_channels": 4, "cross_attention_dim": 8, **m.unet}
+    else:
+        return  # an inflated Stable Diffusion UNet: checked when it is built
+    try:
+        with torch.device("meta"):
+            unet = PixelDanceUNet(**config)
+        resolve_targets(unet, cfg.optim.lora.targets)
+    except AdapterError as err:
+        raise UsageError(f"optim.lora.targets: {err}") from err
+
+
 def _cmd_export(args) -> int:
     from ..devices import Placement
     from ..export import export_pipeline
@@ -180,10 +216,17 @@ def _cmd_export(args) -> int:
             resolve(generation, Geometry.of_folder(source), placement=Placement())
     except SettingError as err:
         raise UsageError(str(err).replace("generation settings", "--choices")) from err
+    merge = checked_loras(args.merge, "--merge")
     out = destination(args.out, "pipeline", args.overwrite, sources=[source])
     work_started()
-    path = export_pipeline(
-        source, out, half=not args.full_precision, generation=generation, overwrite=args.overwrite
-    )
+    with loaded("--merge"):
+        path = export_pipeline(
+            source,
+            out,
+            half=not args.full_precision,
+            generation=generation,
+            overwrite=args.overwrite,
+            loras=merge,
+        )
     print(f"exported {args.pipeline} to {path}")
     return 0

@@ -34,6 +34,8 @@ COLOURS = {
     "pink": (240, 110, 180),
 }
 SHAPES = ("circle", "square", "triangle", "diamond", "star")
+# shapes the world draws only when asked (make-shapes --shapes): new looks for fine-tuning
+NEW_SHAPES = ("hexagon",)
 # direction name -> unit vector in image coordinates (x right, y down)
 DIRECTIONS = {
     "right": (1, 0),
@@ -91,9 +93,14 @@ class ShapesClip:
 
 # ---------------------------------------------------------------------- sampling
 def sample_clip(
-    seed: int, aspect: str | None = None, fps: float = 24.0, seconds: float = 4.5
+    seed: int,
+    aspect: str | None = None,
+    fps: float = 24.0,
+    seconds: float = 4.5,
+    shapes: tuple[str, ...] | None = None,
 ) -> ShapesClip:
-    """Draw a clip's parameters from ``seed`` (deterministic)."""
+    """Draw a clip's parameters from ``seed`` (deterministic); ``shapes``: the shapes to draw
+    from (default :data:`SHAPES`; the same seed then gives the same clip as before)."""
     rng = np.random.default_rng(seed)
     aspect = aspect or str(rng.choice(list(FRAME_SIZES)))
     h, w = FRAME_SIZES[aspect]
@@ -102,7 +109,9 @@ def sample_clip(
     objects = []
     for i in range(n_obj):
         motion = str(rng.choice(MOTIONS))
-        shape = str(rng.choice(SHAPES if motion != "rotate" else SHAPES[1:]))
+        pool = shapes or SHAPES
+        turnable = tuple(s for s in pool if s != "circle") or pool  # a circle shows no turn
+        shape = str(rng.choice(pool if motion != "rotate" else turnable))
         direction = str(rng.choice(list(DIRECTIONS))) if motion == "move" else None
         size = float(rng.uniform(0.09, 0.14))
         travel = float(rng.uniform(0.35, 0.5))
@@ -221,6 +230,8 @@ def _polygon(shape: str, x: float, y: float, r: float, rot: float) -> list[tuple
         angles, radii = [45, 135, 225, 315], [r * 1.2] * 4
     elif shape == "triangle":
         angles, radii = [-90, 30, 150], [r * 1.25] * 3
+    elif shape == "hexagon":
+        angles, radii = [60 * k for k in range(6)], [r * 1.15] * 6
     elif shape == "diamond":
         angles, radii = [0, 90, 180, 270], [r * 1.2] * 4
     else:  # star
@@ -299,6 +310,7 @@ def write_dataset(
     workers: int = 1,
     progress: bool = True,
     mover_share: float = 0.0,
+    shapes: tuple[str, ...] | None = None,
 ) -> Path:
     """Write ``num`` clips and ``num_images`` captioned stills under ``out``.
 
@@ -308,7 +320,8 @@ def write_dataset(
 
     ``mover_share`` (0-1) replaces that share of the clips, the last ones, by single movers
     under a still camera drawn from the world (:func:`mover_seeds`); in the world's own mix
-    they are about 8% of clips.
+    they are about 8% of clips. ``shapes``: draw only these shapes (from :data:`SHAPES` and
+    :data:`NEW_SHAPES`) in the clips.
     """
     from tqdm import tqdm
 
@@ -318,7 +331,10 @@ def write_dataset(
     (out / "params").mkdir(parents=True, exist_ok=True)
     movers = round(mover_share * num)
     seeds = [seed * 1_000_003 + i for i in range(num - movers)] + mover_seeds(seed, movers)
-    jobs = [(out, s) for s in seeds]
+    unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
+    if unknown:
+        raise ValueError(f"unknown shape(s) {', '.join(unknown)}; known: {SHAPES + NEW_SHAPES}")
+    jobs = [(out, s, tuple(shapes) if shapes else None) for s in seeds]
     if workers > 1:
         from multiprocessing import Pool
 
@@ -360,8 +376,8 @@ def write_dataset(
 def _write_one(job) -> dict:
     from ..files import write_mp4
 
-    out, seed = job
-    clip = sample_clip(seed)
+    out, seed, shapes = job
+    clip = sample_clip(seed, shapes=shapes)
     page_dir = f"{seed % 100:03d}"
     rel = f"videos/{page_dir}/{clip.videoid}.mp4"
     write_mp4(render_clip(clip), out / rel, fps=clip.fps)

@@ -330,8 +330,9 @@ def restore_checkpoint(path: Path, unet, ema, optimizer, lr_scheduler, rank: int
             _restore_tensors(ema_file, dict(ema.named_shadows()))
             ema.optimization_step = int(meta.get("ema_optimization_step", 0))
         else:  # a checkpoint written without EMA: start the average from the weights
-            for shadow, p in zip(ema.shadows, unet.parameters(), strict=True):
-                local(shadow).copy_(local(p))
+            params = dict(unet.named_parameters())
+            for name, shadow in ema.named_shadows():
+                local(shadow).copy_(local(params[name]))
     _restore_optimizer(path / "optimizer.safetensors", meta["optimizer"], optimizer, unet)
     lr_scheduler.load_state_dict(meta["lr_scheduler"])
     rng_file = path / f"rng-{rank}.safetensors"

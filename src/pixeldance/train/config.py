@@ -15,6 +15,7 @@ import yaml
 from ..data.buckets import Bucket, parse_buckets
 from ..instructions import InstructionConfig
 from .stages import Stage, parse_stages
+from .trainable import LoraSettings, check_mode
 
 
 def _default_unet() -> dict:
@@ -36,8 +37,8 @@ def _default_buckets() -> list[Bucket]:
 @dataclass
 class ModelConfig:
     # "scratch": a new UNet from `unet`; "stable-diffusion": inflate the UNet of the Stable
-    # Diffusion folder `pretrained` and use its VAE and CLIP text encoder; "pixeldance":
-    # continue from a pixeldance pipeline folder `pretrained`.
+    # Diffusion folder `pretrained` and use its VAE and CLIP text encoder; "pipeline" (or
+    # "pixeldance"): start from the pixeldance pipeline folder `pretrained` (fine-tuning).
     init: str = "scratch"
     pretrained: str | None = None
     # PixelDanceUNet arguments (scratch); when continuing (init "pixeldance") only
@@ -108,9 +109,14 @@ class OptimConfig:
     # shard the UNet over the processes with torch's fully_shard (FSDP2) instead of DDP
     # replicas; launch with torchrun or `accelerate launch --multi_gpu` (TRAINING.md)
     fsdp: bool = False
+    # what trains: "all" | "temporal" (the temporal layers, 2D layers frozen) | "lora"
+    # (adapters from `lora`); see pixeldance.train.trainable
+    trainable: str = "all"
+    lora: LoraSettings = field(default_factory=LoraSettings)
 
     def __post_init__(self):
         self.mixed_precision = mixed_precision_mode(self.mixed_precision)
+        check_mode(self.trainable)
 
 
 MIXED_PRECISION_MODES = ("no", "fp16", "bf16")

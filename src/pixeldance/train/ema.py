@@ -35,9 +35,11 @@ class EMA:
 
     @torch.no_grad()
     def step(self, parameters: Iterable[torch.Tensor]) -> None:
+        """Average the parameters that train (``requires_grad``): the ones it was made of."""
         self.optimization_step += 1
         one_minus_decay = 1.0 - self.decay_at(self.optimization_step)
-        for shadow, param in zip(self.shadows, parameters, strict=True):
+        trained = [p for p in parameters if p.requires_grad]
+        for shadow, param in zip(self.shadows, trained, strict=True):
             shadow.sub_(one_minus_decay * (shadow - param.detach()))
 
     def named_shadows(self) -> list[tuple[str, torch.Tensor]]:

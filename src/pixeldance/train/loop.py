@@ -22,7 +22,7 @@ from ..data.batch import Batch
 from .config import Config
 from .distributed import check_launch
 from .guard import TrainingStopped
-from .outputs import save_pipeline, whole_unet, write_sample
+from .outputs import final_folder, save_pipeline, whole_unet, write_sample
 from .run import Run, start_run
 from .step import batch_inputs, compute_loss, step_generator
 
@@ -181,7 +181,7 @@ def stop_on_signal(run: Run, signum: int) -> None:
 
 def save_final(run: Run) -> Path:
     """The final pipeline (EMA weights, whole), written by the main process."""
-    final = run.out / "pipeline"
+    final = final_folder(run.cfg, run.out)
     model = whole_unet(run.base, run.ema, run.main)  # every process: shards are gathered
     if run.main:
         save_pipeline(run.cfg, run.comps, model, final)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..models import PixelDanceUNet
+from ..models.lora import copy_lora_layout, has_lora, save_adapter
 from .checkpoint import gather_whole
 from .config import Config
 from .distributed import is_sharded
@@ -24,15 +25,19 @@ def whole_unet(unet: nn.Module, ema, main: bool) -> nn.Module | None:
         if ema is None:
             return unet
         copied = copy.deepcopy(unet)
+        params = dict(copied.named_parameters())
         with torch.no_grad():
-            for target, shadow in zip(copied.parameters(), ema.shadows, strict=True):
-                target.copy_(shadow)
+            for name, shadow in ema.named_shadows():  # the parameters that train
+                params[name].copy_(shadow)
         return copied
-    source = ema.named_shadows() if ema is not None else list(unet.named_parameters())
-    tensors = gather_whole(source, main)
+    source = dict(unet.state_dict())
+    source.update(ema.named_shadows() if ema is not None else {})
+    tensors = gather_whole(source.items(), main)
     if not main:
         return None
     model = PixelDanceUNet.from_config(unet.config)
+    if has_lora(unet):  # the same adapters, to load the trained ones into
+        copy_lora_layout(unet, model)
     model.load_state_dict(tensors, strict=True)
     return model.to(next(iter(unet.parameters())).device)
 
@@ -53,17 +58,29 @@ def build_pipeline(comps, unet: nn.Module):
     )
 
 
+def final_folder(cfg: Config, out: Path) -> Path:
+    """Where a run's result goes: ``pipeline/``, or ``adapter/`` for a LoRA run."""
+    return Path(out) / ("adapter" if cfg.optim.trainable == "lora" else "pipeline")
+
+
 def save_pipeline(cfg: Config, comps, unet: nn.Module, folder: Path) -> None:
     """Write the final pipeline folder, with the frame count, frame rate and sizes it was
-    trained at as its generation settings (so generate and the benchmarks use them)."""
+    trained at as its generation settings (so generate and the benchmarks use them); for a
+    LoRA run, the adapter alone (peft's folder, safetensors)."""
     from ..generation import GenerationConfig
+    from .pretrained import carried_generation
 
+    if has_lora(unet):  # a LoRA run leaves its adapter alone (export --merge makes a pipeline)
+        from ..owned import replacing
+
+        with replacing(folder) as tmp:  # complete, then renamed into place
+            save_adapter(unet, unet.peft_config["default"], tmp, cfg.model.pretrained)
+        return
     pipe = build_pipeline(comps, unet)
     pipe.generation_config = GenerationConfig.from_training(cfg)
-    pipe.save_pretrained(
-        folder,
-        text_encoder_from_package=cfg.model.text_encoder is None and cfg.model.init == "scratch",
-    )
+    if comps.generation is not None:  # fine-tuned: the source model's settings carried
+        pipe.generation_config = carried_generation(comps.generation, pipe.generation_config)
+    pipe.save_pretrained(folder, text_encoder_from_package=comps.text_encoder_from_package)
 
 
 def write_sample(cfg: Config, comps, unet: nn.Module, buckets, out: Path, step: int) -> None:

@@ -34,6 +34,7 @@ from .ema import EMA
 from .guard import Counters
 from .setup import Components, build_components, prompt_encoder
 from .stream import make_stream
+from .trainable import Trainable
 
 logger = logging.getLogger("pixeldance.train")
 
@@ -140,7 +141,9 @@ def start_run(cfg: Config, resume: bool | str | Path = False) -> Run:
         )
     if main and resume and ckpt is None:
         logger.info("--resume: no complete checkpoint in %s, starting from step 0", out)
-    unet, optimizer, lr_scheduler, ema = _model_and_optimizer(cfg, comps.unet, accelerator)
+    unet, optimizer, lr_scheduler, ema = _model_and_optimizer(
+        cfg, comps.unet, accelerator, comps.trainable
+    )
     comps.vae.to(accelerator.device)
     comps.text_encoder.to(accelerator.device)
     run = Run(
@@ -165,8 +168,9 @@ def _restore(run: Run, ckpt: Path) -> None:
         run.accelerator.init_trackers("pixeldance", config=_flat(run.cfg.to_dict()))
 
 
-def _model_and_optimizer(cfg: Config, unet, accelerator):
-    """The UNet placed (DDP replica or FSDP shards), AdamW, the LR schedule and the EMA."""
+def _model_and_optimizer(cfg: Config, unet, accelerator, trainable: Trainable):
+    """The UNet placed (DDP replica or FSDP shards), AdamW over its trainable parameters, the
+    LR schedule and the EMA of those parameters (frozen ones have neither)."""
     from diffusers.optimization import get_scheduler
 
     o = cfg.optim
@@ -184,12 +188,13 @@ def _model_and_optimizer(cfg: Config, unet, accelerator):
                 accelerator.num_processes,
             )
     optimizer = torch.optim.AdamW(
-        unet.parameters(),
+        trainable.param_groups(unet, o.weight_decay),
         lr=o.lr,
         betas=(o.adam_beta1, o.adam_beta2),
         eps=o.adam_eps,
         weight_decay=o.weight_decay,
     )
+    trainable.freeze_slices(unet, optimizer)
     lr_scheduler = get_scheduler(
         o.lr_schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=o.max_steps
     )
@@ -198,7 +203,8 @@ def _model_and_optimizer(cfg: Config, unet, accelerator):
     else:
         unet, optimizer = accelerator.prepare(unet, optimizer)
     base = accelerator.unwrap_model(unet)
-    ema = EMA(base.named_parameters(), o.ema_decay) if o.ema_decay > 0 else None
+    named = [(n, p) for n, p in base.named_parameters() if p.requires_grad]
+    ema = EMA(named, o.ema_decay) if o.ema_decay > 0 else None
     return unet, optimizer, lr_scheduler, ema
 
 

@@ -14,6 +14,8 @@ from ..keyframes import extra_channels
 from ..models import PixelDanceUNet
 from ..models.codec import SpaceToDepthCodec
 from .config import Config
+from .pretrained import PIPELINE_INITS, load_pretrained
+from .trainable import Trainable, select_trainable
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,9 @@ class Components:
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler: object  # DDPMScheduler with the training prediction_type
+    trainable: Trainable | None = None  # what trains (optim.trainable)
+    generation: object | None = None  # a pretrained pipeline's GenerationConfig (carried)
+    text_encoder_from_package: bool = False  # save the text encoder as the packaged MiniLM
 
 
 def _load_vae(cfg: Config):
@@ -46,19 +51,19 @@ def build_components(cfg: Config) -> Components:
             f"model.motion_loss_weight must be >= 0 (0 disables it), got {m.motion_loss_weight}"
         )
     scheduler = make_training_scheduler(m.prediction_type)
-    if m.init == "pixeldance":
-        from ..folders import pipeline_folder
-        from ..pipeline import PixelDancePipeline
-
+    generation, packaged = None, m.text_encoder is None and m.init == "scratch"
+    if m.init in PIPELINE_INITS:
         if not m.pretrained:
-            raise ValueError("model.init=pixeldance needs model.pretrained (a pipeline folder)")
-        pipe = PixelDancePipeline.from_pretrained(pipeline_folder(m.pretrained))
-        unet, vae, te, tok = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+            raise ValueError(f"model.init={m.init} needs model.pretrained (a pipeline folder)")
+        buckets = [b for stage in cfg.data.stages for b in stage.buckets] + cfg.data.buckets
+        source = load_pretrained(m.pretrained, buckets)
+        unet, vae, te, tok = source.unet, source.vae, source.text_encoder, source.tokenizer
         if m.unet.get("frame_embedding"):  # a module a continued UNet can gain
             unet = unet.with_frame_embedding()
         if m.unet.get("c_image_layout") == "mask":  # the keyframe marks, zero-initialised
             unet = unet.with_keyframe_channels()
-        scheduler = make_training_scheduler(m.prediction_type, **_schedule_of(pipe.scheduler))
+        scheduler = make_training_scheduler(m.prediction_type, **source.schedule)
+        generation, packaged = source.generation, source.text_encoder_from_package
     elif m.init == "stable-diffusion":
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -103,7 +108,7 @@ def build_components(cfg: Config) -> Components:
             unet.init_input_skip_as_instruction_copy()
     else:
         raise ValueError(
-            f"model.init must be scratch, stable-diffusion or pixeldance; got {m.init!r}"
+            f"model.init must be scratch, stable-diffusion or pipeline; got {m.init!r}"
         )
     layout = unet.config.get("c_image_layout", "zeros")
     if cfg.instructions.sketch_last_prob > 0 and layout != "mask":
@@ -115,7 +120,8 @@ def build_components(cfg: Config) -> Components:
         tok.model_max_length = min(m.max_text_tokens, tok.model_max_length or m.max_text_tokens)
     vae.requires_grad_(False).eval()
     te.requires_grad_(False).eval()
-    return Components(unet, vae, te, tok, scheduler)
+    trainable = select_trainable(unet, cfg.optim.trainable, cfg.optim.lora)
+    return Components(unet, vae, te, tok, scheduler, trainable, generation, packaged)
 
 
 def _scale(vae) -> int:
