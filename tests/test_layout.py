@@ -18,7 +18,7 @@ LAYERS = {
     "models": 0, "diffusion": 0, "instructions": 0, "keyframes": 0,
     "files": 1, "images": 1, "encoders": 1, "folders": 1, "generation": 1, "devices": 1, "owned": 1,
     "data": 2,
-    "pipeline": 3, "keyframe_inputs": 3, "loading": 3, "storyboard": 3, "export": 3, "evaluation": 3,
+    "pipeline": 3, "story": 3, "outputs": 3, "keyframe_inputs": 3, "loading": 3, "storyboard": 3, "export": 3, "evaluation": 3,
     "train": 4,
     "cli": 5, "__init__": 5,
 }  # fmt: skip

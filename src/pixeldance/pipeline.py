@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
 
 from .devices import Placement
 from .diffusion import Denoiser
@@ -31,7 +29,7 @@ from .encoders import (
 from .generation import GenerationConfig, GenerationSettings, Geometry, resolve
 from .images import ImageInput, prepare_images, to_output
 from .instructions import draw_noise
-from .keyframe_inputs import KeyframeSchedule, context_keyframes, encode_keyframes, gather_keyframes
+from .keyframe_inputs import KeyframeSchedule, encode_keyframes, gather_keyframes
 from .keyframes import Keyframe
 
 # from_pretrained finds a folder's component classes by module name (model_index.json says
@@ -40,49 +38,15 @@ from .keyframes import Keyframe
 from .models import codec as _codec  # noqa: F401
 from .models import unet as _unet  # noqa: F401
 from .models.step_cache import StepCache
+from .outputs import NonFiniteLatents, PixelDancePipelineOutput, call_inputs
+from .story import SETTING_ARGS, Shot, StoryMixin
+
+__all__ = ["PixelDancePipeline", "PixelDancePipelineOutput", "SETTING_ARGS", "Shot"]
 
 PACKAGED_TEXT_ENCODER = "text_encoder_from_package.json"
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-# the call's arguments that are generation settings (unset: the model's generation_config)
-SETTING_ARGS = (
-    "num_inference_steps",
-    "guidance_scale",
-    "guidance_interval",
-    "tau",
-    "num_frames",
-    "height",
-    "width",
-    "instruction_noise",
-    "cache_interval",
-)
 
 
-class NonFiniteLatents(RuntimeError):
-    """Denoising produced NaN or infinite latents; no frames are made from them."""
-
-
-@dataclass
-class PixelDancePipelineOutput(BaseOutput):
-    """``frames``: by ``output_type``: "pil" a list (batch) of lists of PIL images; "np" float
-    ``(B, F, H, W, 3)`` in [0, 1]; "pt" float ``(B, 3, F, H, W)`` in [0, 1]; "latent" the
-    latents ``(B, C, F, h, w)``. ``latents``: the final latents ``(B, C, F, h, w)``."""
-
-    frames: object
-    latents: torch.Tensor | None = None
-
-
-@dataclass
-class Shot:
-    """One shot of a long video: its own prompt, an optional last frame and tau."""
-
-    prompt: str
-    last_frame: ImageInput | None = None
-    tau: int | None = None
-    num_frames: int | None = None
-    keyframes: list[Keyframe] | None = None  # more keyframes, indices within this shot
-
-
-class PixelDancePipeline(DiffusionPipeline):
+class PixelDancePipeline(StoryMixin, DiffusionPipeline):
     """Generate videos with PixelDance. Components: vae, text_encoder, tokenizer, unet, scheduler.
 
     ``vae`` is an ``AutoencoderKL`` or a :class:`~pixeldance.models.codec.SpaceToDepthCodec`;
@@ -323,7 +287,7 @@ class PixelDancePipeline(DiffusionPipeline):
         num_inference_steps, guidance_scale = s.num_inference_steps, s.guidance_scale
         tau, guidance_interval, num_frames = s.tau, s.guidance_interval, s.num_frames
         height, width, instruction_noise = s.height, s.width, s.instruction_noise
-        prompts, negative = _call_inputs(prompt, negative_prompt, decode_chunk_size, output_type)
+        prompts, negative = call_inputs(prompt, negative_prompt, decode_chunk_size, output_type)
         batch = len(prompts)
         device = self._execution_device
         dtype = self.unet.dtype  # the UNet's inputs; latents and c_image stay float32
@@ -382,81 +346,3 @@ class PixelDancePipeline(DiffusionPipeline):
         if output_type == "latent":
             return latents
         return to_output(decode_latents(self.vae, latents, chunk_size), output_type)
-
-    @torch.no_grad()
-    def generate_story(
-        self,
-        shots: Sequence[Shot],
-        first_frame: ImageInput | None = None,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        callback_on_shot: Callable[[int, torch.Tensor], None] | None = None,
-        settings: GenerationSettings | None = None,
-        context_frames: int = 1,
-        **kwargs,
-    ) -> PixelDancePipelineOutput | tuple:
-        """A long video of several shots, each with its own prompt, last frame, tau and
-        keyframes.
-
-        Clip k+1 starts from clip k's last ``context_frames`` frames, passed as latents and
-        pinned as its keyframes 0..K-1 (no decode/encode round trip, so colours do not drift);
-        the shared frames appear once in the output. K = 1 is the paper's chaining (the last
-        frame becomes the next first frame).
-        Other keyword arguments are as for ``__call__``: the setting arguments (``tau`` and
-        ``num_frames`` are the defaults for shots that do not set their own) are merged with
-        the model's ``generation_config`` and checked once for the whole story, the shots'
-        taus and frames with them; or ``settings`` resolved already (with ``shot_taus`` and
-        ``shot_frames``).
-        """
-        if not shots:
-            raise ValueError("a story needs at least one shot")
-        shots = [s if isinstance(s, Shot) else Shot(**s) for s in shots]
-        choices = {k: kwargs.pop(k) for k in SETTING_ARGS if k in kwargs}
-        if settings is None:
-            taus, frames = [s.tau for s in shots], [s.num_frames for s in shots]
-            settings = self.generation_settings(**choices, shot_taus=taus, shot_frames=frames)
-        elif any(v is not None for v in choices.values()):
-            raise ValueError("pass settings or the setting arguments, not both")
-        taus = settings.shot_taus or (settings.tau,) * len(shots)
-        frames = settings.shot_frames or (settings.num_frames,) * len(shots)
-        chunk = kwargs.setdefault("decode_chunk_size", 16)
-        context, parts = [], []
-        for k, shot in enumerate(shots):
-            out = self(
-                prompt=shot.prompt,
-                first_frame=first_frame if k == 0 else None,
-                last_frame=shot.last_frame,
-                keyframes=[*context, *(shot.keyframes or ())],
-                output_type="latent",
-                settings=replace(settings, tau=taus[k], num_frames=frames[k]),
-                **kwargs,
-            )
-            z = out.latents
-            parts.append(z[:, :, len(context) :])  # the shared frames are shot k-1's last
-            context = context_keyframes(z, context_frames)
-            if callback_on_shot is not None:
-                callback_on_shot(k, z)
-        latents = torch.cat(parts, dim=2)
-        frames = self.decode(latents, output_type, chunk)
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (frames,)
-        return PixelDancePipelineOutput(frames=frames, latents=latents)
-
-
-def _call_inputs(prompt, negative_prompt, decode_chunk_size, output_type):
-    """``(prompts, negative prompts or None)``, or ValueError naming the argument that is wrong
-    (the call's inputs that are not generation settings)."""
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    if not prompts:
-        raise ValueError("prompt must be a string or a non-empty list of strings")
-    negative = None
-    if negative_prompt is not None:
-        one = isinstance(negative_prompt, str)
-        negative = [negative_prompt] * len(prompts) if one else list(negative_prompt)
-    chunk = decode_chunk_size
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"decode_chunk_size must be a positive integer or None, got {chunk!r}")
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
-    return prompts, negative
