@@ -20,7 +20,8 @@ summed over the processes: ``pss_mb_per_rank`` the proportional set size (pages 
 several processes, such as the forked torch libraries and the memory-mapped index, counted
 once in all), ``rss_mb_per_rank`` the resident set size (shared pages counted in every
 process). Both are the largest sum over the cold, warm and resume processes. The rank's own
-process alone: ``main_peak_rss_mb`` (its peak, imports included) and ``rss_after_import_mb``
+process alone: ``main_pss_mb`` (its share at the largest sum), ``main_peak_rss_mb`` (its
+peak, imports included) and ``rss_after_import_mb``
 (the part before any data was touched). Last line: one JSON object.
 
     python benchmarks/manifest_scale.py                 # 10M rows in a temporary folder
@@ -138,7 +139,8 @@ class RankMemory:
     """Samples the summed RSS and PSS of this process and its descendants in a thread."""
 
     def __init__(self, every: float = 0.1):
-        self.every, self.peak = every, {"rss": 0.0, "pss": 0.0, "processes": 1}
+        self.every = every
+        self.peak = {"rss": 0.0, "pss": 0.0, "main_pss": 0.0, "processes": 1}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -146,8 +148,8 @@ class RankMemory:
         pids = [os.getpid(), *descendants(os.getpid())]
         found = [m for m in map(smaps_mb, pids) if m is not None]
         rss, pss = sum(m[0] for m in found), sum(m[1] for m in found)
-        if pss > self.peak["pss"]:
-            self.peak = {"rss": rss, "pss": pss, "processes": len(found)}
+        if pss > self.peak["pss"]:  # the rank's own share at that moment beside the sum
+            self.peak = {"rss": rss, "pss": pss, "main_pss": found[0][1], "processes": len(found)}
         self.peak["rss"] = max(self.peak["rss"], rss)
 
     def run(self) -> None:
@@ -201,6 +203,7 @@ def measure(manifest: str, start_step: int, world: int, three_buckets: bool, wor
         "workers": workers,
         "processes": memory.peak["processes"],
         "pss_mb": round(memory.peak["pss"], 1),
+        "main_pss_mb": round(memory.peak["main_pss"], 1),
         "rss_mb": round(memory.peak["rss"], 1),
         "rss_after_import_mb": round(rss_import, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -285,6 +288,7 @@ def main() -> None:
             "pss_mb_per_rank": max(r["pss_mb"] for r in (cold, warm, resume)),
             "rss_mb_per_rank": max(r["rss_mb"] for r in (cold, warm, resume)),
             "warm_pss_mb": warm["pss_mb"],
+            "main_pss_mb": max(cold["main_pss_mb"], warm["main_pss_mb"]),
             "main_peak_rss_mb": max(cold["peak_rss_mb"], warm["peak_rss_mb"]),
             "rss_after_import_mb": warm["rss_after_import_mb"],
             "missing_files_in_first_batch": cold["first_batch"]["missing_files"],
