@@ -15,14 +15,14 @@ missing files and are counted (decoding is what ``data_speed.py`` measures). ``s
 the cold start, from the call that builds the stream to its first batch, not counting Python
 and torch imports (``import_s``). Memory is that of the whole rank: its process and its
 DataLoader worker processes, sampled every 0.1 s from ``/proc/PID/smaps_rollup`` while the
-stream starts and delivers ``workers + 1`` batches (every worker's first and its prefetch),
-summed over the processes: ``pss_mb_per_rank`` the proportional set size (pages shared by
-several processes, such as the forked torch libraries and the memory-mapped index, counted
-once in all), ``rss_mb_per_rank`` the resident set size (shared pages counted in every
-process). Both are the largest sum over the cold, warm and resume processes. The rank's own
-process alone: ``main_pss_mb`` (its share at the largest sum), ``main_peak_rss_mb`` (its
-peak, imports included) and ``rss_after_import_mb``
-(the part before any data was touched). Last line: one JSON object.
+stream starts and delivers ``workers + 1`` batches (each worker delivers at least one, with
+its prefetch under way), summed over the processes: ``pss_mb_per_rank`` the proportional set
+size (pages shared by several processes, such as the forked torch libraries and the
+memory-mapped index, counted once in all), ``rss_mb_per_rank`` the resident set size (shared
+pages counted in every process). Both are the largest sum over the cold, warm and resume
+processes. The rank's own process alone: ``main_pss_mb`` (its share at the largest sum),
+``main_peak_rss_mb`` (its peak, imports included) and ``rss_after_import_mb`` (the part
+before any data was touched). Last line: one JSON object.
 
     python benchmarks/manifest_scale.py                 # 10M rows in a temporary folder
     python benchmarks/manifest_scale.py --rows 200000 --workers 2 --out /tmp/webvid --keep
