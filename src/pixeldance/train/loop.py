@@ -4,15 +4,17 @@ flat bookkeeping (logs, checkpoints, samples), under Accelerate.
 The same code runs under ``python``, ``torchrun`` and ``accelerate launch``; on CPU several
 processes talk over gloo. Nothing but throughput depends on the number of processes: the LR
 schedule steps once per optimizer step and image batches are decided for all processes alike.
-A run stops cleanly at ``optim.max_steps``, on SIGTERM/SIGINT (checkpoint, exit 128 + signal),
-or after ``run.max_nonfinite`` steps in a row without a finite loss.
+A run stops cleanly at ``optim.max_steps``; on SIGTERM/SIGINT, agreed by every process at the
+next step boundary (:mod:`pixeldance.train.stopping`: checkpoint if a step trained since the
+last one, exit 128 + signal); or after ``run.max_nonfinite`` steps in a row without a finite
+loss.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from .guard import TrainingStopped
 from .outputs import save_pipeline, whole_unet, write_sample
 from .run import Run, start_run
 from .step import batch_inputs, compute_loss, step_generator
+from .stopping import StopRequests
 
 __all__ = ["TrainingStopped", "train"]
 
@@ -34,24 +37,31 @@ logger = logging.getLogger("pixeldance.train")
 def train(cfg: Config, resume: bool | str | Path = False) -> Path:
     """Train and return the folder of the final pipeline (``{output_dir}/pipeline``)."""
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)
-    run = start_run(cfg, resume)
+    run = start_run(cfg, resume)  # a signal here stops at once: nothing has trained
     max_steps = cfg.optim.max_steps
     bar = tqdm(
         total=max_steps, initial=run.step, disable=not run.main, desc="train", dynamic_ncols=True
     )
+    stops = StopRequests(run.device, run.accelerator.num_processes)
     try:
-        with _Signals() as signals:
-            while run.step < max_steps:
-                loss = train_step(run)  # None: no finite loss, the weights are unchanged
-                if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
-                    stop_diverged(run)
-                run.step += 1  # a skipped step is spent too: its data is consumed
-                bar.update(1)
-                if loss is None:
-                    continue
-                after_step(run, loss, bar)
-                if signals.received is not None:
-                    stop_on_signal(run, signals.received)
+        with stops:
+            run.stops = stops
+            try:
+                while run.step < max_steps:
+                    loss = train_step(run)  # None: no finite loss, the weights are unchanged
+                    if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
+                        stop_diverged(run)  # the same on every process: losses are gathered
+                    run.step += 1  # a skipped step is spent too: its data is consumed
+                    bar.update(1)
+                    if loss is not None:
+                        after_step(run, loss, bar)
+                    signum = stops.agreed()  # one all-reduce: a request on any process
+                    if signum:
+                        stop_on_signal(run, signum)
+            except KeyboardInterrupt:
+                if stops.stopped_waiting:
+                    stopped_waiting_for_data(run)
+                raise
         if not run.counters.trained_steps:
             raise TrainingStopped(run.counters.nothing_learnt(cfg.data.manifest, run.lr))
         run.checkpoint()
@@ -71,7 +81,8 @@ def train_step(run: Run) -> float | None:
     run.lr = run.optimizer.param_groups[0]["lr"]
     losses = []
     for micro in range(o.grad_accum):
-        _, kind, batch = next(run.stream)
+        with run.stops.waiting_for_data() if run.stops is not None else nullcontext():
+            _, kind, batch = next(run.stream)
         counters.bad_files += len(batch.bad)
         if run.cfg.run.log_batches:
             run.open_folder()
@@ -169,14 +180,34 @@ def stop_diverged(run: Run) -> None:
 
 
 def stop_on_signal(run: Run, signum: int) -> None:
-    """SIGTERM/SIGINT: checkpoint, then exit with 128 + the signal's number."""
-    run.checkpoint()
+    """SIGTERM/SIGINT, agreed by every process at a step boundary: all save this step (if a
+    step trained since the last checkpoint), then exit with 128 + the signal's number."""
+    saved = run.unsaved
+    if saved:
+        run.checkpoint()
     logger.warning(
-        "stopped by signal %d at step %d; checkpoint saved; continue with --resume",
+        "stopped by signal %d at step %d; %s",
         signum,
         run.step,
+        "checkpoint saved; continue with --resume"
+        if saved
+        else "nothing trained since the last checkpoint, nothing saved",
     )
     raise SystemExit(128 + signum)
+
+
+def stopped_waiting_for_data(run: Run) -> None:
+    """A stop that came while the data did not: one process saves the steps it has finished
+    (its state is that of the last step); several cannot agree on a save and save nothing."""
+    if run.unsaved and run.accelerator.num_processes == 1:
+        run.checkpoint()
+        logger.warning("stopped while waiting for data; step %d saved", run.step)
+    elif run.unsaved:
+        logger.warning(
+            "stopped while waiting for data on %d processes; steps since the last checkpoint "
+            "are not saved",
+            run.accelerator.num_processes,
+        )
 
 
 def save_final(run: Run) -> Path:
@@ -188,26 +219,3 @@ def save_final(run: Run) -> Path:
         logger.info("training done: %s; %s", final, run.counters.summary())
     run.accelerator.wait_for_everyone()
     return final
-
-
-class _Signals:
-    """Turns SIGTERM/SIGINT into a flag checked between steps."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)

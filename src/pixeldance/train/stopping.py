@@ -1,0 +1,122 @@
+"""Stopping a run on SIGTERM or SIGINT, at any phase, with every process stopping together.
+
+- While the run is being built (before the first step), a signal stops the process at once:
+  nothing has trained, so nothing is saved.
+- While stepping, the first signal is a request. At the next step boundary every process learns
+  of any process's request through one small all-reduce (the largest signal number wins, so a
+  SIGTERM reaching one rank of many stops them all as SIGTERM); all then save the same step,
+  if a step trained since the last checkpoint, and exit with 128 + the signal's number.
+- While waiting for data, the request is the same, but if the data does not come within
+  :data:`GRACE_S` seconds (a stalled shard server, an unreachable URL) the process stops at
+  once; one process alone then saves the step it has finished, several do not (the others may
+  be inside a collective, so a collective save could hang).
+- A second signal stops at once in any phase.
+
+A stop "at once" goes through the handler that was there before (the command line turns
+SIGTERM into its ``Terminated``), else raises KeyboardInterrupt (SIGINT) or SystemExit.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+GRACE_S = 3.0  # seconds a stop request waits for data before stopping at once
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequests:
+    """SIGTERM/SIGINT turned into a request read at step boundaries (see the module)."""
+
+    def __init__(self, device: torch.device | None = None, world: int = 1):
+        self.device, self.world = device, world
+        self.received: int | None = None
+        self.stopped_waiting = False  # the stop came while waiting for data (after the grace)
+        self._waiting = False
+        self._escalating = False
+        self._timer: threading.Timer | None = None
+        self._old: dict[int, object] = {}
+        self._main = threading.main_thread().ident
+
+    def __enter__(self) -> StopRequests:
+        for sig in SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cancel()
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    # ------------------------------------------------------------------ the handler
+    def _handle(self, signum: int, frame) -> None:
+        if self._escalating:  # the grace timer's own signal
+            self._escalating = False
+            if self._waiting:
+                self.stopped_waiting = True
+                self._now(signum, frame)
+            return
+        if self.received is not None:  # a second signal
+            self._now(signum, frame)
+        self.received = signum
+        if self._waiting:
+            self._arm()
+
+    def _now(self, signum: int, frame) -> None:
+        self._cancel()
+        old = self._old.get(signum)
+        if callable(old):
+            old(signum, frame)  # e.g. the command line's SIGTERM -> Terminated
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(GRACE_S, self._escalate)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _escalate(self) -> None:
+        if self.received is None or self._main is None:
+            return
+        self._escalating = True
+        signal.pthread_kill(self._main, self.received)  # wakes a blocking read in the main thread
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ------------------------------------------------------------------ the loop's side
+    @contextmanager
+    def waiting_for_data(self) -> Iterator[None]:
+        """Around a read of the data stream: a request made before or during it stops the
+        process if the data has not come within :data:`GRACE_S` seconds."""
+        self._waiting = True
+        if self.received is not None:
+            self._arm()
+        try:
+            yield
+        finally:
+            self._waiting = False
+            self._cancel()
+
+    def agreed(self) -> int:
+        """At a step boundary, on every process (collective when there are several): the
+        signal number some process received (the largest), or 0 to go on."""
+        code = self.received or 0
+        if self.world > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([code], dtype=torch.int64, device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            code = int(t.item())
+        return code
