@@ -55,7 +55,7 @@ def batch_geometry(cfg: Config, world: int) -> dict:
 
 def _view(out: Path, resume, cfg: Config) -> dict:
     """What this process sees: its config, and the checkpoint it would resume from."""
-    view = {"config": config_hash(cfg), "checkpoint": None, "problem": None}
+    view = {"config": config_hash(cfg), "checkpoint": None, "problem": None, "folder": str(out)}
     try:
         ckpt = resume_point(out, resume)
         if ckpt is not None:
@@ -73,12 +73,12 @@ def _view(out: Path, resume, cfg: Config) -> dict:
     return view
 
 
-def _describe(rank: int, view: dict, out: Path) -> str:
+def _describe(rank: int, view: dict) -> str:
     if view["problem"]:
         return f"rank {rank}: {view['problem']}"
     c = view["checkpoint"]
     if c is None:
-        return f"rank {rank} (config {view['config']}): no checkpoint in {out}"
+        return f"rank {rank} (config {view['config']}): no checkpoint in {view['folder']}"
     world = c["world_size"] if c["world_size"] is not None else "?"
     return (
         f"rank {rank} (config {view['config']}): {Path(c['path']).name} (step {c['step']}, "
@@ -96,10 +96,9 @@ def agree_on_resume(cfg: Config, resume, rank: int, world: int) -> tuple[Path | 
         from accelerate.utils import gather_object
 
         views = gather_object([view])
-    same = all({**v, "checkpoint": _key(v)} == {**views[0], "checkpoint": _key(views[0])}
-               for v in views)  # fmt: skip
+    same = all(_key(v) == _key(views[0]) for v in views)
     if not same or view["problem"]:
-        seen = "; ".join(_describe(r, v, out) for r, v in enumerate(views))
+        seen = "; ".join(_describe(r, v) for r, v in enumerate(views))
         if len(views) == 1:
             raise ValueError(seen.removeprefix("rank 0: "))
         raise ValueError(
@@ -113,10 +112,11 @@ def agree_on_resume(cfg: Config, resume, rank: int, world: int) -> tuple[Path | 
     return ckpt, checkpoint_meta(ckpt)
 
 
-def _key(view: dict):
-    """A checkpoint as compared across processes: not by path (each node mounts its own)."""
+def _key(view: dict) -> tuple:
+    """A view as compared across processes: not by path (each node mounts its own folder)."""
     c = view["checkpoint"]
-    return None if c is None else {k: v for k, v in c.items() if k != "path"}
+    checkpoint = None if c is None else {k: v for k, v in c.items() if k != "path"}
+    return view["config"], view["problem"], json.dumps(checkpoint, sort_keys=True)
 
 
 def fit_process_count(cfg: Config, saved: dict | None, world: int) -> Config:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import torch
 
-GRACE_S = 3.0  # seconds a stop request waits for data before stopping at once
+GRACE_S = 5.0  # seconds a stop request waits for data before stopping at once
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
