@@ -36,10 +36,11 @@ def train_args(shapes: Path, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def stop(argv, tmp_path, ready, signals, block_after=None, timeout=180.0):
+def stop(argv, tmp_path, ready, signals, block_after=None, timeout=180.0, group=False):
     """Run ``pixeldance ARGV`` (through ``blocked_data.py`` when ``block_after`` is given);
-    when ``ready(stderr, pid)`` holds, send ``signals`` (0.3 s apart). Returns (exit code,
-    stderr, seconds from the first signal to the exit)."""
+    when ``ready(stderr, pid)`` holds, send ``signals`` (0.3 s apart; to its whole process
+    group if ``group``, as ``timeout`` and a terminal do). Returns (exit code, stderr, seconds
+    from the first signal to the exit)."""
     env = cli_env()
     script = ["-m", "pixeldance.cli"]
     cue = tmp_path / "blocked"
@@ -52,7 +53,7 @@ def stop(argv, tmp_path, ready, signals, block_after=None, timeout=180.0):
     with open(log, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, *script, *argv],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=group,
         )  # fmt: skip
         start = time.monotonic()
         try:
@@ -64,7 +65,10 @@ def stop(argv, tmp_path, ready, signals, block_after=None, timeout=180.0):
             for i, sig in enumerate(signals):
                 if i:
                     time.sleep(0.3)
-                proc.send_signal(sig)
+                if group:
+                    os.killpg(proc.pid, sig)
+                else:
+                    proc.send_signal(sig)
             code = proc.wait(timeout=60)
             took = time.monotonic() - sent
         finally:
@@ -108,7 +112,7 @@ def test_stop_while_waiting_for_data_saves_the_steps_done(shapes, tmp_path):
     argv = train_args(shapes, out, "--max-steps", "8", "--checkpoint-every", "0")
     code, err, _ = stop(argv, tmp_path, blocked(tmp_path), [signal.SIGTERM], block_after=2)
     assert code == 143, err[-2000:]
-    assert "stopped while waiting for data; step 2 saved" in err
+    assert "stopped between steps; step 2 saved" in err
     assert (out / "checkpoint-00000002" / "COMPLETE").is_file()
     assert leftovers(out) == []
 
@@ -139,3 +143,18 @@ def test_stops_while_stepping_at_the_next_step_with_a_checkpoint(shapes, tmp_pat
     assert (out / f"checkpoint-{step:08d}" / "COMPLETE").is_file()  # saved now or at step 2
     assert ("checkpoint saved" in found.group(2)) == (step > 2)
     assert leftovers(out) == []
+
+
+def test_sigterm_to_the_process_group_stops_a_run_with_dataloader_workers(shapes, tmp_path):
+    """The signal also kills the DataLoader workers: the failed read is the stop, not an
+    error; the step reached is saved."""
+    out = tmp_path / "run"
+    argv = train_args(shapes, out, "--max-steps", "200", "--checkpoint-every", "2")
+    argv += sets("data.num_workers=2")
+    ready = lambda *_: (out / "checkpoint-00000002" / "COMPLETE").exists()  # noqa: E731
+    code, err, took = stop(argv, tmp_path, ready, [signal.SIGTERM], group=True)
+    assert code == 143, err[-2000:]
+    assert "Traceback" not in err and "error" not in err.splitlines()[-1], err[-2000:]
+    assert took < 30
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert steps and steps[-1] >= 2 and leftovers(out) == []

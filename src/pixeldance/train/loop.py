@@ -52,6 +52,7 @@ def train(cfg: Config, resume: bool | str | Path = False) -> Path:
                     if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
                         stop_diverged(run)  # the same on every process: losses are gathered
                     run.step += 1  # a skipped step is spent too: its data is consumed
+                    run.mid_update = False
                     bar.update(1)
                     if loss is not None:
                         after_step(run, loss, bar)
@@ -60,8 +61,15 @@ def train(cfg: Config, resume: bool | str | Path = False) -> Path:
                         stop_on_signal(run, signum)
             except KeyboardInterrupt:
                 if stops.stopped_waiting:
-                    stopped_waiting_for_data(run)
+                    save_if_safe(run)
                 raise
+            except Exception:
+                if stops.received is None:
+                    raise
+                # the signal reached the DataLoader workers too (a whole process group's
+                # SIGTERM): the error their end raises is the stop
+                save_if_safe(run)
+                stops.stop_now()
         if not run.counters.trained_steps:
             raise TrainingStopped(run.counters.nothing_learnt(cfg.data.manifest, run.lr))
         run.checkpoint()
@@ -94,6 +102,7 @@ def train_step(run: Run) -> float | None:
                 acc.backward(loss)
                 if acc.sync_gradients and o.grad_clip > 0:
                     acc.clip_grad_norm_(run.unet.parameters(), o.grad_clip)
+                run.mid_update = run.mid_update or acc.sync_gradients
                 run.optimizer.step()
                 losses.append(loss.item())
             run.optimizer.zero_grad(set_to_none=True)
@@ -196,17 +205,20 @@ def stop_on_signal(run: Run, signum: int) -> None:
     raise SystemExit(128 + signum)
 
 
-def stopped_waiting_for_data(run: Run) -> None:
-    """A stop that came while the data did not: one process saves the steps it has finished
-    (its state is that of the last step); several cannot agree on a save and save nothing."""
-    if run.unsaved and run.accelerator.num_processes == 1:
+def save_if_safe(run: Run) -> None:
+    """A stop that did not come at a step boundary (the data did not come, or its readers
+    died with the signal): one process saves the steps it finished, unless the stop landed in
+    the middle of an update; several cannot agree on a save and save nothing."""
+    if not run.unsaved:
+        return
+    if run.accelerator.num_processes == 1 and not run.mid_update:
         run.checkpoint()
-        logger.warning("stopped while waiting for data; step %d saved", run.step)
-    elif run.unsaved:
+        logger.warning("stopped between steps; step %d saved", run.step)
+    else:
         logger.warning(
-            "stopped while waiting for data on %d processes; steps since the last checkpoint "
-            "are not saved",
-            run.accelerator.num_processes,
+            "stopped in the middle of step %d%s; the steps since the last checkpoint are not saved",
+            run.step + 1,
+            f" on {run.accelerator.num_processes} processes" if not run.mid_update else "",
         )
 
 

@@ -58,6 +58,7 @@ class Run:
     t_last: float = field(default_factory=time.perf_counter)
     trained_at_save: int = 0  # counters.trained_steps at the last checkpoint (or the start)
     stops: StopRequests | None = None  # SIGTERM/SIGINT while training (set by train())
+    mid_update: bool = False  # the weights are being updated (not those of step `step`)
 
     @property
     def main(self) -> bool:

@@ -10,6 +10,9 @@
   :data:`GRACE_S` seconds (a stalled shard server, an unreachable URL) the process stops at
   once; one process alone then saves the step it has finished, several do not (the others may
   be inside a collective, so a collective save could hang).
+- A signal to the whole process group (``timeout``, a terminal's Ctrl-C) also ends the
+  DataLoader workers (torch's workers die on a SIGTERM not sent by their parent); the error
+  their end raises in the main process is taken as the stop, as above.
 - A second signal stops at once in any phase.
 
 A stop "at once" goes through the handler that was there before (the command line turns
@@ -78,6 +81,10 @@ class StopRequests:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
+    def stop_now(self) -> None:
+        """Stop at once as for a second signal (the request's signal)."""
+        self._now(self.received or signal.SIGTERM, None)
+
     def _arm(self) -> None:
         if self._timer is None:
             self._timer = threading.Timer(GRACE_S, self._escalate)
@@ -99,12 +106,21 @@ class StopRequests:
     @contextmanager
     def waiting_for_data(self) -> Iterator[None]:
         """Around a read of the data stream: a request made before or during it stops the
-        process if the data has not come within :data:`GRACE_S` seconds."""
+        process if the data has not come within :data:`GRACE_S` seconds, or if the read
+        fails (the signal also reached the DataLoader workers)."""
         self._waiting = True
         if self.received is not None:
             self._arm()
         try:
             yield
+        except Exception:
+            if self.received is None:
+                raise
+            # the stop reached the data readers too (a signal to the whole process group
+            # kills DataLoader workers): the failed read is the stop, not an error
+            self.stopped_waiting = True
+            self._now(self.received, None)
+            raise
         finally:
             self._waiting = False
             self._cancel()
