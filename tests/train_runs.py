@@ -142,15 +142,22 @@ def start_ranks(cmds: list[list[str]], logs: list[Path]) -> list[subprocess.Pope
 
 
 def wait_ranks(procs: list[subprocess.Popen], timeout: float = 600) -> list[int]:
-    """Every rank's exit code (all are killed if one has not ended by ``timeout``)."""
-    deadline = time.time() + timeout
+    """Every rank's exit code. As a launcher does, the ranks still running 60 s after one
+    failed are killed (they would wait for it forever); all are killed at ``timeout``."""
+    deadline, failed_at = time.time() + timeout, None
     try:
-        return [p.wait(timeout=max(1.0, deadline - time.time())) for p in procs]
+        while any(p.poll() is None for p in procs) and time.time() < deadline:
+            if failed_at is None and any(p.poll() not in (None, 0) for p in procs):
+                failed_at = time.time()
+            if failed_at is not None and time.time() > failed_at + 60:
+                break
+            time.sleep(0.1)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    return [p.returncode for p in procs]
 
 
 def run_ranks(

@@ -79,13 +79,18 @@ class Run:
 
     def open_folder(self) -> None:
         """Make the run folder, its config and its logs: at the first step that trains, so a
-        run that cannot learn leaves nothing behind."""
+        run that cannot learn leaves nothing behind. Collective (every process calls it at the
+        same step): a node whose output folder is not the main process's (not shared) gets
+        the config too, so its folder is a run folder the next start recognises."""
         if self.opened:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         if self.main:
             save_config(self.cfg, self.out / "config.yaml")
             self.accelerator.init_trackers("pixeldance", config=_flat(self.cfg.to_dict()))
+        self.accelerator.wait_for_everyone()
+        if not self.main and not (self.out / "config.yaml").exists():
+            save_config(self.cfg, self.out / "config.yaml")
         self.opened = True
 
     def checkpoint(self) -> None:
