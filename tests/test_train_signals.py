@@ -158,3 +158,42 @@ def test_sigterm_to_the_process_group_stops_a_run_with_dataloader_workers(shapes
     assert took < 30
     steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert steps and steps[-1] >= 2 and leftovers(out) == []
+
+
+def test_a_rank_waiting_for_its_peers_is_ended_by_the_watchdog(shapes, tmp_path):
+    """Rank 0 of 2 whose peer never comes waits inside the rendezvous, where no Python handler
+    runs: the watchdog ends it (stopping.GRACE_S + HARD_S after the signal), saving nothing."""
+    import psutil
+
+    from pixeldance.train.stopping import GRACE_S, HARD_S
+    from train_runs import free_port, rank_env
+
+    port = free_port()
+    out = tmp_path / "run"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pixeldance.cli", *train_args(shapes, out)],
+            cwd=tmp_path, env=rank_env(0, 2, port), stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        listening = False
+        while not listening:  # rank 0 serves the rendezvous store and waits for rank 1
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "rank 0 never listened"
+            time.sleep(0.1)
+            conns = psutil.Process(proc.pid).net_connections()
+            listening = any(c.status == "LISTEN" and c.laddr.port == port for c in conns)
+        time.sleep(1)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 143, log.read_text()[-2000:]
+    assert "no response to signal 15 while building the run" in log.read_text()
+    assert GRACE_S + HARD_S - 1 < took < GRACE_S + HARD_S + 20
+    assert not out.exists()
