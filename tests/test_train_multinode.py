@@ -120,8 +120,8 @@ def test_nodes_with_separate_output_folders_are_refused_or_resume_together(
 
 def test_resume_on_another_process_count_keeps_the_global_batch(shapes, reference, tmp_path):
     """Checkpoint 4 of the 2-process run resumed on 1 process (accumulation 2), and that run's
-    checkpoint 6 on 2 processes again (accumulation 1): every step trains on the clips and at
-    the LR of the uninterrupted run. A micro batch that cannot make the global batch is
+    checkpoint 6 on 2 processes again with accumulation 2 asked (back to 1): every step trains
+    on the clips and at the LR of the uninterrupted run. A micro batch that cannot make the global batch is
     refused in one line."""
     want = batches(reference)
     one = tmp_path / "one"
@@ -138,7 +138,9 @@ def test_resume_on_another_process_count_keeps_the_global_batch(shapes, referenc
     two = tmp_path / "two"
     two.mkdir()
     shutil.copytree(one / "checkpoint-00000006", two / "checkpoint-00000006")
-    said = run_ok(train_cmd(2, shapes, two, *ARGS, "--max-steps", "8", "--resume"))
+    # the 1-process command line (accumulation 2) on 2 processes: accumulation back to 1
+    again = [*ARGS, "--max-steps", "8", "--resume", *sets("optim.grad_accum=2")]
+    said = run_ok(train_cmd(2, shapes, two, *again))
     assert "resuming on 2 processes with optim.grad_accum=1" in said
     got = batches(two)
     assert sorted(got) == [6, 7] and all(got[s] == want[s] for s in got)
