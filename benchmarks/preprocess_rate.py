@@ -9,6 +9,7 @@ from the ``-v`` log line ``rank R: N items in T s``; model loading is not counte
 one JSON object.
 
     python benchmarks/preprocess_rate.py --repeat 20
+    python benchmarks/preprocess_rate.py --repeat 10 --sd-clips   # 16 frames of 256x256
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def measure(manifest: Path, out: Path, workers: int, procs: int) -> dict:
+def measure(manifest: Path, out: Path, workers: int, procs: int, overrides: list[str]) -> dict:
     launcher = [sys.executable]
     if procs > 1:
         launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(procs)]
@@ -40,6 +41,7 @@ def measure(manifest: Path, out: Path, workers: int, procs: int) -> dict:
     cmd = [*launcher, "-m", "pixeldance.cli", "-v", "preprocess", "--config",
            str(ROOT / "configs" / "tiny.yaml"), "--data", str(manifest), "--out", str(out),
            "--workers", str(workers), "--part-size", "16"]  # fmt: skip
+    cmd += [x for kv in overrides for x in ("--set", kv)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     ranks = re.findall(r"rank (\d+): (\d+) items in ([\d.]+) s", done.stderr)
     items = sum(int(n) for _, n, _ in ranks)
@@ -51,6 +53,11 @@ def measure(manifest: Path, out: Path, workers: int, procs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=20, help="rows per video")
+    parser.add_argument(
+        "--sd-clips",
+        action="store_true",
+        help="clips of the SD configs' shape (16 frames of 256x256) instead of tiny.yaml's 4 of 32x32",
+    )
     args = parser.parse_args()
     videos = sorted(VIDEOS.glob("*.mp4"))
     if not videos:
@@ -60,11 +67,13 @@ def main() -> None:
         manifest = Path(tmp) / "m.csv"
         rows = [f"{v},a clip {i}" for i in range(args.repeat) for v in videos]
         manifest.write_text("path,caption\n" + "\n".join(rows) + "\n")
+        sd = "data.buckets=[{name: sd, height: 256, width: 256, frames: 16, batch_size: 1}]"
+        overrides = [sd] if args.sd_clips else []
         for n, (workers, procs) in enumerate([(0, 1), (1, 1), (2, 1), (0, 2)]):
-            results.append(measure(manifest, Path(tmp) / f"cache{n}", workers, procs))
+            results.append(measure(manifest, Path(tmp) / f"cache{n}", workers, procs, overrides))
             print(results[-1], flush=True)
     print(json.dumps({"videos": [v.name for v in videos], "repeat": args.repeat,
-                      "runs": results}))  # fmt: skip
+                      "sd_clips": args.sd_clips, "runs": results}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -296,7 +296,7 @@ def preprocess(
         raise
     took = time.perf_counter() - started
     if n:
-        logger.info("rank %d: %d items in %.1f s (%.2f items/s)", rank, n, took, n / took)
+        logger.info("rank %d: %d items in %.2f s (%.2f items/s)", rank, n, took, n / took)
     if barrier is not None:
         barrier()  # every part is written
     if rank != 0 or (world > 1 and barrier is None):
