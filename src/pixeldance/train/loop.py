@@ -37,50 +37,40 @@ logger = logging.getLogger("pixeldance.train")
 def train(cfg: Config, resume: bool | str | Path = False) -> Path:
     """Train and return the folder of the final pipeline (``{output_dir}/pipeline``)."""
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)
-    with StopRequests() as stops:
-        run = start_run(cfg, resume)  # a signal here stops at once: nothing has trained
-        stops.start_stepping(run.device, run.accelerator.num_processes)
-        run.stops = stops
-        return _train(run, stops)
-
-
-def _train(run: Run, stops: StopRequests) -> Path:
-    cfg, max_steps = run.cfg, run.cfg.optim.max_steps
-    bar = tqdm(
-        total=max_steps, initial=run.step, disable=not run.main, desc="train", dynamic_ncols=True
-    )
+    run, bar, stops = None, None, StopRequests()
     try:
-        try:
-            while run.step < max_steps:
-                loss = train_step(run)  # None: no finite loss, the weights are unchanged
-                if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
-                    stop_diverged(run)  # the same on every process: losses are gathered
-                run.step += 1  # a skipped step is spent too: its data is consumed
-                run.mid_update = False
-                bar.update(1)
-                if loss is not None:
-                    after_step(run, loss, bar)
-                signum = stops.agreed()  # one all-reduce: a request on any process
-                if signum:
-                    stop_on_signal(run, signum)
-        except KeyboardInterrupt:
-            if stops.stopped_waiting:
-                save_if_safe(run)
-            raise
-        except Exception:
-            if stops.received is None:
-                raise
-            # the signal reached the DataLoader workers too (a whole process group's SIGTERM):
-            # the error their end raises is the stop
-            save_if_safe(run)
-            stops.stop_now()
-        if not run.counters.trained_steps:
-            raise TrainingStopped(run.counters.nothing_learnt(cfg.data.manifest, run.lr))
-        run.checkpoint()
-        return save_final(run)
+        with stops:
+            run = start_run(cfg, resume)  # a signal here stops at once: nothing has trained
+            stops.start_stepping(run.device, run.accelerator.num_processes)
+            run.stops, max_steps = stops, cfg.optim.max_steps
+            bar = tqdm(
+                total=max_steps, initial=run.step, disable=not run.main, desc="train",
+                dynamic_ncols=True,
+            )  # fmt: skip
+            try:
+                while run.step < max_steps:
+                    loss = train_step(run)  # None: no finite loss, the weights are unchanged
+                    if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
+                        stop_diverged(run)  # the same on every process: losses are gathered
+                    run.step += 1  # a skipped step is spent too: its data is consumed
+                    run.mid_update = False
+                    bar.update(1)
+                    if loss is not None:
+                        after_step(run, loss, bar)
+                    signum = stops.agreed()  # one all-reduce: a request on any process
+                    if signum:
+                        stop_on_signal(run, signum)
+            except (KeyboardInterrupt, Exception) as err:
+                interrupted(run, stops, err)
+            if not run.counters.trained_steps:
+                raise TrainingStopped(run.counters.nothing_learnt(cfg.data.manifest, run.lr))
+            run.checkpoint()
+            return save_final(run)
     finally:
-        bar.close()
-        run.accelerator.end_training()
+        if bar is not None:
+            bar.close()
+        if run is not None:
+            run.accelerator.end_training()
 
 
 def train_step(run: Run) -> float | None:
@@ -207,6 +197,20 @@ def stop_on_signal(run: Run, signum: int) -> None:
         else "nothing trained since the last checkpoint, nothing saved",
     )
     raise SystemExit(128 + signum)
+
+
+def interrupted(run: Run, stops: StopRequests, err: BaseException) -> None:
+    """A stop that did not come at a step boundary: after the grace for data that did not come
+    (saved if safe), or an error raised because the signal also ended the DataLoader workers (a
+    whole process group's SIGTERM: the stop, saved if safe). Anything else is raised as it is."""
+    if isinstance(err, KeyboardInterrupt):
+        if stops.stopped_waiting:
+            save_if_safe(run)
+        raise err
+    if stops.received is None:
+        raise err
+    save_if_safe(run)
+    stops.stop_now()
 
 
 def save_if_safe(run: Run) -> None:
