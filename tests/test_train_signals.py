@@ -14,7 +14,7 @@ import pytest
 
 from helpers import ROOT, cli_env
 from pixeldance.data.shapes import write_dataset
-from test_signals import EXPECTED, loading_torch
+from test_signals import EXPECTED
 from train_runs import TINY, sets
 
 pytestmark = pytest.mark.slow
@@ -87,8 +87,11 @@ def leftovers(out: Path) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
 def test_stops_while_the_run_is_built(shapes, tmp_path, sig):
+    """Signalled while the text encoder loads (transformers' "Loading weights" bar), inside
+    train() before its first step."""
     out = tmp_path / "run"
-    code, err, took = stop(train_args(shapes, out), tmp_path, loading_torch, [sig])
+    building = lambda text, _: "Loading weights" in text  # noqa: E731
+    code, err, took = stop(train_args(shapes, out), tmp_path, building, [sig])
     assert code == EXPECTED[sig], err[-2000:]
     assert "Traceback" not in err and took < 30
     assert not out.exists()
