@@ -109,3 +109,61 @@ def assert_same_checkpoint(a: Path, b: Path, step: int, names=("unet", "ema", "o
         assert x.keys() == y.keys(), name
         differ = [k for k in x if not torch.equal(x[k], y[k])]
         assert not differ, f"{name}: {len(differ)} tensors differ, e.g. {differ[:3]}"
+
+
+def rank_env(rank: int, world: int, port: int) -> dict:
+    """What a launcher gives process ``rank`` of ``world`` (torchrun's variables), so a test can
+    start the ranks itself: each with its own arguments (a node's own output folder) and its
+    own process to signal."""
+    env = cli_env()
+    env.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+    )  # fmt: skip
+    return env
+
+
+def start_ranks(cmds: list[list[str]], logs: list[Path]) -> list[subprocess.Popen]:
+    """Start one process per command as the ranks of one run, output to ``logs``."""
+    port = free_port()
+    procs = []
+    for rank, (cmd, log) in enumerate(zip(cmds, logs, strict=True)):
+        with open(log, "w") as f:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env=rank_env(rank, len(cmds), port),
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+    return procs
+
+
+def wait_ranks(procs: list[subprocess.Popen], timeout: float = 600) -> list[int]:
+    """Every rank's exit code. As a launcher does, the ranks still running 60 s after one
+    failed are killed (they would wait for it forever); all are killed at ``timeout``."""
+    deadline, failed_at = time.time() + timeout, None
+    try:
+        while any(p.poll() is None for p in procs) and time.time() < deadline:
+            if failed_at is None and any(p.poll() not in (None, 0) for p in procs):
+                failed_at = time.time()
+            if failed_at is not None and time.time() > failed_at + 60:
+                break
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [p.returncode for p in procs]
+
+
+def run_ranks(
+    cmds: list[list[str]], folder: Path, timeout: float = 600
+) -> tuple[list[int], list[str]]:
+    """Run the ranks to their end: (exit codes, outputs)."""
+    logs = [folder / f"rank{r}.log" for r in range(len(cmds))]
+    codes = wait_ranks(start_ranks(cmds, logs), timeout)
+    return codes, [log.read_text() for log in logs]

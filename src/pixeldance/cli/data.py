@@ -1,6 +1,6 @@
 """``pixeldance make-shapes``, ``check-data`` and ``preprocess``: data commands. Every count,
-rate and path is checked before any work, and a cache is written to a temporary folder and
-renamed into place only when it holds something."""
+rate and path is checked before any work. A cache is made in parts in a work folder beside it
+(:mod:`pixeldance.data.preprocess`) and swapped into place only when it holds something."""
 
 from __future__ import annotations
 
@@ -57,7 +57,16 @@ def add_data_parsers(sub) -> None:
     c.add_argument("--strict", action="store_true", help="exit 1 if any file is bad")
     c.set_defaults(func=_cmd_check_data)
 
-    pp = sub.add_parser("preprocess", help="encode clips and captions once into a latent cache")
+    pp = sub.add_parser(
+        "preprocess",
+        help="encode clips and captions once into a latent cache",
+        description="Encode a manifest's clips (and captioned images) once into a latent cache. "
+        "Under torchrun or accelerate launch every process encodes its share and the first "
+        "merges them; jobs started apart take --rank/--world-size and are merged with --merge. "
+        "Work in progress lives in OUT.preprocess-work/ beside --out (finished parts only: a "
+        "part being written is removed on Ctrl-C or SIGTERM); the same command continues from "
+        "it, and removes it once the cache is made.",
+    )
     pp.add_argument("--config", help="YAML config (model and buckets)")
     pp.add_argument("--data", help="manifest of videos (default: the config's)")
     pp.add_argument("--images", help="captioned images (default: the config's)")
@@ -67,8 +76,31 @@ def add_data_parsers(sub) -> None:
         help="a new (or empty) folder for the cache; a cache preprocess wrote is replaced only "
         "with --overwrite",
     )
-    pp.add_argument("--overwrite", action="store_true", help="replace --out if preprocess wrote it")
+    pp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out if preprocess wrote it, and start again if OUT.preprocess-work/ "
+        "holds the parts of another preprocess",
+    )
     pp.add_argument("--clips-per-video", type=int, default=1)
+    pp.add_argument(
+        "--workers", type=int, default=0, help="decoding processes per rank (0: decode inline)"
+    )
+    pp.add_argument(
+        "--part-size",
+        type=int,
+        default=256,
+        help="items per part, the unit of splitting and resuming (default 256)",
+    )
+    pp.add_argument(
+        "--rank", type=int, help="with --world-size: this job's share, for jobs started apart"
+    )
+    pp.add_argument("--world-size", type=int, help="the number of jobs started apart")
+    pp.add_argument(
+        "--merge",
+        action="store_true",
+        help="only merge the finished parts in OUT.preprocess-work/ into the cache --out",
+    )
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     add_placement_args(pp, offload=False)
     pp.set_defaults(func=_cmd_preprocess)
@@ -123,13 +155,35 @@ def _cmd_check_data(args) -> int:
     return 1 if report.bad and args.strict else 0
 
 
+def _launch(args) -> tuple[int, int, bool]:
+    """(rank, world size, started together): --rank/--world-size for jobs started apart, else
+    a launcher's RANK/WORLD_SIZE (torchrun, accelerate launch), else one process."""
+    import os
+
+    if args.rank is not None or args.world_size is not None:
+        if args.rank is None or args.world_size is None:
+            raise UsageError("--rank and --world-size go together")
+        at_least("--world-size", args.world_size, 1)
+        if not 0 <= args.rank < args.world_size:
+            raise UsageError(f"--rank must be from 0 to {args.world_size - 1}, got {args.rank}")
+        return args.rank, args.world_size, False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world, True) if world > 1 else (0, 1, False)
+
+
 def _cmd_preprocess(args) -> int:
     from ..devices import PlacementError, resolve_placement
     from ..train.config import load_config
     from ..train.stages import bucket_sets
 
     at_least("--clips-per-video", args.clips_per_video, 1)
+    at_least("--workers", args.workers, 0)
+    at_least("--part-size", args.part_size, 1)
+    rank, world, together = _launch(args)
     out = destination(args.out, "cache", args.overwrite)
+    if args.merge:
+        work_started()
+        return _merge(out)
     try:
         placement = resolve_placement(args.device, args.dtype)
     except PlacementError as err:
@@ -150,32 +204,73 @@ def _cmd_preprocess(args) -> int:
     if images is not None and not Path(images).exists():
         raise UsageError(f"--images not found: {images}")
     work_started()
-    from ..data.latents import preprocess
-    from ..owned import replacing
+    import torch
+
+    from ..data.preprocess import preprocess
+    from ..train.resume import config_hash
     from ..train.setup import build_components, prompt_encoder
 
+    device = placement.device
+    if together and torch.device(device).type == "cuda" and torch.device(device).index is None:
+        import os
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    barrier = _process_group() if together else None
     comps = build_components(cfg)
-    with replacing(out) as tmp:
+    try:
         index = preprocess(
-            tmp,
-            comps.vae,
-            prompt_encoder(comps),
-            sets,
-            manifest=manifest,
-            images=images,
-            fps=cfg.data.fps,
-            clips_per_video=args.clips_per_video,
-            seed=cfg.run.seed,
-            device=placement.device,
-            dtype=placement.torch_dtype,
-        )
-        n = sum(s["count"] for s in index["shards"])
-        if n == 0:
-            bad = sum(index["bad_files"].values())
-            raise WorkFailed(
-                f"nothing could be encoded ({bad} bad files: {index['bad_files']}); no cache "
-                f"written. Run `pixeldance check-data {manifest}` to see what is wrong"
+            out, comps.vae, prompt_encoder(comps), sets, manifest=manifest, images=images,
+            fps=cfg.data.fps, clips_per_video=args.clips_per_video, seed=cfg.run.seed,
+            device=device, dtype=placement.torch_dtype, progress=rank == 0 or not together,
+            rank=rank, world=world, workers=args.workers, part_size=args.part_size,
+            restart=args.overwrite, model_key=config_hash(cfg), barrier=barrier,
+        )  # fmt: skip
+    except _nothing_encoded() as err:
+        raise WorkFailed(
+            f"{err}. Run `pixeldance check-data {manifest}` to see what is wrong"
+        ) from err
+    if index is None:
+        if not together:
+            print(
+                f"rank {rank} of {world}: parts written to {args.out}.preprocess-work; when "
+                f"every job is done: pixeldance preprocess --merge --out {args.out}"
             )
+        return 0
+    return _report(out, index)
+
+
+def _nothing_encoded():
+    from ..data.preprocess import NothingEncoded
+
+    return NothingEncoded
+
+
+def _process_group():
+    """Processes started together (torchrun): a gloo group for the barriers around the work
+    (a long timeout: a rank may finish its share hours before the last one)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
+    return dist.barrier
+
+
+def _merge(out: Path) -> int:
+    from ..data.preprocess import NothingEncoded, merge_parts
+
+    try:
+        index = merge_parts(out)
+    except NothingEncoded as err:
+        raise WorkFailed(str(err)) from err
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return _report(out, index)
+
+
+def _report(out: Path, index: dict) -> int:
+    n = sum(s["count"] for s in index["shards"])
     print(
         f"wrote {n} cached samples in {len(index['shards'])} shards to {out}; "
         f"bad files: {index['bad_files']}"

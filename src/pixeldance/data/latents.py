@@ -1,8 +1,8 @@
 """Latent cache: clips encoded to VAE latents and captions to text states, once.
 
-``pixeldance preprocess`` writes a folder of safetensors shards, one bucket per shard, each with
-``latents`` ``(N, C, F, h, w)`` and ``text`` ``(N, L, D)`` in float16 and the captions in the
-shard's metadata, plus ``empty_text.safetensors`` (the empty prompt, for text dropout) and
+``pixeldance preprocess`` (:mod:`pixeldance.data.preprocess`) writes a folder of safetensors
+shards, one bucket per shard, each with ``latents`` ``(N, C, F, h, w)`` and ``text``
+``(N, L, D)`` in float16 and the captions in the shard's metadata, plus ``empty_text.safetensors`` (the empty prompt, for text dropout) and
 ``index.json``. Training reads it instead of videos, so no decoding or encoding happens per step.
 
 The index records the autoencoder that made the latents (class, latent channels, scaling
@@ -184,107 +184,3 @@ class LatentCache:
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
-
-
-@torch.no_grad()
-def preprocess(
-    out: str | Path,
-    vae,
-    prompt_encoder,
-    buckets: list[Bucket] | list[list[Bucket]],
-    manifest: str | Path | None = None,
-    images: str | Path | None = None,
-    fps: float = 4.0,
-    clips_per_video: int = 1,
-    seed: int = 0,
-    shard_size: int = 256,
-    batch_size: int = 16,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    dtype: torch.dtype | None = None,
-) -> dict:
-    """Encode a manifest's clips (and optional captioned images) into a latent cache at ``out``.
-
-    ``buckets`` is one set of buckets, or several (one per training stage): every set gets its
-    own encoding of each clip, at its sizes. Each video gives ``clips_per_video`` clips with
-    different random starts. Bad files are skipped and counted. The VAE and the text encoder run on ``device`` in ``dtype`` (None:
-    as they are); the cache holds float16 either way. Returns the index written.
-    """
-    from tqdm import tqdm
-
-    from ..encoders import encode_frames
-    from .datasets import BadDataCounter, ImageDataset, VideoClipDataset
-    from .manifest import read_image_records, read_video_records
-    from .sizes import record_buckets
-
-    out = Path(out)
-    counter = BadDataCounter()
-    shards: list[dict] = []
-    sets = [list(buckets)] if buckets and isinstance(buckets[0], Bucket) else list(buckets)
-    flat = [b for bucket_set in sets for b in bucket_set]
-    jobs = []  # (kind, dataset, [(sample key, bucket within its set)], offset of its set)
-    records = read_video_records(manifest) if manifest is not None else None
-    irecords = read_image_records(images) if images is not None else None
-    offset = 0
-    for bucket_set in sets:
-        if records is not None:
-            ds = VideoClipDataset(records, bucket_set, fps=fps, seed=seed)
-            rb = record_buckets(records, bucket_set).tolist()
-            keys = [
-                (c * len(records) + i, rb[i])
-                for c in range(clips_per_video)
-                for i in range(len(records))
-            ]
-            jobs.append(("video", ds, keys, offset))
-        if irecords is not None:
-            ibuckets = image_buckets(bucket_set)
-            ids = ImageDataset(irecords, ibuckets, seed=seed)
-            rb = record_buckets(irecords, ibuckets, images=True).tolist()
-            jobs.append(("image", ids, [(i, rb[i]) for i in range(len(irecords))], offset))
-        offset += len(bucket_set)
-    vae.to(device=device, dtype=dtype)
-    prompt_encoder.text_encoder.to(device=device, dtype=dtype)
-    for kind, ds, keys, offset in jobs:
-        writer = LatentCacheWriter(out, flat, shard_size, kind)
-        writer.shards = shards  # one numbering across kinds
-        pending: list = []
-
-        def flush(pending=pending, writer=writer):
-            """Encode the pending samples (one bucket's shape) as one batch."""
-            pixels = torch.stack([p for p, _, _ in pending]).to(device)
-            latents = encode_frames(vae, pixels)
-            text = prompt_encoder.encode([c for _, c, _ in pending])
-            for j, (_, caption, b) in enumerate(pending):
-                writer.add(b, latents[j], text[j], caption)
-            pending.clear()
-
-        for key in tqdm(keys, desc=f"encoding {kind}s", disable=not progress):
-            sample = ds[key]
-            counter.merge(sample.bad)
-            if sample.pixels is None:
-                continue
-            if pending and pending[0][0].shape != sample.pixels.shape:
-                flush()  # a batch holds one bucket's shape
-            pending.append((sample.pixels, sample.caption, offset + key[1]))
-            if len(pending) >= batch_size:
-                flush()
-        if pending:
-            flush()
-        writer.close()
-    save_file(
-        {"text": prompt_encoder.encode([""]).half().contiguous()}, out / "empty_text.safetensors"
-    )
-    from ..encoders import latent_channels
-
-    info = {
-        "bad_files": counter.counts,
-        "fps": fps,
-        "text_tokens": int(prompt_encoder.max_length),
-        "vae": {
-            "class": type(vae).__name__,
-            "latent_channels": int(latent_channels(vae)),
-            "scaling_factor": float(vae.config.scaling_factor),
-        },
-    }
-    write_index(out, shards, flat, info)
-    return json.loads((out / "index.json").read_text())

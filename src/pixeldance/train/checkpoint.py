@@ -103,6 +103,22 @@ def save_checkpoint(
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+    try:
+        _write_checkpoint(tmp, step, unet, ema, optimizer, scheduler_state, rng_states, extra, main)
+    except BaseException:  # an error, or a second Ctrl-C: no half-written folder is left
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not main:
+        return None
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    prune_checkpoints(output_dir, keep)
+    return final
+
+
+def _write_checkpoint(tmp, step, unet, ema, optimizer, scheduler_state, rng_states, extra, main):
     names = {id(p): n for n, p in unet.named_parameters()}
     files = [("unet", unet.state_dict().items())]
     if ema is not None:
@@ -115,7 +131,7 @@ def save_checkpoint(
             save_file(tensors, tmp / f"{name}.safetensors")
         del tensors
     if not main:
-        return None
+        return
     for rank, state in enumerate(rng_states):
         save_file(state, tmp / f"rng-{rank}.safetensors")
     groups = optimizer.state_dict()["param_groups"]
@@ -127,11 +143,6 @@ def save_checkpoint(
     }
     (tmp / "state.json").write_text(json.dumps(meta, indent=1, default=float))
     (tmp / MARKER).write_text("ok\n")
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    prune_checkpoints(output_dir, keep)
-    return final
 
 
 # ----------------------------------------------------------------------------- finding

@@ -4,15 +4,17 @@ flat bookkeeping (logs, checkpoints, samples), under Accelerate.
 The same code runs under ``python``, ``torchrun`` and ``accelerate launch``; on CPU several
 processes talk over gloo. Nothing but throughput depends on the number of processes: the LR
 schedule steps once per optimizer step and image batches are decided for all processes alike.
-A run stops cleanly at ``optim.max_steps``, on SIGTERM/SIGINT (checkpoint, exit 128 + signal),
-or after ``run.max_nonfinite`` steps in a row without a finite loss.
+A run stops cleanly at ``optim.max_steps``; on SIGTERM/SIGINT, agreed by every process at the
+next step boundary (:mod:`pixeldance.train.stopping`: checkpoint if a step trained since the
+last one, exit 128 + signal); or after ``run.max_nonfinite`` steps in a row without a finite
+loss.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ from .guard import TrainingStopped
 from .outputs import final_folder, save_pipeline, whole_unet, write_sample
 from .run import Run, start_run
 from .step import batch_inputs, compute_loss, step_generator
+from .stopping import StopRequests
 
 __all__ = ["TrainingStopped", "train"]
 
@@ -34,31 +37,40 @@ logger = logging.getLogger("pixeldance.train")
 def train(cfg: Config, resume: bool | str | Path = False) -> Path:
     """Train and return the folder of the final pipeline (``{output_dir}/pipeline``)."""
     check_launch(cfg.optim.fsdp, cfg.optim.mixed_precision)
-    run = start_run(cfg, resume)
-    max_steps = cfg.optim.max_steps
-    bar = tqdm(
-        total=max_steps, initial=run.step, disable=not run.main, desc="train", dynamic_ncols=True
-    )
+    run, bar, stops = None, None, StopRequests()
     try:
-        with _Signals() as signals:
-            while run.step < max_steps:
-                loss = train_step(run)  # None: no finite loss, the weights are unchanged
-                if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
-                    stop_diverged(run)
-                run.step += 1  # a skipped step is spent too: its data is consumed
-                bar.update(1)
-                if loss is None:
-                    continue
-                after_step(run, loss, bar)
-                if signals.received is not None:
-                    stop_on_signal(run, signals.received)
-        if not run.counters.trained_steps:
-            raise TrainingStopped(run.counters.nothing_learnt(cfg.data.manifest, run.lr))
-        run.checkpoint()
-        return save_final(run)
+        with stops:
+            run = start_run(cfg, resume)  # a signal here stops at once: nothing has trained
+            stops.start_stepping(run.device, run.accelerator.num_processes)
+            run.stops, max_steps = stops, cfg.optim.max_steps
+            bar = tqdm(
+                total=max_steps, initial=run.step, disable=not run.main, desc="train",
+                dynamic_ncols=True,
+            )  # fmt: skip
+            try:
+                while run.step < max_steps:
+                    loss = train_step(run)  # None: no finite loss, the weights are unchanged
+                    if loss is None and run.counters.nonfinite_in_a_row >= cfg.run.max_nonfinite:
+                        stop_diverged(run)  # the same on every process: losses are gathered
+                    run.step += 1  # a skipped step is spent too: its data is consumed
+                    run.mid_update = False
+                    bar.update(1)
+                    if loss is not None:
+                        after_step(run, loss, bar)
+                    signum = stops.agreed()  # one all-reduce: a request on any process
+                    if signum:
+                        stop_on_signal(run, signum)
+            except (KeyboardInterrupt, Exception) as err:
+                interrupted(run, stops, err)
+            if not run.counters.trained_steps:
+                raise TrainingStopped(run.counters.nothing_learnt(cfg.data.manifest, run.lr))
+            run.checkpoint()
+            return save_final(run)
     finally:
-        bar.close()
-        run.accelerator.end_training()
+        if bar is not None:
+            bar.close()
+        if run is not None:
+            run.accelerator.end_training()
 
 
 def train_step(run: Run) -> float | None:
@@ -71,7 +83,8 @@ def train_step(run: Run) -> float | None:
     run.lr = run.optimizer.param_groups[0]["lr"]
     losses = []
     for micro in range(o.grad_accum):
-        _, kind, batch = next(run.stream)
+        with run.stops.waiting_for_data() if run.stops is not None else nullcontext():
+            _, kind, batch = next(run.stream)
         counters.bad_files += len(batch.bad)
         if run.cfg.run.log_batches:
             run.open_folder()
@@ -83,6 +96,7 @@ def train_step(run: Run) -> float | None:
                 acc.backward(loss)
                 if acc.sync_gradients and o.grad_clip > 0:
                     acc.clip_grad_norm_(run.unet.parameters(), o.grad_clip)
+                run.mid_update = run.mid_update or acc.sync_gradients
                 run.optimizer.step()
                 losses.append(loss.item())
             run.optimizer.zero_grad(set_to_none=True)
@@ -169,14 +183,51 @@ def stop_diverged(run: Run) -> None:
 
 
 def stop_on_signal(run: Run, signum: int) -> None:
-    """SIGTERM/SIGINT: checkpoint, then exit with 128 + the signal's number."""
-    run.checkpoint()
+    """SIGTERM/SIGINT, agreed by every process at a step boundary: all save this step (if a
+    step trained since the last checkpoint), then exit with 128 + the signal's number."""
+    saved = run.unsaved
+    if saved:
+        run.checkpoint()
     logger.warning(
-        "stopped by signal %d at step %d; checkpoint saved; continue with --resume",
+        "stopped by signal %d at step %d; %s",
         signum,
         run.step,
+        "checkpoint saved; continue with --resume"
+        if saved
+        else "nothing trained since the last checkpoint, nothing saved",
     )
     raise SystemExit(128 + signum)
+
+
+def interrupted(run: Run, stops: StopRequests, err: BaseException) -> None:
+    """A stop that did not come at a step boundary: after the grace for data that did not come
+    (saved if safe), or an error raised because the signal also ended the DataLoader workers (a
+    whole process group's SIGTERM: the stop, saved if safe). Anything else is raised as it is."""
+    if isinstance(err, KeyboardInterrupt):
+        if stops.stopped_waiting:
+            save_if_safe(run)
+        raise err
+    if stops.received is None:
+        raise err
+    save_if_safe(run)
+    stops.stop_now()
+
+
+def save_if_safe(run: Run) -> None:
+    """A stop that did not come at a step boundary (the data did not come, or its readers
+    died with the signal): one process saves the steps it finished, unless the stop landed in
+    the middle of an update; several cannot agree on a save and save nothing."""
+    if not run.unsaved:
+        return
+    if run.accelerator.num_processes == 1 and not run.mid_update:
+        run.checkpoint()
+        logger.warning("stopped between steps; step %d saved", run.step)
+    else:
+        logger.warning(
+            "stopped in the middle of step %d%s; the steps since the last checkpoint are not saved",
+            run.step + 1,
+            f" on {run.accelerator.num_processes} processes" if not run.mid_update else "",
+        )
 
 
 def save_final(run: Run) -> Path:
@@ -188,26 +239,3 @@ def save_final(run: Run) -> Path:
         logger.info("training done: %s; %s", final, run.counters.summary())
     run.accelerator.wait_for_everyone()
     return final
-
-
-class _Signals:
-    """Turns SIGTERM/SIGINT into a flag checked between steps."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)

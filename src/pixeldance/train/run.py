@@ -20,19 +20,14 @@ from torch import nn
 
 from ..data.batch import Batch
 from ..encoders import PromptEncoder
-from .checkpoint import (
-    checkpoint_meta,
-    restore_checkpoint,
-    resume_point,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from .checkpoint import restore_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import Config, save_config
 from .distributed import ddp_kwargs, is_sharded, shard_unet
 from .ema import EMA
 from .guard import Counters
+from .resume import agree_on_resume, batch_geometry, config_hash, fit_process_count
 from .setup import Components, build_components, prompt_encoder
+from .stopping import StopRequests
 from .stream import make_stream
 from .trainable import Trainable
 
@@ -62,6 +57,9 @@ class Run:
     lr: float = 0.0  # the LR of the step in progress
     samples: int = 0  # samples trained on since the last log line
     t_last: float = field(default_factory=time.perf_counter)
+    trained_at_save: int = 0  # counters.trained_steps at the last checkpoint (or the start)
+    stops: StopRequests | None = None  # SIGTERM/SIGINT while training (set by train())
+    mid_update: bool = False  # the weights are being updated (not those of step `step`)
 
     @property
     def main(self) -> bool:
@@ -75,15 +73,25 @@ class Run:
     def device(self) -> torch.device:
         return self.accelerator.device
 
+    @property
+    def unsaved(self) -> bool:
+        """A step trained since the last checkpoint (or the start)."""
+        return self.counters.trained_steps > self.trained_at_save
+
     def open_folder(self) -> None:
         """Make the run folder, its config and its logs: at the first step that trains, so a
-        run that cannot learn leaves nothing behind."""
+        run that cannot learn leaves nothing behind. Collective (every process calls it at the
+        same step): a node whose output folder is not the main process's (not shared) gets
+        the config too, so its folder is a run folder the next start recognises."""
         if self.opened:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         if self.main:
             save_config(self.cfg, self.out / "config.yaml")
             self.accelerator.init_trackers("pixeldance", config=_flat(self.cfg.to_dict()))
+        self.accelerator.wait_for_everyone()
+        if not self.main and not (self.out / "config.yaml").exists():
+            save_config(self.cfg, self.out / "config.yaml")
         self.opened = True
 
     def checkpoint(self) -> None:
@@ -94,12 +102,15 @@ class Run:
         extra = {
             "counters": self.counters.to_dict(),
             "ema_optimization_step": self.ema.optimization_step if self.ema is not None else 0,
+            "config_hash": config_hash(self.cfg),
+            "batch": batch_geometry(self.cfg, self.accelerator.num_processes),
         }
         save_checkpoint(
             self.out, self.step, self.base, self.ema, self.optimizer.optimizer,
             self.lr_scheduler.state_dict(), rngs, extra, self.cfg.run.keep_checkpoints, self.main,
         )  # fmt: skip
         self.accelerator.wait_for_everyone()
+        self.trained_at_save = self.counters.trained_steps
 
     def log_batch(self, kind: str, batch: Batch) -> None:
         """What this process trains on at this step, to ``batches-rank{r}.jsonl``."""
@@ -110,15 +121,20 @@ class Run:
 
 def start_run(cfg: Config, resume: bool | str | Path = False) -> Run:
     """A run at step 0, or (``resume``) at its last complete checkpoint, with its weights,
-    optimizer, schedule, EMA, counters and RNG states, and its stream positioned there."""
+    optimizer, schedule, EMA, counters and RNG states, and its stream positioned there. Every
+    process resumes from the same checkpoint and with its global batch, or none starts
+    (:mod:`pixeldance.train.resume`)."""
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration
 
     o, out = cfg.optim, Path(cfg.run.output_dir)
     cpu = not torch.cuda.is_available()  # several CPU processes then talk over gloo
     procs = PartialState(cpu=cpu)
-    ckpt = resume_point(out, resume)
-    start = checkpoint_meta(ckpt)["step"] if ckpt is not None else 0
+    ckpt, meta = agree_on_resume(cfg, resume, procs.process_index, procs.num_processes)
+    start = meta["step"] if meta is not None else 0
+    if meta is not None:  # another process count keeps the checkpoint's global batch
+        cfg = fit_process_count(cfg, meta.get("batch"), procs.num_processes)
+        o = cfg.optim
     torch.manual_seed(cfg.run.seed)
     comps = build_components(cfg)
     stream, empty_text = make_stream(
@@ -160,6 +176,7 @@ def _restore(run: Run, ckpt: Path) -> None:
         ckpt, run.base, run.ema, run.optimizer.optimizer, run.lr_scheduler, run.rank
     )
     run.counters = Counters.restore(meta.get("counters", {}), run.step)
+    run.trained_at_save = run.counters.trained_steps
     if meta["rng"] is not None:
         set_rng_state(meta["rng"])
     logger.info("resumed from %s at step %d", ckpt, run.step)
