@@ -98,6 +98,11 @@ def _cmd_check_data(args) -> int:
     if not args.fps > 0:
         raise UsageError(f"--fps must be greater than 0, got {args.fps}")
     input_file(args.manifest, "manifest")
+    from ..data.manifest_index import manifest_problem
+
+    problem = manifest_problem(args.manifest)
+    if problem:
+        raise UsageError(problem)
     work_started()
     from ..data.check import check_manifest
 
@@ -111,6 +116,7 @@ def _cmd_check_data(args) -> int:
 def _cmd_preprocess(args) -> int:
     from ..devices import PlacementError, resolve_placement
     from ..train.config import load_config
+    from ..train.config_check import check_clip_lengths, check_config
     from ..train.stages import bucket_sets
 
     at_least("--clips-per-video", args.clips_per_video, 1)
@@ -119,7 +125,10 @@ def _cmd_preprocess(args) -> int:
         placement = resolve_placement(args.device, args.dtype)
     except PlacementError as err:
         raise flag_error(err) from err
+    if args.config is not None:
+        input_file(args.config, "--config")
     cfg = load_config(args.config, args.set)
+    check_config(cfg)  # every key, before anything is built
     sets = bucket_sets(cfg)  # one set of buckets per training stage
     manifest = args.data or cfg.data.manifest
     images = args.images or cfg.data.images
@@ -127,11 +136,14 @@ def _cmd_preprocess(args) -> int:
         raise UsageError("nothing to encode: give --data MANIFEST and/or --images, or set them")
     if manifest is not None:
         from ..data.check import image_list_problem
+        from ..data.manifest_index import manifest_problem
 
         input_file(manifest, "--data")
-        problem = image_list_problem(manifest)
+        problem = manifest_problem(manifest) or image_list_problem(manifest)
         if problem:
             raise UsageError(problem)
+        cfg.data.manifest, cfg.data.latent_cache = manifest, None
+        check_clip_lengths(cfg)  # the buckets' frames within the clips'
     if images is not None and not Path(images).exists():
         raise UsageError(f"--images not found: {images}")
     work_started()

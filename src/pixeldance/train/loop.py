@@ -127,7 +127,7 @@ def after_step(run: Run, loss: float, bar: tqdm) -> None:
     """Bookkeeping after a step that trained: log, checkpoint, sample."""
     r, step = run.cfg.run, run.step
     last = step == run.cfg.optim.max_steps  # the final checkpoint is written by train()
-    if step % r.log_every == 0 or last:
+    if (r.log_every and step % r.log_every == 0) or last:  # 0: never
         log_step(run, loss, bar)
     if r.checkpoint_every and step % r.checkpoint_every == 0 and not last:
         run.checkpoint()
