@@ -199,7 +199,11 @@ def add_eval_parser(sub) -> None:
         help="auto, cpu, cuda, cuda:N or mps, as for generate (default: auto); float32 there",
     )
     sc.add_argument("--batch-size", type=int, default=8, help="clips per extractor call")
-    sc.add_argument("--is-splits", type=int, default=10, help="Inception Score splits")
+    sc.add_argument(
+        "--is-splits",
+        type=int,
+        help="Inception Score splits, at most the rows scored (default 10, or fewer rows)",
+    )
     sc.add_argument(
         "--is-seed", type=int, default=0, help="seed of the shuffle before the IS splits"
     )
@@ -225,20 +229,6 @@ def _unique(paths) -> list[Path]:
 
 
 def _cmd_eval(args) -> int:
-    from ..data.video import VideoError
-    from ..devices import PlacementError, resolve_placement
-    from ..evaluation.comparable import comparability, generation_record, video_encode
-    from ..evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
-    from ..evaluation.protocol import (
-        DEFAULT_FRAMES,
-        NEEDS_WEIGHTS,
-        get_preset,
-        parse_metrics,
-        preset_warnings,
-    )
-    from ..evaluation.report import score_lines, write_report
-    from ..evaluation.score import ScoreConfig, choose_metrics, score
-
     if args.task == "convert-weights":
         return _convert(args)
     if bool(args.manifest) == bool(args.videos):
@@ -253,7 +243,55 @@ def _cmd_eval(args) -> int:
         from ..evaluation.adherence import parse_taus
 
         parse_taus(args.tau_sweep)  # a malformed list fails before any work
-    destination(args.out, "eval", add_to=True)  # new, empty, or an evaluation folder to add to
+    out = destination(args.out, "eval", add_to=True)  # new, empty, or an eval folder to add to
+    before = _listing(out)
+    try:
+        return _evaluate(args)
+    except BaseException:
+        _undo_bookkeeping(out, before)
+        raise
+
+
+def _listing(out: Path) -> set[Path] | None:
+    return set(out.rglob("*")) if out.exists() else None
+
+
+# what an evaluation writes before its first result: records, not results
+_BOOKKEEPING = ("generation.json",)
+
+
+def _undo_bookkeeping(out: Path, before: set[Path] | None) -> None:
+    """After a failed evaluation: if it made nothing but records and folders, remove what it
+    made (a refused eval leaves nothing); videos and first frames it made stay, to be reused."""
+    if not out.exists():
+        return
+    made = sorted(set(out.rglob("*")) - (before or set()), key=lambda p: len(p.parts))
+    if any(p.is_file() and p.name not in _BOOKKEEPING for p in made):
+        return
+    for p in reversed(made):  # the deepest first
+        if p.is_dir():
+            p.rmdir()
+        else:
+            p.unlink()
+    if before is None:
+        out.rmdir()
+
+
+def _evaluate(args) -> int:
+    from ..data.video import VideoError
+    from ..devices import PlacementError, resolve_placement
+    from ..evaluation.comparable import comparability, generation_record, video_encode
+    from ..evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
+    from ..evaluation.protocol import (
+        DEFAULT_FRAMES,
+        NEEDS_WEIGHTS,
+        get_preset,
+        parse_metrics,
+        preset_warnings,
+    )
+    from ..evaluation.report import score_lines, write_report
+    from ..evaluation.score import DEFAULT_IS_SPLITS, ScoreConfig, choose_metrics, score
+
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
     frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)
@@ -278,6 +316,7 @@ def _cmd_eval(args) -> int:
         chosen = choose_metrics(
             requested, _as_generated(items, args) if generating else items, references
         )
+        _check_is_splits(args.is_splits, chosen, _clip_count(args, preset, items), frames)
         extractors = _extractors(args, device, frames)
         for metric in chosen:  # load (and check) the networks before any long work
             if metric in NEEDS_WEIGHTS:
@@ -302,7 +341,7 @@ def _cmd_eval(args) -> int:
             reference_seed=args.seed,
             reference_clips=args.reference_count,
             cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
-            is_splits=args.is_splits,
+            is_splits=args.is_splits or DEFAULT_IS_SPLITS,
             is_seed=args.is_seed,
             keyframe_clip=args.clip is not None,
             batch_size=args.batch_size,
@@ -333,6 +372,29 @@ def _cmd_eval(args) -> int:
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")
     return 0
+
+
+def _clip_count(args, preset, items) -> int:
+    """How many clips will be scored: the samples generated, else the videos given."""
+    if args.manifest is None:
+        return len(items)
+    return args.samples or (preset.samples if preset and preset.samples else len(items))
+
+
+def _check_is_splits(splits: int | None, chosen, clips: int, frames: int) -> None:
+    """An explicit ``--is-splits`` must leave every split a row: the frame IS scores
+    ``clips x frames`` rows, the video IS ``clips``."""
+    if splits is None:
+        return
+    for metric, name, rows, unit in (
+        ("is", "the frame IS", clips * frames, f"frames ({clips} clips x {frames})"),
+        ("video_is", "the video IS", clips, "clips"),
+    ):
+        if metric in chosen and splits > rows:
+            raise UsageError(
+                f"--is-splits {splits} is more than the {rows} {unit} {name} is computed "
+                f"over; use at most {rows}"
+            )
 
 
 def _convert(args) -> int:

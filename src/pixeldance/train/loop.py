@@ -72,7 +72,7 @@ def train_step(run: Run) -> float | None:
     losses = []
     for micro in range(o.grad_accum):
         _, kind, batch = next(run.stream)
-        counters.bad_files += len(batch.bad)
+        counters.count_bad(batch.bad)
         if run.cfg.run.log_batches:
             run.open_folder()
             run.log_batch(kind, batch)
