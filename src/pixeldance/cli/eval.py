@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from .common import UsageError, at_least, destination
+from .eval_checks import check_is_splits, clip_count, listing, undo_bookkeeping
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
@@ -244,37 +245,12 @@ def _cmd_eval(args) -> int:
 
         parse_taus(args.tau_sweep)  # a malformed list fails before any work
     out = destination(args.out, "eval", add_to=True)  # new, empty, or an eval folder to add to
-    before = _listing(out)
+    before = listing(out)
     try:
         return _evaluate(args)
     except BaseException:
-        _undo_bookkeeping(out, before)
+        undo_bookkeeping(out, before)
         raise
-
-
-def _listing(out: Path) -> set[Path] | None:
-    return set(out.rglob("*")) if out.exists() else None
-
-
-# what an evaluation writes before its first result: records, not results
-_BOOKKEEPING = ("generation.json",)
-
-
-def _undo_bookkeeping(out: Path, before: set[Path] | None) -> None:
-    """After a failed evaluation: if it made nothing but records and folders, remove what it
-    made (a refused eval leaves nothing); videos and first frames it made stay, to be reused."""
-    if not out.exists():
-        return
-    made = sorted(set(out.rglob("*")) - (before or set()), key=lambda p: len(p.parts))
-    if any(p.is_file() and p.name not in _BOOKKEEPING for p in made):
-        return
-    for p in reversed(made):  # the deepest first
-        if p.is_dir():
-            p.rmdir()
-        else:
-            p.unlink()
-    if before is None:
-        out.rmdir()
 
 
 def _evaluate(args) -> int:
@@ -316,7 +292,7 @@ def _evaluate(args) -> int:
         chosen = choose_metrics(
             requested, _as_generated(items, args) if generating else items, references
         )
-        _check_is_splits(args.is_splits, chosen, _clip_count(args, preset, items), frames)
+        check_is_splits(args.is_splits, chosen, clip_count(args, preset, items), frames)
         extractors = _extractors(args, device, frames)
         for metric in chosen:  # load (and check) the networks before any long work
             if metric in NEEDS_WEIGHTS:
@@ -372,29 +348,6 @@ def _evaluate(args) -> int:
     print("\n".join(score_lines(report)))
     print(f"wrote {json_path} and {md_path}")
     return 0
-
-
-def _clip_count(args, preset, items) -> int:
-    """How many clips will be scored: the samples generated, else the videos given."""
-    if args.manifest is None:
-        return len(items)
-    return args.samples or (preset.samples if preset and preset.samples else len(items))
-
-
-def _check_is_splits(splits: int | None, chosen, clips: int, frames: int) -> None:
-    """An explicit ``--is-splits`` must leave every split a row: the frame IS scores
-    ``clips x frames`` rows, the video IS ``clips``."""
-    if splits is None:
-        return
-    for metric, name, rows, unit in (
-        ("is", "the frame IS", clips * frames, f"frames ({clips} clips x {frames})"),
-        ("video_is", "the video IS", clips, "clips"),
-    ):
-        if metric in chosen and splits > rows:
-            raise UsageError(
-                f"--is-splits {splits} is more than the {rows} {unit} {name} is computed "
-                f"over; use at most {rows}"
-            )
 
 
 def _convert(args) -> int:

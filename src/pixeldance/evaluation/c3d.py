@@ -134,7 +134,7 @@ def load_c3d_safetensors(
     path: str | Path, checksum: str, device="cpu", frames: int = C3D_FRAMES
 ) -> VideoProbabilities:
     """A C3D state dict from a safetensors file (tensors only; see module docs)."""
-    from .weights import read_safetensors
+    from .weights_io import read_safetensors
 
     network, mean = read_safetensors(
         Path(path),
