@@ -23,8 +23,15 @@ from .generate import add_generate_parsers
 from .train import add_train_parsers
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error in one line (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pixeldance",
         description="PixelDance video diffusion: generate, train, measure.",
         epilog="exit codes: 0 done, 1 the work failed, 2 the input was refused (nothing "
@@ -60,15 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(args) -> int:
-    from ..generation import SettingError
-    from .demo import DemoRunner
-    from .demo_page import build_app
-
     if args.queue < 1:
         raise UsageError(f"--queue must be at least 1, got {args.queue}")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
-    _check_listen_address(args.host, args.port)
+    _check_listen_address(args.host, args.port)  # before the model loads or a folder is made
+    from ..generation import SettingError
+    from .demo import DemoRunner
+    from .demo_page import build_app
+
     try:
         runner = DemoRunner(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
         app = build_app(runner, queue_size=args.queue)

@@ -58,6 +58,8 @@ def input_file(path: str | Path, what: str) -> Path:
         raise UsageError(f"{what} not found: {path}")
     if path.is_dir():
         raise UsageError(f"{what} is a folder, not a file: {path}")
+    if not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise UsageError(f"{what} is not a regular file (a pipe or a device?): {path}")
     return path
 
 

@@ -205,7 +205,16 @@ def check_unet(cfg) -> None:
     unknown = sorted(set(m.unet) - known)
     if unknown:
         raise ConfigError(f"model.unet has unknown keys {unknown}; known: {sorted(known)}")
-    channels = m.unet.get("block_out_channels", [])
+    missing = [
+        k for k in ("block_out_channels", "down_block_types", "up_block_types") if k not in m.unet
+    ]
+    if missing:
+        raise ConfigError(
+            f"model.unet.{missing[0]} is missing: model.unet lists the new UNet's arguments "
+            "(a --set of one model.unet key without --config replaces the whole default; "
+            "see configs/tiny.yaml)"
+        )
+    channels = m.unet["block_out_channels"]
     if (
         not isinstance(channels, list)
         or not channels
@@ -305,10 +314,37 @@ def check_clip_lengths(cfg, probe_count: int = PROBE_CLIPS) -> None:
             )
 
 
+def _local_or_hub(value: str) -> bool:
+    """A local folder, or what can only be a hub id (``owner/name``, read from the local
+    Hugging Face cache)."""
+    path = Path(value)
+    return path.is_dir() or (
+        not path.exists() and value.count("/") == 1 and not value.startswith(("/", "."))
+    )
+
+
+def check_model_paths(cfg) -> None:
+    """The folders the model is built from exist (nothing is downloaded at run time)."""
+    m = cfg.model
+    if m.init == "scratch":
+        if m.vae != "codec" and not _local_or_hub(m.vae):
+            raise ConfigError(
+                f"model.vae is 'codec' or an autoencoder folder; {m.vae} is not a folder"
+            )
+        if m.text_encoder is not None and not _local_or_hub(m.text_encoder):
+            raise ConfigError(
+                f"model.text_encoder is a text encoder folder (or null for the default); "
+                f"{m.text_encoder} is not a folder"
+            )
+    elif m.pretrained and not _local_or_hub(m.pretrained):
+        raise ConfigError(f"model.pretrained is not a folder: {m.pretrained}")
+
+
 def check_config(cfg) -> None:
     """Everything that can be known wrong about a training config before any work (see the
     module docstring); raises :class:`ConfigError` naming the key."""
     check_types(cfg)
     check_ranges(cfg)
     check_unet(cfg)
+    check_model_paths(cfg)
     check_sizes(cfg)
