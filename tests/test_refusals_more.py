@@ -126,6 +126,14 @@ CASES = [
                  marks=NO_CUDA),
     (["eval", "--manifest", "firsts.csv", "--out", "ev", "--metrics", "flicker", "--steps", "2",
       "--device", "cpu"], "not a readable image"),  # a refused eval leaves no generation.json
+    (["eval", "--videos", "latin.csv", "--out", "ev"], "manifest latin.csv is not UTF-8 text"),
+    # data: counts the disk or the machine cannot hold, an image list that is not one
+    (["make-shapes", "--out", "m", "--num", str(10**12)], "not enough free space for m"),
+    (["make-shapes", "--out", "m", "--num", "2", "--workers", "100000"], "--workers must be from"),
+    (["check-data", "shapes/manifest.csv", "--workers", "100000"], "--workers must be from 1"),
+    (T + ["--set", "data.images=afile"], "data.images: manifest afile has no rows"),
+    (["preprocess", "--config", "tiny.yaml", "--data", "shapes/manifest.csv", "--out", "c",
+      "--images", "afile"], "manifest afile has no rows"),
     # generate, the demo, argument errors
     (["generate", "--prompt", "", "--out", "o.mp4"], "--prompt is empty and there is no"),
     (["generate", "--prompt", "x", "--scheduler", "bogus", "--out", "o.mp4"], "invalid choice"),

@@ -68,13 +68,35 @@ def add_data_parsers(sub) -> None:
     pp.set_defaults(func=_cmd_preprocess)
 
 
+# lower bounds of what make-shapes writes (measured: about 34 KB a clip with its parameters,
+# 3 KB a still), so a refusal for space is certain
+CLIP_BYTES, IMAGE_BYTES = 20_000, 1_000
+
+
+def check_workers(workers: int) -> None:
+    """``--workers`` from 1 to four processes a CPU core (more only slows a machine down)."""
+    import os
+
+    at_least("--workers", workers, 1)
+    most = 4 * (os.cpu_count() or 1)
+    if workers > most:
+        raise UsageError(f"--workers must be from 1 to {most} (4 a CPU core), got {workers}")
+
+
 def _cmd_make_shapes(args) -> int:
     at_least("--num", args.num, 1)
     at_least("--images", args.images, 0)
-    at_least("--workers", args.workers, 1)
+    check_workers(args.workers)
     if not 0.0 <= args.mover_share <= 1.0:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
     out = destination(args.out, "dataset", args.overwrite)
+    from ..files import check_free_space
+
+    images = args.num // 2 if args.images is None else args.images
+    try:  # before any work: a count the disk cannot hold is refused, not half written
+        check_free_space(out / "manifest.csv", args.num * CLIP_BYTES + images * IMAGE_BYTES)
+    except ValueError as err:
+        raise UsageError(f"--num {args.num}: {err}") from err
     work_started()
     from ..data.shapes import write_dataset
     from ..owned import replacing
@@ -94,7 +116,7 @@ def _cmd_make_shapes(args) -> int:
 
 def _cmd_check_data(args) -> int:
     at_least("--frames", args.frames, 1)
-    at_least("--workers", args.workers, 1)
+    check_workers(args.workers)
     if not args.fps > 0:
         raise UsageError(f"--fps must be greater than 0, got {args.fps}")
     input_file(args.manifest, "manifest")
@@ -114,6 +136,7 @@ def _cmd_check_data(args) -> int:
 
 
 def _cmd_preprocess(args) -> int:
+    from ..data.manifest_index import manifest_problem
     from ..devices import PlacementError, resolve_placement
     from ..train.config import load_config
     from ..train.config_check import check_clip_lengths, check_config
@@ -136,7 +159,6 @@ def _cmd_preprocess(args) -> int:
         raise UsageError("nothing to encode: give --data MANIFEST and/or --images, or set them")
     if manifest is not None:
         from ..data.check import image_list_problem
-        from ..data.manifest_index import manifest_problem
 
         input_file(manifest, "--data")
         problem = manifest_problem(manifest) or image_list_problem(manifest)
@@ -146,6 +168,10 @@ def _cmd_preprocess(args) -> int:
         check_clip_lengths(cfg)  # the buckets' frames within the clips'
     if images is not None and not Path(images).exists():
         raise UsageError(f"--images not found: {images}")
+    if images is not None and Path(images).is_file():
+        problem = manifest_problem(images)
+        if problem:
+            raise UsageError(problem)
     work_started()
     from ..data.latents import preprocess
     from ..owned import replacing

@@ -146,6 +146,10 @@ def check_training_inputs(cfg) -> None:
         )
     if d.images and not Path(d.images).exists():
         raise UsageError(f"data.images not found: {d.images}")
+    if d.images and Path(d.images).is_file():
+        problem = manifest_problem(d.images)
+        if problem:
+            raise UsageError(f"data.images: {problem}")
     destination(cfg.run.output_dir, "run", flag="the run folder (--output-dir)", add_to=True)
 
 
