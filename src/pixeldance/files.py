@@ -257,17 +257,27 @@ def check_free_space(path: str | os.PathLike, needed: int) -> None:
 def check_writable_place(path: str | os.PathLike) -> None:
     """Raise ValueError unless ``path`` could be created: its nearest existing parent is a
     folder this process can write in (tried with a temporary file, which is removed)."""
-    path = Path(path).absolute()
-    place = path.parent
-    while not place.exists():
+    problem = writable_place_problem(path)
+    if problem:
+        raise ValueError(f"cannot write {path}: {problem}")
+
+
+def writable_place_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` could not be created (its nearest existing parent, named as given, is a
+    file or not writable), or None."""
+    given = Path(path)
+    place = given.parent
+    while not place.absolute().exists() and place != place.parent:
         place = place.parent
-    if not place.is_dir():
-        raise ValueError(f"cannot write {path}: {place} is a file, not a folder")
+    shown = place if str(place) not in ("", ".") else Path(".").absolute()
+    if not place.absolute().is_dir():
+        return f"{shown} is a file, not a folder"
     try:
-        with tempfile.TemporaryFile(dir=place):
+        with tempfile.TemporaryFile(dir=place.absolute()):
             pass
     except OSError as err:
-        raise ValueError(f"cannot write {path}: {place} is not writable ({err.strerror})") from err
+        return f"{shown} is not writable ({err.strerror})"
+    return None
 
 
 def write_video(frames, path: str | os.PathLike, fps: float = 8.0, overwrite: bool = False) -> Path:

@@ -37,6 +37,8 @@ def load_storyboard(path: str | Path) -> Storyboard:
         raise FileNotFoundError(f"storyboard not found: {path}")
     if path.is_dir():
         raise ValueError(f"the storyboard is a folder, not a YAML or JSON file: {path}")
+    if not path.is_file():  # a FIFO would wait for a writer forever
+        raise ValueError(f"the storyboard is not a regular file (a pipe or a device?): {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:

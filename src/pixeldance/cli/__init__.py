@@ -24,8 +24,15 @@ from .lora import add_lora_arg, checked_loras
 from .train import add_train_parsers
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error in one line (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pixeldance",
         description="PixelDance video diffusion: generate, train, measure.",
         epilog="exit codes: 0 done, 1 the work failed, 2 the input was refused (nothing "
@@ -62,14 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(args) -> int:
-    from ..generation import SettingError
-    from .demo import DemoRunner
-    from .demo_page import build_app
-
     if args.queue < 1:
         raise UsageError(f"--queue must be at least 1, got {args.queue}")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
+    _check_listen_address(args.host, args.port)  # before the model loads or a folder is made
+    from ..generation import SettingError
+    from .demo import DemoRunner
+    from .demo_page import build_app
+
     try:
         runner = DemoRunner(
             args.model,
@@ -86,6 +94,33 @@ def _cmd_demo(args) -> int:
     common.work_started()
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
     return 0
+
+
+def _check_listen_address(host: str, port: int) -> None:
+    """``--host`` an address of this machine and ``--port`` free on it, checked before the
+    model loads: one line, nothing made."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as err:
+        raise UsageError(f"--host {host!r} is not an address or a known host name") from err
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise UsageError(f"--port {port} is in use on {host}; pick another") from err
+            if err.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                raise UsageError(f"--host {host} is not an address of this machine") from err
+            if err.errno == errno.EACCES:
+                raise UsageError(
+                    f"--port {port} needs privileges on {host}; use 1024 or more"
+                ) from err
+            raise UsageError(f"cannot listen on {host}:{port} ({err.strerror})") from err
 
 
 def _cmd_info(args) -> int:

@@ -58,6 +58,8 @@ def input_file(path: str | Path, what: str) -> Path:
         raise UsageError(f"{what} not found: {path}")
     if path.is_dir():
         raise UsageError(f"{what} is a folder, not a file: {path}")
+    if not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise UsageError(f"{what} is not a regular file (a pipe or a device?): {path}")
     return path
 
 
@@ -72,14 +74,16 @@ def destination(
     """A folder the command will write, checked before any work: new, empty, or recognisably
     this project's output of ``kind`` that the user asked to replace (``--overwrite``) or that
     the command adds to (``add_to``). Nothing is created here; see :mod:`pixeldance.owned`."""
-    from ..files import check_writable_place
+    from ..files import writable_place_problem
     from ..owned import check_destination
 
     try:
         out = check_destination(path, kind, overwrite, flag, sources, add_to)
-        check_writable_place(out / "x")
     except ValueError as err:
         raise UsageError(str(err)) from err
+    problem = writable_place_problem(Path(path) / "x")
+    if problem:
+        raise UsageError(f"{flag} {path} cannot be written: {problem}")
     return out
 
 

@@ -106,10 +106,25 @@ def add_data_parsers(sub) -> None:
     pp.set_defaults(func=_cmd_preprocess)
 
 
+# lower bounds of what make-shapes writes (measured: about 34 KB a clip with its parameters,
+# 3 KB a still), so a refusal for space is certain
+CLIP_BYTES, IMAGE_BYTES = 20_000, 1_000
+
+
+def check_workers(workers: int) -> None:
+    """``--workers`` from 1 to four processes a CPU core (more only slows a machine down)."""
+    import os
+
+    at_least("--workers", workers, 1)
+    most = 4 * (os.cpu_count() or 1)
+    if workers > most:
+        raise UsageError(f"--workers must be from 1 to {most} (4 a CPU core), got {workers}")
+
+
 def _cmd_make_shapes(args) -> int:
     at_least("--num", args.num, 1)
     at_least("--images", args.images, 0)
-    at_least("--workers", args.workers, 1)
+    check_workers(args.workers)
     if not 0.0 <= args.mover_share <= 1.0:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
     from ..data.shapes import NEW_SHAPES, SHAPES, write_dataset
@@ -122,6 +137,13 @@ def _cmd_make_shapes(args) -> int:
             f"choose from {', '.join(SHAPES + NEW_SHAPES)}"
         )
     out = destination(args.out, "dataset", args.overwrite)
+    from ..files import check_free_space
+
+    images = args.num // 2 if args.images is None else args.images
+    try:  # before any work: a count the disk cannot hold is refused, not half written
+        check_free_space(out / "manifest.csv", args.num * CLIP_BYTES + images * IMAGE_BYTES)
+    except ValueError as err:
+        raise UsageError(f"--num {args.num}: {err}") from err
     work_started()
     from ..owned import replacing
 
@@ -141,10 +163,15 @@ def _cmd_make_shapes(args) -> int:
 
 def _cmd_check_data(args) -> int:
     at_least("--frames", args.frames, 1)
-    at_least("--workers", args.workers, 1)
+    check_workers(args.workers)
     if not args.fps > 0:
         raise UsageError(f"--fps must be greater than 0, got {args.fps}")
     input_file(args.manifest, "manifest")
+    from ..data.manifest_index import manifest_problem
+
+    problem = manifest_problem(args.manifest)
+    if problem:
+        raise UsageError(problem)
     work_started()
     from ..data.check import check_manifest
 
@@ -172,8 +199,10 @@ def _launch(args) -> tuple[int, int, bool]:
 
 
 def _cmd_preprocess(args) -> int:
+    from ..data.manifest_index import manifest_problem
     from ..devices import PlacementError, resolve_placement
     from ..train.config import load_config
+    from ..train.config_check import check_clip_lengths, check_config
     from ..train.stages import bucket_sets
 
     at_least("--clips-per-video", args.clips_per_video, 1)
@@ -188,7 +217,10 @@ def _cmd_preprocess(args) -> int:
         placement = resolve_placement(args.device, args.dtype)
     except PlacementError as err:
         raise flag_error(err) from err
+    if args.config is not None:
+        input_file(args.config, "--config")
     cfg = load_config(args.config, args.set)
+    check_config(cfg)  # every key, before anything is built
     sets = bucket_sets(cfg)  # one set of buckets per training stage
     manifest = args.data or cfg.data.manifest
     images = args.images or cfg.data.images
@@ -198,11 +230,17 @@ def _cmd_preprocess(args) -> int:
         from ..data.check import image_list_problem
 
         input_file(manifest, "--data")
-        problem = image_list_problem(manifest)
+        problem = manifest_problem(manifest) or image_list_problem(manifest)
         if problem:
             raise UsageError(problem)
+        cfg.data.manifest, cfg.data.latent_cache = manifest, None
+        check_clip_lengths(cfg)  # the buckets' frames within the clips'
     if images is not None and not Path(images).exists():
         raise UsageError(f"--images not found: {images}")
+    if images is not None and Path(images).is_file():
+        problem = manifest_problem(images)
+        if problem:
+            raise UsageError(problem)
     work_started()
     import torch
 

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from .common import UsageError, at_least, destination
+from .eval_checks import check_is_splits, clip_count, listing, undo_bookkeeping
 
 EPILOG = """examples:
   pixeldance eval --preset msrvtt --model runs/sd15 --manifest msrvtt/test_videodatainfo.json \\
@@ -199,7 +200,11 @@ def add_eval_parser(sub) -> None:
         help="auto, cpu, cuda, cuda:N or mps, as for generate (default: auto); float32 there",
     )
     sc.add_argument("--batch-size", type=int, default=8, help="clips per extractor call")
-    sc.add_argument("--is-splits", type=int, default=10, help="Inception Score splits")
+    sc.add_argument(
+        "--is-splits",
+        type=int,
+        help="Inception Score splits, at most the rows scored (default 10, or fewer rows)",
+    )
     sc.add_argument(
         "--is-seed", type=int, default=0, help="seed of the shuffle before the IS splits"
     )
@@ -225,20 +230,6 @@ def _unique(paths) -> list[Path]:
 
 
 def _cmd_eval(args) -> int:
-    from ..data.video import VideoError
-    from ..devices import PlacementError, resolve_placement
-    from ..evaluation.comparable import comparability, generation_record, video_encode
-    from ..evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
-    from ..evaluation.protocol import (
-        DEFAULT_FRAMES,
-        NEEDS_WEIGHTS,
-        get_preset,
-        parse_metrics,
-        preset_warnings,
-    )
-    from ..evaluation.report import score_lines, write_report
-    from ..evaluation.score import ScoreConfig, choose_metrics, score
-
     if args.task == "convert-weights":
         return _convert(args)
     if bool(args.manifest) == bool(args.videos):
@@ -253,7 +244,30 @@ def _cmd_eval(args) -> int:
         from ..evaluation.adherence import parse_taus
 
         parse_taus(args.tau_sweep)  # a malformed list fails before any work
-    destination(args.out, "eval", add_to=True)  # new, empty, or an evaluation folder to add to
+    out = destination(args.out, "eval", add_to=True)  # new, empty, or an eval folder to add to
+    before = listing(out)
+    try:
+        return _evaluate(args)
+    except BaseException:
+        undo_bookkeeping(out, before)
+        raise
+
+
+def _evaluate(args) -> int:
+    from ..data.video import VideoError
+    from ..devices import PlacementError, resolve_placement
+    from ..evaluation.comparable import comparability, generation_record, video_encode
+    from ..evaluation.inputs import caption_rule, read_items, reference_paths, ucf101_class
+    from ..evaluation.protocol import (
+        DEFAULT_FRAMES,
+        NEEDS_WEIGHTS,
+        get_preset,
+        parse_metrics,
+        preset_warnings,
+    )
+    from ..evaluation.report import score_lines, write_report
+    from ..evaluation.score import DEFAULT_IS_SPLITS, ScoreConfig, choose_metrics, score
+
     preset = get_preset(args.preset)
     requested = parse_metrics(args.metrics) or (preset.metrics if preset else None)
     frames = args.frames or (preset.frames if preset else DEFAULT_FRAMES)
@@ -278,6 +292,7 @@ def _cmd_eval(args) -> int:
         chosen = choose_metrics(
             requested, _as_generated(items, args) if generating else items, references
         )
+        check_is_splits(args.is_splits, chosen, clip_count(args, preset, items), frames)
         extractors = _extractors(args, device, frames)
         for metric in chosen:  # load (and check) the networks before any long work
             if metric in NEEDS_WEIGHTS:
@@ -302,7 +317,7 @@ def _cmd_eval(args) -> int:
             reference_seed=args.seed,
             reference_clips=args.reference_count,
             cache_dir=Path(args.cache_dir) if args.cache_dir else _default_cache(),
-            is_splits=args.is_splits,
+            is_splits=args.is_splits or DEFAULT_IS_SPLITS,
             is_seed=args.is_seed,
             keyframe_clip=args.clip is not None,
             batch_size=args.batch_size,

@@ -191,6 +191,10 @@ def _cmd_generate(args) -> int:
 
     out = check_output_path(args.out, args.overwrite)
     _check_prompt(args.prompt, "--prompt")
+    if not args.prompt.strip() and args.first_frame is None:
+        raise UsageError(
+            "--prompt is empty and there is no --first-frame: give a prompt, a first frame, or both"
+        )
     first = _read_image(args.first_frame, "--first-frame")
     last = _read_image(args.last_frame, "--last-frame")
     folder, config, settings = _settings(args, num_frames=args.frames, tau=args.tau)

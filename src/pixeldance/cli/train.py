@@ -77,6 +77,7 @@ def _data_key(data: str) -> str:
 def _cmd_train(args) -> int:
     from ..train.checkpoint import resume_point
     from ..train.config import load_config
+    from ..train.config_check import check_config
 
     at_least("--max-steps", args.max_steps, 1)
     at_least("--checkpoint-every", args.checkpoint_every, 0)
@@ -95,6 +96,7 @@ def _cmd_train(args) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = load_config(args.config, overrides)
+    check_config(cfg)  # every key, before anything is built
     check_training_inputs(cfg)
     try:  # a damaged checkpoint is named before anything is built
         resume_point(Path(cfg.run.output_dir), args.resume)
@@ -113,6 +115,8 @@ def check_training_inputs(cfg) -> None:
     missing or of the wrong kind, a stills list given as the videos, an output folder that
     cannot be written."""
     from ..data.check import image_list_problem
+    from ..data.manifest_index import manifest_problem
+    from ..train.config_check import check_clip_lengths
     from ..train.distributed import check_launch, launch_mismatch
     from ..train.pretrained import PIPELINE_INITS, check_layout
     from ..train.stages import plan
@@ -147,9 +151,10 @@ def check_training_inputs(cfg) -> None:
             )
     elif d.manifest:
         input_file(d.manifest, "the manifest (data.manifest)")
-        problem = image_list_problem(d.manifest)
+        problem = manifest_problem(d.manifest) or image_list_problem(d.manifest)
         if problem:
             raise UsageError(problem)
+        check_clip_lengths(cfg)
     elif d.shards:
         from ..data.shards import ShardError, expand_shards
 
@@ -163,6 +168,10 @@ def check_training_inputs(cfg) -> None:
         )
     if d.images and not Path(d.images).exists():
         raise UsageError(f"data.images not found: {d.images}")
+    if d.images and Path(d.images).is_file():
+        problem = manifest_problem(d.images)
+        if problem:
+            raise UsageError(f"data.images: {problem}")
     destination(cfg.run.output_dir, "run", flag="the run folder (--output-dir)", add_to=True)
 
 
@@ -206,8 +215,10 @@ def _cmd_export(args) -> int:
     try:
         if args.config:
             from ..train.config import load_config
+            from ..train.config_check import check_config
 
             config = load_config(input_file(args.config, "--config"))
+            check_config(config)
             generation = GenerationConfig.from_training(config, **choices)
         else:
             generation = GenerationConfig.from_dict(choices, "--choices") if choices else None

@@ -31,10 +31,14 @@ class BadDataCounter:
 
     def __init__(self):
         self.counts: dict[str, int] = {}
+        self._seen: set[str] = set()
 
     def merge(self, bad: list[tuple[str, str]]) -> None:
-        for _, reason in bad:
-            self.counts[reason] = self.counts.get(reason, 0) + 1
+        """Count each file once, however often it was tried (a substitute, a second clip)."""
+        for path, reason in bad:
+            if path not in self._seen:
+                self._seen.add(path)
+                self.counts[reason] = self.counts.get(reason, 0) + 1
 
     @property
     def total(self) -> int:
@@ -87,8 +91,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
             try:
                 frames = self.load(record, bucket, rng)
             except (VideoError, OSError, ValueError) as err:
-                logger.warning("skipping %s: %s", record.path, err)
-                bad.append((record.path, type(err).__name__))
+                if all(path != record.path for path, _ in bad):  # a retry is not a new file
+                    logger.warning("skipping %s: %s", record.path, err)
+                    bad.append((record.path, type(err).__name__))
                 continue
             pixels = to_model_range(torch.from_numpy(frames).permute(3, 0, 1, 2))  # (3, F, H, W)
             return Sample(record.caption, pixels=pixels, bad=bad)

@@ -151,9 +151,16 @@ def read_video_records(manifest: str | Path, root: str | Path | None = None) -> 
         raise FileNotFoundError(f"manifest not found: {manifest}")
     index = index_dir(manifest)
     if not index_is_valid(index, manifest):
-        with file_lock(index.with_name(index.name + ".lock")):
-            if not index_is_valid(index, manifest):  # another process may have built it meanwhile
-                build_index(manifest, index)
+        lock = index.with_name(index.name + ".lock")
+        made_lock = not lock.exists()
+        try:
+            with file_lock(lock):
+                if not index_is_valid(index, manifest):  # another process may have built it
+                    build_index(manifest, index)
+        except BaseException:
+            if made_lock:  # a manifest that cannot be read leaves nothing beside it
+                lock.unlink(missing_ok=True)
+            raise
     meta = json.loads((index / "meta.json").read_text())
     base = Path(root) if root else manifest.parent
     if meta["webvid"] and root is None and (manifest.parent / "videos").is_dir():

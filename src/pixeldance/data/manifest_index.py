@@ -192,7 +192,12 @@ def build_index(manifest: Path, index: Path) -> None:
     """Parse ``manifest`` into the index folder ``index`` (written aside, then renamed)."""
     import pyarrow as pa
 
-    header, jsonl = _header(manifest)
+    try:
+        header, jsonl = _header(manifest)
+    except (UnicodeDecodeError, ValueError, csv.Error) as err:
+        raise ValueError(
+            f"manifest {manifest} could not be read: {err} (it must be UTF-8 CSV or JSONL)"
+        ) from err
     if not header:
         raise ValueError(f"manifest has no rows: {manifest}")
     cols = _columns(manifest, header)
@@ -242,3 +247,67 @@ def _record_columns(batch, cols: dict) -> tuple:
         paths = batch.column(cols["path"])
     sizes = (batch.column("height"), batch.column("width")) if cols["has_sizes"] else ()
     return paths, batch.column(cols["caption"]), *sizes
+
+
+def _first_rows(manifest: Path, n: int) -> tuple[list[str], list[dict]]:
+    """The column names and the first ``n`` rows (dicts) of a CSV or JSONL manifest."""
+    header, jsonl = _header(manifest)
+    rows: list[dict] = []
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        if jsonl:
+            for line in f:
+                if len(rows) >= n:
+                    break
+                if line.strip():
+                    item = json.loads(line)
+                    rows.append(item if isinstance(item, dict) else {})
+        else:
+            for row in csv.DictReader(f):
+                if len(rows) >= n:
+                    break
+                rows.append(row)
+    return header, rows
+
+
+def manifest_problem(manifest: str | Path) -> str | None:
+    """What makes ``manifest`` unreadable as training data, found from its first rows before
+    any work (one line naming the file), or None: not UTF-8, not CSV/JSONL, no rows, no path or
+    caption column."""
+    manifest = Path(manifest)
+    try:
+        header, rows = _first_rows(manifest, 1)
+    except UnicodeDecodeError as err:
+        return f"manifest {manifest} is not UTF-8 text ({err.reason} at byte {err.start})"
+    except (ValueError, csv.Error) as err:
+        return f"manifest {manifest} is not CSV or JSONL ({' '.join(str(err).split())})"
+    except OSError as err:
+        return f"manifest {manifest} could not be read: {err.strerror or err}"
+    if not header or not rows:
+        return f"manifest {manifest} has no rows"
+    try:
+        _columns(manifest, header)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def peek_paths(manifest: Path, n: int) -> list[str]:
+    """The video paths of the first ``n`` rows, resolved as the training reader resolves them
+    (:func:`pixeldance.data.manifest.read_video_records`); [] if the manifest cannot be read."""
+    try:
+        header, rows = _first_rows(manifest, n)
+        cols = _columns(manifest, header)
+    except (OSError, ValueError, csv.Error):
+        return []
+    base = manifest.parent
+    if cols["webvid"] and (base / "videos").is_dir():
+        base = base / "videos"
+    out = []
+    for row in rows:
+        if cols["webvid"]:
+            rel = f"{row.get('page_dir', '')}/{row.get('videoid', '')}.mp4"
+        else:
+            rel = str(row.get(cols["path"]) or "")
+        if rel:
+            out.append(rel if "://" in rel or os.path.isabs(rel) else os.path.join(base, rel))
+    return out

@@ -112,6 +112,8 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # torch's own advice (weights_only=False) would run the file's code: not repeated
+        first = first.split(". In PyTorch")[0][:200]
         raise ValueError(f"{path}: not a tensors-only PyTorch checkpoint ({first})") from err
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):

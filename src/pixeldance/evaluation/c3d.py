@@ -134,14 +134,18 @@ def load_c3d_safetensors(
     path: str | Path, checksum: str, device="cpu", frames: int = C3D_FRAMES
 ) -> VideoProbabilities:
     """A C3D state dict from a safetensors file (tensors only; see module docs)."""
-    from safetensors import safe_open
+    from .weights_io import read_safetensors
 
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-        meta = f.metadata() or {}
-    mean = json.loads(meta["mean"]) if "mean" in meta else None
+    network, mean = read_safetensors(
+        Path(path),
+        "a UCF-101 C3D state dict",
+        lambda tensors, meta: (
+            C3D.from_tensors(tensors),
+            json.loads(meta["mean"]) if "mean" in meta else None,
+        ),
+    )
     return VideoProbabilities(
-        C3D.from_tensors(tensors).to(device),
+        network.to(device),
         name=f"C3D UCF-101 ({Path(path).name}, safetensors)",
         checksum=checksum,
         verified=None,

@@ -49,17 +49,29 @@ class Item:
 
 
 def _rows(path: Path, caption_seed: int = 0) -> list[dict]:
+    """The rows of a manifest; one that is not UTF-8 CSV/JSON(L) is a ValueError naming it."""
+    if not path.is_file():  # a FIFO would wait for a writer forever
+        raise ValueError(f"manifest {path} is not a regular file (a pipe or a device?)")
+    try:
+        return _read_rows(path, caption_seed)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"manifest {path} is not UTF-8 text (byte {err.start})") from err
+    except (json.JSONDecodeError, csv.Error) as err:
+        raise ValueError(f"manifest {path} could not be read ({err})") from err
+
+
+def _read_rows(path: Path, caption_seed: int) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and {"videos", "sentences"} <= set(data):
             return msrvtt_rows(data, seed=caption_seed)
         if isinstance(data, list):
             return data
         raise ValueError(f"{path}: expected a list of rows or MSR-VTT's videos + sentences")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         return list(csv.DictReader(f))
 
 

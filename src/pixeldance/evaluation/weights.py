@@ -17,13 +17,11 @@ import hashlib
 import json
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .features import FrameFeatures, TextImageFeatures, VideoFeatures
+from .weights_io import WeightsUnreadable, jit_load, read_safetensors
 
 WEIGHTS_ENV = "PIXELDANCE_EVAL_WEIGHTS"
 
@@ -98,6 +96,8 @@ def _missing(known: KnownWeights, path: Path) -> WeightsNotFound:
 def resolve(known: KnownWeights, path: str | os.PathLike | None = None) -> Path:
     """The weights file: ``path`` if given, else the default folder's ``known.filename``."""
     p = Path(path) if path is not None else weights_dir() / known.filename
+    if p.is_dir():
+        raise WeightsUnreadable(f"{known.flag} {p} is a folder, not the file {known.filename}")
     if not p.is_file():
         raise _missing(known, p)
     return p
@@ -136,6 +136,8 @@ def refuse_other_formats(p: Path, role: str) -> None:
 
     if p.suffix == ".safetensors" or is_torchscript(p):
         return
+    if p.stat().st_size == 0:
+        raise WeightsUnreadable(f"{p} is empty (0 bytes): not a weights file")
     converter = CONVERTERS.get(role)
     hint = (
         f"convert it with: pixeldance eval convert-weights --from {converter} --input {p} "
@@ -153,11 +155,13 @@ def _load_torchscript(known: KnownWeights, path, trust: bool, device, wrapper, n
     """``wrapper`` around the TorchScript network ``known`` (in eval mode), loaded after the
     checksum check, with its name, SHA-256, verified? and device, and ``kwargs``."""
     p = resolve(known, path)
+    if p.suffix == ".safetensors":
+        raise WeightsUnreadable(f"{known.flag} {p}: {known.what} is read from TorchScript only")
     refuse_other_formats(p, "i3d" if known is I3D else "inception")
     checksum, verified = verify(known, p, trust)
-    with warnings.catch_warnings():  # torch marks TorchScript deprecated; these files are it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(p), map_location=device).eval()
+    calls = {**kwargs.get("call_kwargs", {}), **kwargs.get("feature_kwargs", {})}
+    calls.update(kwargs.get("probability_kwargs", {}))
+    module = jit_load(p, device, known.what, tuple(calls))
     return wrapper(module, name=name, checksum=checksum, verified=verified, device=device, **kwargs)
 
 
@@ -216,14 +220,14 @@ def load_inception(
 def _load_fid_inception(p: Path, device, batch_size: int) -> FrameFeatures:
     """pytorch-fid's Inception weights as safetensors, run by :class:`FIDInception` on
     299x299 frames in [-1, 1] (pytorch-fid's own input path: bilinear resize, 2x - 1)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     from .inception import FIDInception
 
-    with safe_open(str(p), framework="pt") as f:
-        meta = f.metadata() or {}
-    network = FIDInception.from_tensors(load_file(str(p))).to(device)
+    network, meta = read_safetensors(
+        p,
+        "pytorch-fid's Inception weights",
+        lambda tensors, meta: (FIDInception.from_tensors(tensors), meta),
+    )
+    network = network.to(device)
     # converted from the file whose SHA-256 starts as published (pytorch-fid's release name)
     published = meta.get("source_is_published_file")
     return FrameFeatures(
@@ -329,6 +333,8 @@ def load_c3d(path=None, trust: bool = False, device="cpu", frames: int = 16):
     from .c3d import VideoProbabilities, load_c3d_safetensors
 
     p = Path(path) if path is not None else weights_dir() / C3D_FILENAME
+    if p.is_dir():
+        raise WeightsUnreadable(f"--c3d {p} is a folder, not the file {C3D_FILENAME}")
     if not p.is_file():
         raise WeightsNotFound(
             f"the UCF-101 C3D network for the video Inception Score is not on this machine: "
@@ -346,9 +352,7 @@ def load_c3d(path=None, trust: bool = False, device="cpu", frames: int = 16):
             "comes from, or give a safetensors C3D state dict"
         )
     print(f"warning: loading {p} (SHA-256 {checksum}, unverified)", file=sys.stderr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(p), map_location=device).eval()
+    module = jit_load(p, device, "a TorchScript C3D network")
     return VideoProbabilities(
         module,
         name=f"C3D UCF-101 ({p.name}, TorchScript)",

@@ -14,6 +14,7 @@ import yaml
 
 from ..data.buckets import Bucket, parse_buckets
 from ..instructions import InstructionConfig
+from .config_check import _describe, _type_ok
 from .stages import Stage, parse_stages
 from .trainable import LoraSettings, check_mode
 
@@ -190,8 +191,16 @@ def _build(cls, values: dict, where: str):
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value, f"{where}.{name}".strip("."))
         else:
-            kwargs[name] = _coerce(str(f.type), value, f"{where}.{name}".strip("."))
-    return cls(**kwargs)
+            key = f"{where}.{name}".strip(".")
+            kwargs[name] = _coerce(str(f.type), value, key)
+            lenient = key == "optim.mixed_precision"  # YAML's bare `no` reads as false
+            if not lenient and not _type_ok(str(f.type), kwargs[name]):
+                raise ValueError(f"{key} must be {_describe(str(f.type))}, got {value!r}")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a section's own check: named with its section
+        message = str(err)
+        raise ValueError(message if message.startswith(where) else f"{where}.{message}") from err
 
 
 def _coerce(kind: str, value, where: str):
@@ -224,8 +233,36 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        if not all(parts):
+            raise ValueError(f"--set {item}: {key!r} is not a config key (section.name)")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ValueError(
+                f"--set {item}: the value is not valid YAML ({_problem(err)})"
+            ) from err
     return values
+
+
+def _problem(err: yaml.YAMLError) -> str:
+    """A YAML error as a few words (without the excerpt PyYAML adds)."""
+    return str(getattr(err, "problem", None) or err).split("\n")[0]
+
+
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """A YAML file's value; a file that is not UTF-8 or not YAML is one ``ValueError`` naming
+    the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte {err.start})") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ValueError(f"{what} {where}: not valid YAML ({_problem(err)})") from err
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -234,7 +271,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = read_yaml(path) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"config {path} must hold sections (model, data, optim, run, ...)")
     return config_from_dict(apply_overrides(values, overrides or []))
 
 

@@ -17,6 +17,12 @@ class Counters:
     nonfinite_in_a_row: int = 0
     bad_files: int = 0  # files that could not give a sample (each substituted)
     empty_batches: int = 0  # micro-batches in which no sample could be loaded
+    too_short: int = 0  # of the bad files: clips shorter than their bucket's frames
+
+    def count_bad(self, bad: list[tuple[str, str]]) -> None:
+        """A micro-batch's skipped files, ``(path, reason)``."""
+        self.bad_files += len(bad)
+        self.too_short += sum(reason == "ClipTooShort" for _, reason in bad)
 
     @classmethod
     def restore(cls, saved: dict, step: int) -> Counters:
@@ -45,6 +51,13 @@ class Counters:
     def nothing_learnt(self, data: str | None, lr: float) -> str:
         """Why a run that has not trained one step cannot go on (nothing was saved)."""
         where = f" {data}" if data else " MANIFEST"
+        if self.too_short and self.too_short == self.bad_files:
+            return (
+                f"no usable training sample: the clips are too short for the bucket's frames "
+                f"({self.too_short} clips skipped as too short in {self.nonfinite} steps); "
+                "nothing was saved. Lower the frames of data.buckets (or the stage's buckets) "
+                "or train on longer clips"
+            )
         if self.bad_files or self.empty_batches:
             return (
                 f"no usable training sample: {self.bad_files} bad files and "

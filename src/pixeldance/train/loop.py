@@ -85,7 +85,7 @@ def train_step(run: Run) -> float | None:
     for micro in range(o.grad_accum):
         with run.stops.waiting_for_data() if run.stops is not None else nullcontext():
             _, kind, batch = next(run.stream)
-        counters.bad_files += len(batch.bad)
+        counters.count_bad(batch.bad)
         if run.cfg.run.log_batches:
             run.open_folder()
             run.log_batch(kind, batch)
@@ -141,7 +141,7 @@ def after_step(run: Run, loss: float, bar: tqdm) -> None:
     """Bookkeeping after a step that trained: log, checkpoint, sample."""
     r, step = run.cfg.run, run.step
     last = step == run.cfg.optim.max_steps  # the final checkpoint is written by train()
-    if step % r.log_every == 0 or last:
+    if (r.log_every and step % r.log_every == 0) or last:  # 0: never
         log_step(run, loss, bar)
     if r.checkpoint_every and step % r.checkpoint_every == 0 and not last:
         run.checkpoint()

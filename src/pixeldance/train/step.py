@@ -26,7 +26,7 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device) -> tor
     """All randomness of a step (noise, timesteps, instruction draws) comes from this generator,
     seeded by (seed, step, rank): a resumed run draws exactly what an uninterrupted one would."""
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+    g.manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % 2**64)  # any 64-bit seed
     return g
 
 
