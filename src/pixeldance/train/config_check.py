@@ -81,15 +81,19 @@ def _describe(kind: str) -> str:
 
 
 def check_types(cfg) -> None:
-    """Every key holds a value of its field's type (numbers finite)."""
+    """Every key holds a value of its field's type (numbers finite), in nested sections too
+    (``optim.lora.rank``)."""
     for section in dataclasses.fields(cfg):
-        sub = getattr(cfg, section.name)
-        for f in dataclasses.fields(sub):
-            value = getattr(sub, f.name)
-            if not _type_ok(str(f.type), value):
-                raise ConfigError(
-                    f"{section.name}.{f.name} must be {_describe(str(f.type))}, got {value!r}"
-                )
+        _check_fields(getattr(cfg, section.name), section.name)
+
+
+def _check_fields(obj, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _check_fields(value, key)
+        elif not _type_ok(str(f.type), value):
+            raise ConfigError(f"{key} must be {_describe(str(f.type))}, got {value!r}")
 
 
 def _rule(key: str, ok: bool, wanted: str, value) -> None:
