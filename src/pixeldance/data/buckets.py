@@ -41,16 +41,23 @@ class Bucket:
 BUCKET_KEYS = ("name", "height", "width", "frames", "batch_size")
 
 
+def check_mapping(item, keys: tuple[str, ...], where: str) -> dict:
+    """A config entry that must be a mapping of some of ``keys``; ValueError naming ``where``
+    for anything else or an unknown key."""
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} must be a mapping of {', '.join(keys)}, got {item!r}")
+    unknown = sorted(set(item) - set(keys))
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; known: {', '.join(keys)}")
+    return item
+
+
 def parse_bucket(item: Bucket | dict, where: str = "bucket") -> Bucket:
     """A bucket from a config entry ``{name, height, width, frames, batch_size}`` (``frames``
     and ``batch_size`` optional); a bad entry is refused naming ``where`` and the key."""
     if isinstance(item, Bucket):
         return item
-    if not isinstance(item, dict):
-        raise ValueError(f"{where} must be a mapping of {', '.join(BUCKET_KEYS)}, got {item!r}")
-    unknown = sorted(set(item) - set(BUCKET_KEYS))
-    if unknown:
-        raise ValueError(f"{where} has unknown keys {unknown}; known: {', '.join(BUCKET_KEYS)}")
+    check_mapping(item, BUCKET_KEYS, where)
     for key in BUCKET_KEYS[:3]:
         if key not in item:
             raise ValueError(f"{where}.{key} is missing")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.buckets import Bucket, parse_buckets
+from ..data.buckets import Bucket, check_mapping, parse_buckets
 
 STAGE_KEYS = ("name", "steps", "buckets", "image_every")
 
@@ -40,11 +40,7 @@ def parse_stage(item: Stage | dict, where: str, default_name: str) -> Stage:
     (optional)}``; a bad entry is refused naming ``where`` and the key."""
     if isinstance(item, Stage):
         return item
-    if not isinstance(item, dict):
-        raise ValueError(f"{where} must be a mapping of {', '.join(STAGE_KEYS)}")
-    unknown = sorted(set(item) - set(STAGE_KEYS))
-    if unknown:
-        raise ValueError(f"{where} has unknown keys {unknown}; known: {', '.join(STAGE_KEYS)}")
+    check_mapping(item, STAGE_KEYS, where)
     steps = item.get("steps")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"{where}.steps must be an integer >= 1, got {steps!r}")
