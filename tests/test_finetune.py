@@ -264,7 +264,7 @@ def test_incompatible_layout_and_bad_settings_are_refused(data, base, tmp_path):
          "12-channel latents"),
         (["--set", "model.init=pipeline", "--set", f"model.pretrained={base}", "--set",
           "data.buckets=[{name: odd, height: 36, width: 36, frames: 4, batch_size: 1}]"],
-         "36x36 does not fit model.pretrained"),
+         "data.buckets[0].height is 36: it must be a multiple of 8"),
         (["--set", "optim.trainable=spatial"], "optim.trainable must be one of all, temporal, lora"),
         (["--set", "optim.trainable=lora", "--set", "optim.lora.targets=['.*\\.to_nothing']"],
          "matches no module of the UNet"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data.buckets import Bucket
+from .pretrained import PIPELINE_INITS
 
 
 class ConfigError(ValueError):
@@ -25,7 +26,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 # what generation accepts (generation.resolve): the main bucket becomes the model's defaults
 MAX_FRAMES, MIN_FPS, MAX_FPS = 256, 0.1, 120.0
 MAX_SEED = 2**64 - 1
-INITS = ("scratch", "stable-diffusion", "pixeldance")
+INITS = ("scratch", "stable-diffusion", *PIPELINE_INITS)  # PIPELINE_INITS: "pipeline", "pixeldance"
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive")
 PROBE_CLIPS = 32  # clips probed for their length before a run
