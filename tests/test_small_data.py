@@ -80,3 +80,16 @@ def test_16_clips_in_3_buckets_train_on_2_processes_with_accumulation_2(tmp_path
     out = run_ok(train_cmd(2, data, tmp_path / "run", *args))
     assert out.count("train in the nearest bucket") == 1, out[-3000:]
     assert (tmp_path / "run" / "checkpoint-00000003" / "COMPLETE").exists()
+
+
+def test_cached_latents_are_not_merged_into_another_buckets_size(caplog):
+    from pixeldance.data.buckets import Bucket
+    from pixeldance.data.datasets import BucketBatchSampler
+
+    buckets = [Bucket("square", 32, 32, 4, 2), Bucket("wide", 24, 40, 4, 2)]
+    records = np.array([0] * 8 + [1] * 1)  # "wide" holds 1 clip: less than its global batch
+    with caplog.at_level("WARNING"):
+        sampler = BucketBatchSampler(records, buckets, merge=False)
+    assert sampler.merged == [] and "left out" in caplog.text and "wide (1 clips)" in caplog.text
+    assert sampler.record_bucket.tolist() == records.tolist()
+    assert BucketBatchSampler(records, buckets).merged  # pixels are merged (and resized)

@@ -5,9 +5,12 @@ nothing written, exit 2)."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..keyframes import Keyframe, KeyframeError, check_keyframes, folder_layout
 from .common import UsageError
+
+if TYPE_CHECKING:  # torch is imported only by a command that works, not by --help
+    from ..keyframes import Keyframe
 
 # measured on held-out Dancing Shapes clips (benchmarks/keyframes_bench.py, RESULTS.md):
 # with the shipped model, one context frame (the paper's chaining) is the default
@@ -61,6 +64,9 @@ def parse_keyframe(text: str) -> tuple[int, str, int | None]:
 
 def user_keyframes(args, read_image) -> list[Keyframe]:
     """The ``--keyframe`` and ``--sketch-last`` keyframes, their images read."""
+
+    from ..keyframes import Keyframe
+
     out = []
     for text in args.keyframe:
         index, path, tau = parse_keyframe(text)
@@ -76,6 +82,9 @@ def check_call_keyframes(
 ) -> None:
     """Refuse the keyframes of one call (or one shot, after ``context`` frames of the previous
     shot) before loading: as :func:`pixeldance.keyframes.check_keyframes`."""
+
+    from ..keyframes import Keyframe, KeyframeError, check_keyframes, folder_layout
+
     given = [Keyframe(j, image="(previous shot)") for j in range(context)]
     if first is not None and not context:
         given.append(Keyframe(0, image=first))

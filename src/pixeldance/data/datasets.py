@@ -118,7 +118,8 @@ class BucketBatchSampler:
     seed ``(seed, e)`` and deals them into their buckets; a bucket that fills a global batch
     emits it (what is left in a bucket at the end of an epoch is dropped); a bucket with fewer
     records than its global batch is merged into the nearest one first
-    (:func:`merge_small_buckets`, one warning on rank 0). Global batch j is
+    (:func:`merge_small_buckets`, one warning on rank 0); with ``merge`` False (records that
+    cannot be resized, as cached latents) it is left out, with one warning. Global batch j is
     thus a function of ``(seed, j)`` and the global batch sizes only. It is cut into
     ``world_size * grad_accum`` slices in order; this rank yields slices
     ``rank * grad_accum + m`` for ``m < grad_accum``, one micro-batch each. ``start`` skips
@@ -134,6 +135,7 @@ class BucketBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         grad_accum: int = 1,
+        merge: bool = True,
     ):
         if not 0 <= rank < world_size or grad_accum < 1:
             raise ValueError(
@@ -151,9 +153,24 @@ class BucketBatchSampler:
         self.rank, self.world_size, self.grad_accum = rank, world_size, grad_accum
         self.slices = world_size * grad_accum
         self.global_sizes = [b.batch_size * self.slices for b in buckets]
-        self.record_bucket, self.merged = merge_small_buckets(
-            self.record_bucket, buckets, self.global_sizes
-        )
+        if merge:
+            self.record_bucket, self.merged = merge_small_buckets(
+                self.record_bucket, buckets, self.global_sizes
+            )
+        else:  # records fixed at their bucket's size (cached latents): small buckets sit out
+            self.merged = []
+            counts = np.bincount(self.record_bucket, minlength=len(buckets))
+            small = [
+                f"{b.name} ({c} clips)"
+                for b, c, g in zip(buckets, counts, self.global_sizes, strict=True)
+                if 0 < c < g
+            ]
+            if small and rank == 0:
+                logger.warning(
+                    "buckets with fewer clips than their global batch are left out (cached "
+                    "latents cannot be resized into another bucket): %s",
+                    ", ".join(small),
+                )
         if self.merged and rank == 0:
             logger.warning(
                 "buckets with fewer clips than their global batch (batch_size x processes x "

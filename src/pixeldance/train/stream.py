@@ -150,8 +150,9 @@ def stage_stream(
     def loader(source, seed: int, start: int):
         dataset, record_bucket, bkts, collate_fn = source
         sampler = BucketBatchSampler(
-            record_bucket, bkts, seed, start, rank=rank, world_size=world, grad_accum=accum
-        )
+            record_bucket, bkts, seed, start, rank=rank, world_size=world, grad_accum=accum,
+            merge=not isinstance(dataset, LatentCache),  # latents are fixed at their size
+        )  # fmt: skip
         return torch.utils.data.DataLoader(
             dataset,
             batch_sampler=sampler,
