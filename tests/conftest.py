@@ -12,6 +12,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Under pytest-xdist (the README's test command runs two workers on CI's two cores) each worker
+# computes on one thread, so the two do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():
