@@ -5,42 +5,23 @@ Each case starts the command, waits until it has reached a phase (a file appears
 printed), sends the signal, and then lists the folder."""
 
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, cli_env
+from helpers import ROOT
 from pixeldance.folders import shipped_model_path
+from signal_runs import stop
 
 pytestmark = pytest.mark.slow
 
 
 def run_until(argv, cwd: Path, ready, sig: int, timeout: float = 180.0):
     """Start ``pixeldance ARGV`` in ``cwd``; when ``ready(stderr_text, pid)`` holds, send ``sig``.
-    Returns (exit code, stderr, seconds from the signal to the exit)."""
+    Its stderr goes beside ``cwd``, so ``cwd`` holds only what the command leaves. Returns
+    (exit code, stderr, seconds from the signal to the exit)."""
     log = cwd / ".." / f"{cwd.name}.stderr"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pixeldance.cli", *argv],
-            cwd=cwd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
-        start = time.monotonic()
-        try:
-            while not ready(log.read_text(), proc.pid):
-                assert proc.poll() is None, f"ended before the phase: {log.read_text()[-2000:]}"
-                assert time.monotonic() - start < timeout, "the phase never came"
-                time.sleep(0.05)
-            sent = time.monotonic()
-            proc.send_signal(sig)
-            code = proc.wait(timeout=30)
-            took = time.monotonic() - sent
-        finally:
-            proc.kill()
-            proc.wait()
-    return code, log.read_text(), took
+    return stop(argv, cwd, ready, [sig], timeout=timeout, log=log)
 
 
 def hidden(folder: Path) -> list[str]:

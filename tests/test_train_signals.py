@@ -3,7 +3,6 @@ being built, while it waits for data that never comes (``blocked_data.py``: the 
 in a read after N micro-steps), and while it steps. It saves its state only if a step trained
 since the last checkpoint; a second signal stops at once, saving nothing."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, cli_env
 from pixeldance.data.shapes import write_dataset
+from signal_runs import stop
 from test_signals import EXPECTED
 from train_runs import TINY, sets
 
@@ -34,47 +33,6 @@ def train_args(shapes: Path, out: Path, *extra: str) -> list[str]:
         "train", "--config", str(TINY), "--data", str(shapes / "manifest.csv"),
         "--output-dir", str(out), *sets(ONE_BUCKET), *extra,
     ]  # fmt: skip
-
-
-def stop(argv, tmp_path, ready, signals, block_after=None, timeout=180.0, group=False):
-    """Run ``pixeldance ARGV`` (through ``blocked_data.py`` when ``block_after`` is given);
-    when ``ready(stderr, pid)`` holds, send ``signals`` (0.3 s apart; to its whole process
-    group if ``group``, as ``timeout`` and a terminal do). Returns (exit code, stderr, seconds
-    from the first signal to the exit)."""
-    env = cli_env()
-    script = ["-m", "pixeldance.cli"]
-    cue = tmp_path / "blocked"
-    if block_after is not None:
-        script = [str(ROOT / "tests" / "blocked_data.py")]
-        env["PIXELDANCE_TEST_BLOCK_AFTER"] = str(block_after)
-        env["PIXELDANCE_TEST_BLOCKED"] = str(cue)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
-    log = tmp_path / "stderr.txt"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, *script, *argv],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=group,
-        )  # fmt: skip
-        start = time.monotonic()
-        try:
-            while not ready(log.read_text(), proc.pid):
-                assert proc.poll() is None, f"ended before the phase: {log.read_text()[-2000:]}"
-                assert time.monotonic() - start < timeout, "the phase never came"
-                time.sleep(0.05)
-            sent = time.monotonic()
-            for i, sig in enumerate(signals):
-                if i:
-                    time.sleep(0.3)
-                if group:
-                    os.killpg(proc.pid, sig)
-                else:
-                    proc.send_signal(sig)
-            code = proc.wait(timeout=60)
-            took = time.monotonic() - sent
-        finally:
-            proc.kill()
-            proc.wait()
-    return code, log.read_text(), took
 
 
 def blocked(tmp_path: Path):
