@@ -22,8 +22,8 @@ from pixeldance.data.shapes import (
     is_single_mover,
     render_clip,
     sample_clip,
-    write_dataset,
 )
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.data.sizes import record_buckets
 from pixeldance.data.video import ClipTooShort, decode_clip, effective_fps, frame_indices
 from pixeldance.files import write_mp4

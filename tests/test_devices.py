@@ -166,7 +166,7 @@ def test_preprocess_in_bfloat16_matches_float32(tmp_path):
     """Codec latents are exact in any dtype; MiniLM's text states in bfloat16 stay within 3%
     (relative, in norm) of float32's (measured: 1.0%)."""
     from pixeldance.data.latents import LatentCache
-    from pixeldance.data.shapes import write_dataset
+    from pixeldance.data.shapes_dataset import write_dataset
 
     write_dataset(tmp_path / "shapes", 2, seed=3, num_images=0, progress=False)
     caches = {}

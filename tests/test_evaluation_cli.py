@@ -17,7 +17,7 @@ from evaluation_helpers import (
 )
 from helpers import tiny_pipeline
 from pixeldance.cli import main
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.evaluation.weights import I3D, sha256_of
 from pixeldance.files import write_mp4
 from pixeldance.generation import GenerationConfig

@@ -20,7 +20,7 @@ from evaluation_helpers import (
     tiny_text_image_features,
     tiny_video_features,
 )
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.evaluation import Extractors, ScoreConfig, WeightsChecksumError, WeightsNotFound
 from pixeldance.evaluation.inputs import Item, list_videos, read_manifest
 from pixeldance.evaluation.score import choose_metrics

@@ -12,7 +12,7 @@ from PIL import Image
 from evaluation_helpers import save_tiny_clip, save_tiny_stable_diffusion
 from helpers import tiny_pipeline
 from pixeldance.cli import main
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.evaluation.first_frames import TextToImage
 from pixeldance.generation import GenerationConfig
 

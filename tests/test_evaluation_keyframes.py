@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 from evaluation_helpers import save_tiny_clip, tiny_text_image_features
 from helpers import tiny_pipeline
 from pixeldance.cli import main
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.evaluation.adherence import KeyframeAccumulator, keyframe_scores, pinned_motion
 from pixeldance.generation import GenerationConfig
 

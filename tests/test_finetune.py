@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pixeldance import PixelDancePipeline
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.models.lora import AdapterError
 from pixeldance.train.config import load_config
 from pixeldance.train.loop import train

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from train_runs import assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from PIL import Image
 
 from helpers import ROOT, cli, random_image, tiny_pipeline
 from pixeldance import PixelDancePipeline
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.diffusion import Denoiser
 from pixeldance.models import PixelDanceUNet
 from test_keyframes import _legacy_c_image

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.train.distributed import launch_mismatch
 from train_runs import assert_same_checkpoint, free_port, run_ok, sets, train_cmd
 

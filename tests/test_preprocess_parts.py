@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from helpers import ROOT, cli_env
 from pixeldance.cli import main
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from train_runs import TINY, free_port
 
 pytestmark = pytest.mark.slow

@@ -138,6 +138,10 @@ CASES = [
     (["make-shapes", "--out", ".", "--num", "2"], "--out", "is the current folder"),
     (["make-shapes", "--out", "new", "--num", "2", "--workers", "0"], "--workers", "at least 1"),
     (["make-shapes", "--out", "new", "--num", "2", "--mover-share", "2"], "--mover-share", "0"),
+    (["make-shapes", "--out", "new", "--num", "2", "--shapes", "octagon"], "--shapes", "octagon"),
+    (["make-shapes", "--out", "new", "--num", "2", "--shapes", "star,"], "--shapes", "choose from"),
+    (["make-shapes", "--out", "new", "--num", "2", "--motions", "wiggle"], "--motions", "wiggle"),
+    (["make-shapes", "--out", "new", "--num", "2", "--motions", "fade,"], "--motions", "fade"),
     # train
     (["train", "--data", "adir", "--output-dir", "run"], "--data", "is a folder"),
     (["train", "--data", "stills.csv", "--output-dir", "run"], "--data", "lists still images"),

@@ -17,7 +17,7 @@ from PIL import Image
 from evaluation_helpers import TinyImageNet, TinyVideoNet, save_torchscript
 from helpers import ROOT
 from pixeldance.cli import main
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.folders import shipped_model_path
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pixeldance.cli import main
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.train.checkpoint import checkpoint_meta, list_checkpoints
 from train_runs import TINY
 

@@ -11,7 +11,7 @@ import pytest
 
 from pixeldance.data.buckets import Bucket
 from pixeldance.data.datasets import BucketBatchSampler, merge_small_buckets
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from train_runs import run_ok, sets, train_cmd
 
 BUCKETS = [

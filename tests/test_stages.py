@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import cli_ok
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.train.config import load_config
 from pixeldance.train.stages import bucket_sets, plan
 from pixeldance.train.stream import make_stream

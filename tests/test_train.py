@@ -9,7 +9,7 @@ import torch
 
 from helpers import cli_ok
 from pixeldance import PixelDancePipeline
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.train.checkpoint import latest_checkpoint, list_checkpoints
 from pixeldance.train.config import load_config
 from pixeldance.train.loop import TrainingStopped, train

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers import ROOT, cli_env
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from train_runs import (
     assert_same_checkpoint,
     checkpoint_tensors,

@@ -57,7 +57,7 @@ def test_every_block_returns_bf16_under_bf16_autocast(frames):
 
 @pytest.mark.slow
 def test_mixed_precision_no_from_set_trains(tmp_path):
-    from pixeldance.data.shapes import write_dataset
+    from pixeldance.data.shapes_dataset import write_dataset
 
     data = write_dataset(tmp_path / "data", 6, seed=11, progress=False)
     cfg = load_config(

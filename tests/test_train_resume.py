@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import ROOT, cli_env, tiny_unet
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.train import checkpoint
 from pixeldance.train.ema import EMA
 from train_runs import assert_same_checkpoint, run_killed_after, run_ok, sets, train_cmd

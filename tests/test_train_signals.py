@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from signal_runs import stop
 from test_signals import EXPECTED
 from train_runs import TINY, sets

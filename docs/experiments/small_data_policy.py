@@ -31,7 +31,7 @@ import torch
 from pixeldance.data.batch import collate
 from pixeldance.data.datasets import BucketBatchSampler, VideoClipDataset
 from pixeldance.data.manifest import read_video_records
-from pixeldance.data.shapes import write_dataset
+from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.data.sizes import record_buckets
 from pixeldance.train import loop, stream
 from pixeldance.train.config import load_config

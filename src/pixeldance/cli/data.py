@@ -47,6 +47,13 @@ def add_data_parsers(sub) -> None:
         help="comma-separated shapes to draw (default: the world's circle, square, triangle, "
         "diamond, star); 'hexagon' is a shape the shipped model never saw (for fine-tuning)",
     )
+    m.add_argument(
+        "--motions",
+        metavar="NAMES",
+        help="comma-separated motions to draw, a name given twice drawn twice as often (default: "
+        "the world's mix of move, bounce, grow, shrink, rotate); 'fade' (the object fades away) is "
+        "a motion the shipped model never saw (for fine-tuning)",
+    )
     m.set_defaults(func=_cmd_make_shapes)
 
     c = sub.add_parser("check-data", help="scan a manifest and report bad files without training")
@@ -127,7 +134,8 @@ def _cmd_make_shapes(args) -> int:
     check_workers(args.workers)
     if not 0.0 <= args.mover_share <= 1.0:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
-    from ..data.shapes import NEW_SHAPES, SHAPES, write_dataset
+    from ..data.shapes import MOTIONS, NEW_MOTIONS, NEW_SHAPES, SHAPES
+    from ..data.shapes_dataset import write_dataset
 
     shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
     unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
@@ -135,6 +143,14 @@ def _cmd_make_shapes(args) -> int:
         raise UsageError(
             f"--shapes: unknown shape(s) {', '.join(unknown) or repr(args.shapes)}; "
             f"choose from {', '.join(SHAPES + NEW_SHAPES)}"
+        )
+    motions = tuple(s.strip() for s in args.motions.split(",")) if args.motions else None
+    known = tuple(dict.fromkeys(MOTIONS + NEW_MOTIONS))
+    unknown = sorted(set(motions or ()) - set(known))
+    if unknown or (motions is not None and not all(motions)):
+        raise UsageError(
+            f"--motions: unknown motion(s) {', '.join(unknown) or repr(args.motions)}; "
+            f"choose from {', '.join(known)}"
         )
     out = destination(args.out, "dataset", args.overwrite)
     from ..files import check_free_space
@@ -156,6 +172,7 @@ def _cmd_make_shapes(args) -> int:
             workers=args.workers,
             mover_share=args.mover_share,
             shapes=shapes,
+            motions=motions,
         )
     print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
     return 0

@@ -22,6 +22,7 @@ MOTION_WORDS = {
     "grow": ("grows bigger", "expands", "gets larger"),
     "shrink": ("shrinks", "gets smaller", "contracts"),
     "rotate": ("rotates", "spins", "turns around"),
+    "fade": ("fades away", "fades out", "slowly disappears"),  # only when asked for
 }
 _CAMERA = {
     "pan-left": ("the camera pans left", "panning left"),

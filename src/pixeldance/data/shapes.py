@@ -12,16 +12,13 @@ by its colour and compare its motion with the caption.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .captions import caption_for, still_caption
+from .captions import caption_for
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -48,6 +45,9 @@ DIRECTIONS = {
     "down-left": (-1, 1),
 }
 MOTIONS = ("move", "move", "move", "move", "bounce", "grow", "shrink", "rotate")
+# motions the world draws only when asked (make-shapes --motions): new motion words for
+# fine-tuning; "fade": the object fades into the background, gone by the last frame
+NEW_MOTIONS = ("fade",)
 CAMERAS = (
     "static",
     "static",
@@ -98,9 +98,12 @@ def sample_clip(
     fps: float = 24.0,
     seconds: float = 4.5,
     shapes: tuple[str, ...] | None = None,
+    motions: tuple[str, ...] | None = None,
 ) -> ShapesClip:
     """Draw a clip's parameters from ``seed`` (deterministic); ``shapes``: the shapes to draw
-    from (default :data:`SHAPES`; the same seed then gives the same clip as before)."""
+    from (default :data:`SHAPES`), ``motions``: the motions, a name given twice drawn twice as
+    often (default :data:`MOTIONS`, from :data:`MOTIONS` and :data:`NEW_MOTIONS`). With both
+    defaults the same seed gives the same clip as before."""
     rng = np.random.default_rng(seed)
     aspect = aspect or str(rng.choice(list(FRAME_SIZES)))
     h, w = FRAME_SIZES[aspect]
@@ -108,7 +111,7 @@ def sample_clip(
     colours = rng.choice(list(COLOURS), size=n_obj, replace=False)
     objects = []
     for i in range(n_obj):
-        motion = str(rng.choice(MOTIONS))
+        motion = str(rng.choice(motions or MOTIONS))
         pool = shapes or SHAPES
         turnable = tuple(s for s in pool if s != "circle") or pool  # a circle shows no turn
         shape = str(rng.choice(pool if motion != "rotate" else turnable))
@@ -225,6 +228,11 @@ def object_state(obj: ShapeObject, p: float, h: int, w: int) -> tuple[float, flo
     return x, y, r, rot
 
 
+def object_opacity(obj: ShapeObject, p: float) -> float:
+    """How opaque the object is at progress p: 1, or 1 - p for a fading object."""
+    return 1.0 - p if obj.motion == "fade" else 1.0
+
+
 def _polygon(shape: str, x: float, y: float, r: float, rot: float) -> list[tuple[float, float]]:
     if shape == "square":
         angles, radii = [45, 135, 225, 315], [r * 1.2] * 4
@@ -249,14 +257,21 @@ def render_frame(
     """uint8 (H, W, 3) frame at progress p in [0, 1]."""
     h, w = h or clip.height, w or clip.width
     img = Image.fromarray(_camera_view(bg, clip, p, h, w))
-    draw = ImageDraw.Draw(img)
     for obj in clip.objects:
         x, y, r, rot = object_state(obj, p, h, w)
-        colour = COLOURS[obj.colour]
+        alpha = object_opacity(obj, p)
+        if alpha >= 1.0:  # drawn straight on the frame (the world's clips as they always were)
+            mask, draw = None, ImageDraw.Draw(img)
+        else:  # drawn into a mask at the object's opacity, then blended over the frame
+            mask = Image.new("L", img.size, 0)
+            draw = ImageDraw.Draw(mask)
+        fill = COLOURS[obj.colour] if mask is None else int(round(255 * alpha))
         if obj.shape == "circle":
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
         else:
-            draw.polygon(_polygon(obj.shape, x, y, r, rot), fill=colour)
+            draw.polygon(_polygon(obj.shape, x, y, r, rot), fill=fill)
+        if mask is not None:
+            img.paste(COLOURS[obj.colour], mask=mask)
     return np.asarray(img)
 
 
@@ -277,127 +292,6 @@ def clip_from_json(data: dict) -> ShapesClip:
     return ShapesClip(**{**data, "objects": objects, "bg_colours": bg})
 
 
-# ---------------------------------------------------------------------- writing a dataset
-# offsets within a dataset seed's stream (seed * 1_000_003 + offset): clips from 0, stills
-# from 500_000, candidates for the extra single movers of ``mover_share`` from 700_000
-_STILLS_OFFSET = 500_000
-_MOVERS_OFFSET = 700_000
-
-
 def is_single_mover(clip: ShapesClip) -> bool:
     """One object that moves in a direction, under a still camera."""
     return len(clip.objects) == 1 and clip.objects[0].motion == "move" and clip.camera == "static"
-
-
-def mover_seeds(seed: int, count: int) -> list[int]:
-    """Seeds of ``count`` single-mover clips from the dataset seed's mover stream, in order:
-    the world's own single movers (every colour, shape, direction, wording and background)."""
-    out, s = [], seed * 1_000_003 + _MOVERS_OFFSET
-    while len(out) < count:
-        if is_single_mover(sample_clip(s)):
-            out.append(s)
-        s += 1
-        if s >= (seed + 1) * 1_000_003:  # pragma: no cover - about 8% of clips qualify
-            raise ValueError(f"too many single movers asked of seed {seed}: {count}")
-    return out
-
-
-def write_dataset(
-    out: str | Path,
-    num: int,
-    seed: int = 0,
-    num_images: int | None = None,
-    workers: int = 1,
-    progress: bool = True,
-    mover_share: float = 0.0,
-    shapes: tuple[str, ...] | None = None,
-) -> Path:
-    """Write ``num`` clips and ``num_images`` captioned stills under ``out``.
-
-    Layout: ``videos/{page_dir}/{videoid}.mp4``, ``params/{videoid}.json``,
-    ``manifest.csv`` (videoid, name, page_dir, duration, path, height, width), ``images/*.png`` + ``.txt`` and
-    ``images.csv`` (path, caption). Clip i uses seed ``seed * 1_000_003 + i``.
-
-    ``mover_share`` (0-1) replaces that share of the clips, the last ones, by single movers
-    under a still camera drawn from the world (:func:`mover_seeds`); in the world's own mix
-    they are about 8% of clips. ``shapes``: draw only these shapes (from :data:`SHAPES` and
-    :data:`NEW_SHAPES`) in the clips.
-    """
-    from tqdm import tqdm
-
-    if not 0.0 <= mover_share <= 1.0:
-        raise ValueError(f"mover_share must be between 0 and 1, got {mover_share}")
-    out = Path(out)
-    (out / "params").mkdir(parents=True, exist_ok=True)
-    movers = round(mover_share * num)
-    seeds = [seed * 1_000_003 + i for i in range(num - movers)] + mover_seeds(seed, movers)
-    unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
-    if unknown:
-        raise ValueError(f"unknown shape(s) {', '.join(unknown)}; known: {SHAPES + NEW_SHAPES}")
-    jobs = [(out, s, tuple(shapes) if shapes else None) for s in seeds]
-    if workers > 1:
-        from multiprocessing import Pool
-
-        with Pool(workers) as pool:
-            rows = list(
-                tqdm(
-                    pool.imap(_write_one, jobs, chunksize=8),
-                    total=num,
-                    disable=not progress,
-                    desc="clips",
-                )
-            )
-    else:
-        rows = [_write_one(j) for j in tqdm(jobs, disable=not progress, desc="clips")]
-    _write_csv(
-        out / "manifest.csv",
-        ["videoid", "name", "page_dir", "duration", "path", "height", "width"],
-        rows,
-    )
-
-    num_images = num // 2 if num_images is None else num_images
-    (out / "images").mkdir(exist_ok=True)
-    image_rows = []
-    for i in tqdm(range(num_images), disable=not progress, desc="images"):
-        clip = sample_clip(seed * 1_000_003 + _STILLS_OFFSET + i)
-        for o in clip.objects:  # stills: objects are where they are, captions say what they are
-            o.motion, o.direction = "still", None
-        clip.camera = "static"
-        frame = render_frame(clip, _background(clip, clip.height, clip.width), 0.0)
-        caption = still_caption(clip, np.random.default_rng(clip.seed))
-        name = f"images/still{i:06d}.png"
-        Image.fromarray(frame).save(out / name)
-        (out / name).with_suffix(".txt").write_text(caption)
-        image_rows.append({"path": name, "caption": caption})
-    _write_csv(out / "images.csv", ["path", "caption"], image_rows)
-    return out
-
-
-def _write_one(job) -> dict:
-    from ..files import write_mp4
-
-    out, seed, shapes = job
-    clip = sample_clip(seed, shapes=shapes)
-    page_dir = f"{seed % 100:03d}"
-    rel = f"videos/{page_dir}/{clip.videoid}.mp4"
-    write_mp4(render_clip(clip), out / rel, fps=clip.fps)
-    (out / "params" / f"{clip.videoid}.json").write_text(json.dumps(clip_to_json(clip)))
-    duration = clip.num_frames / clip.fps
-    return {
-        "videoid": clip.videoid,
-        "name": clip.caption,
-        "page_dir": page_dir,
-        "duration": f"{duration:.3f}",
-        "path": rel,
-        "height": clip.height,
-        "width": clip.width,
-    }
-
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    from ..files import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
