@@ -142,6 +142,8 @@ CASES = [
     (["make-shapes", "--out", "new", "--num", "2", "--shapes", "star,"], "--shapes", "choose from"),
     (["make-shapes", "--out", "new", "--num", "2", "--motions", "wiggle"], "--motions", "wiggle"),
     (["make-shapes", "--out", "new", "--num", "2", "--motions", "fade,"], "--motions", "fade"),
+    (["make-shapes", "--out", "new", "--num", "2", "--motion-share", "0.5"], "--motion-share", "needs --motions"),
+    (["make-shapes", "--out", "new", "--num", "2", "--motions", "fade", "--motion-share", "-1"], "--motion-share", "between 0 and 1"),
     # train
     (["train", "--data", "adir", "--output-dir", "run"], "--data", "is a folder"),
     (["train", "--data", "stills.csv", "--output-dir", "run"], "--data", "lists still images"),

@@ -84,3 +84,24 @@ def test_make_shapes_motions_on_the_command_line(tmp_path):
     assert "fade" in captions or "disappears" in captions
     params = [json.loads(p.read_text()) for p in (out / "params").glob("*.json")]
     assert {o["motion"] for c in params for o in c["objects"]} == {"fade"}
+
+
+def test_motion_share_mixes_the_new_motion_with_the_world(tmp_path):
+    root = write_dataset(
+        tmp_path / "d", 6, seed=4, num_images=0, progress=False, motions=("fade",), motion_share=0.5
+    )
+    clips = {
+        c.videoid: c
+        for c in (
+            clip_from_json(json.loads(p.read_text())) for p in (root / "params").glob("*.json")
+        )
+    }
+    for i in range(6):
+        seed = 4 * 1_000_003 + i
+        clip = clips[f"shapes{seed:07d}"]
+        if i < 3:
+            assert {o.motion for o in clip.objects} == {"fade"}
+        else:  # the world's own clip, exactly as without the option
+            assert clip == sample_clip(seed)
+    with pytest.raises(ValueError, match="motion_share"):
+        write_dataset(tmp_path / "bad", 2, progress=False, motions=("fade",), motion_share=2)

@@ -54,6 +54,14 @@ def add_data_parsers(sub) -> None:
         "the world's mix of move, bounce, grow, shrink, rotate); 'fade' (the object fades away) is "
         "a motion the shipped model never saw (for fine-tuning)",
     )
+    m.add_argument(
+        "--motion-share",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="share of the clips (0-1) drawn with --motions; the others are the world's own "
+        "(default 1: all of them)",
+    )
     m.set_defaults(func=_cmd_make_shapes)
 
     c = sub.add_parser("check-data", help="scan a manifest and report bad files without training")
@@ -134,6 +142,10 @@ def _cmd_make_shapes(args) -> int:
     check_workers(args.workers)
     if not 0.0 <= args.mover_share <= 1.0:
         raise UsageError(f"--mover-share must be between 0 and 1, got {args.mover_share}")
+    if not 0.0 <= args.motion_share <= 1.0:
+        raise UsageError(f"--motion-share must be between 0 and 1, got {args.motion_share}")
+    if args.motion_share != 1.0 and not args.motions:
+        raise UsageError("--motion-share needs --motions (the motions to draw in that share)")
     from ..data.shapes import MOTIONS, NEW_MOTIONS, NEW_SHAPES, SHAPES
     from ..data.shapes_dataset import write_dataset
 
@@ -173,6 +185,7 @@ def _cmd_make_shapes(args) -> int:
             mover_share=args.mover_share,
             shapes=shapes,
             motions=motions,
+            motion_share=args.motion_share,
         )
     print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
     return 0

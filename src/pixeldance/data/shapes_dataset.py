@@ -53,6 +53,7 @@ def write_dataset(
     mover_share: float = 0.0,
     shapes: tuple[str, ...] | None = None,
     motions: tuple[str, ...] | None = None,
+    motion_share: float = 1.0,
 ) -> Path:
     """Write ``num`` clips and ``num_images`` captioned stills under ``out``.
 
@@ -65,12 +66,15 @@ def write_dataset(
     they are about 8% of clips. ``shapes``: draw only these shapes (from :data:`SHAPES` and
     :data:`NEW_SHAPES`) in the clips; ``motions``: draw only these motions (from :data:`MOTIONS`
     and :data:`NEW_MOTIONS`; a name given twice is drawn twice as often). Stills and the single
-    movers of ``mover_share`` stay the world's own.
+    movers of ``mover_share`` stay the world's own, and so do the clips after the first
+    ``motion_share`` (0-1) of the others: a mix of the new motion and the world as it is.
     """
     from tqdm import tqdm
 
     if not 0.0 <= mover_share <= 1.0:
         raise ValueError(f"mover_share must be between 0 and 1, got {mover_share}")
+    if not 0.0 <= motion_share <= 1.0:
+        raise ValueError(f"motion_share must be between 0 and 1, got {motion_share}")
     out = Path(out)
     (out / "params").mkdir(parents=True, exist_ok=True)
     movers = round(mover_share * num)
@@ -83,8 +87,8 @@ def write_dataset(
     if unknown:
         raise ValueError(f"unknown motion(s) {', '.join(unknown)}; known: {known_motions}")
     shapes, motions = (tuple(x) if x else None for x in (shapes, motions))
-    movers_from = num - movers
-    jobs = [(out, s, shapes, motions if i < movers_from else None) for i, s in enumerate(seeds)]
+    asked = round(motion_share * (num - movers))  # clips drawn with ``motions``
+    jobs = [(out, s, shapes, motions if i < asked else None) for i, s in enumerate(seeds)]
     if workers > 1:
         from multiprocessing import Pool
 
