@@ -94,7 +94,8 @@ def fade_scores(videos, data) -> dict:
     }
 
 
-def score(pipe, clips: int, fps: float = 4.0) -> dict:
+def score(pipe, clips: int, fps: float = 4.0, shown: dict | None = None) -> dict:
+    """The scores; ``shown``, if given, gets the fade clips' truth and the two generations."""
     frames, size = pipe.generation_config.num_frames, pipe.default_size()
     common = dict(frames=frames, size=size, steps=20)
     shipped = dict(guidance=15.0, interval=(700, 1000))  # the shipped model's guidance
@@ -108,6 +109,8 @@ def score(pipe, clips: int, fps: float = 4.0) -> dict:
     truth = fade_scores(np.stack([v for _, v in fades]), fades)
     grow_truth = np.stack([render_at(c, fps, frames, size) for c in grows])
     new, ctrl = fade_scores(told, fades), fade_scores(control, fades)
+    if shown is not None:
+        shown.update(truth=np.stack([v for _, v in fades]), told=told, control=control)
 
     def given_both(data, tau):
         gts = np.stack([v for _, v in data])
@@ -135,6 +138,21 @@ def score(pipe, clips: int, fps: float = 4.0) -> dict:
     }
 
 
+def draw_sheet(shown: dict, path: str, clips: int = 3) -> None:
+    """One row per video: per clip the truth, then for each model the fade caption's and the
+    'grows' caption's generation; every 3rd frame, 2x nearest-neighbour."""
+    from PIL import Image
+
+    rows = []
+    for k in range(clips):
+        rows.append(next(iter(shown.values()))["truth"][k])
+        for videos in shown.values():
+            rows += [videos["told"][k], videos["control"][k]]
+    grid = np.concatenate([np.concatenate(list(v[::3]), axis=1) for v in rows], axis=0)
+    img = Image.fromarray(grid)
+    img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST).save(path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(shipped_model_path()), help="the base pipeline")
@@ -142,11 +160,17 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--clips", type=int, default=16, help="clips per score (default 16)")
     p.add_argument(
+        "--sheet",
+        metavar="PNG",
+        help="also draw the first 3 fade clips (every 3rd frame): the truth, then before and "
+        "after with the fade caption and with the 'grows' caption",
+    )
+    p.add_argument(
         "--skip-before", action="store_true", help="score only the model with the adapter"
     )
     args = p.parse_args()
     t0 = time.time()
-    out = {}
+    out, shown = {}, {}
     runs = (
         (("after", args.adapter),)
         if args.skip_before
@@ -158,9 +182,12 @@ def main() -> None:
         pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
         if adapter:
             pipe.load_lora(adapter, args.scale)
-        out[name] = score(pipe, args.clips)
+        shown[name] = {}
+        out[name] = score(pipe, args.clips, shown=shown[name])
     if "before" in out:
         out["change"] = {k: out["after"][k] - out["before"][k] for k in out["before"]}
+    if args.sheet:
+        draw_sheet(shown, args.sheet)
     out.update(clips=args.clips, steps=20, seconds=round(time.time() - t0, 1))
     print(json.dumps(out))
 
