@@ -72,6 +72,7 @@ def test_write_dataset_draws_only_the_asked_shapes_and_motions(tmp_path):
         write_dataset(tmp_path / "bad", 2, progress=False, motions=("wiggle",))
     with pytest.raises(ValueError, match="unknown shape"):
         write_dataset(tmp_path / "bad2", 2, progress=False, shapes=("octagon",))
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()
 
 
 def test_make_shapes_motions_on_the_command_line(tmp_path):
@@ -105,3 +106,4 @@ def test_motion_share_mixes_the_new_motion_with_the_world(tmp_path):
             assert clip == sample_clip(seed)
     with pytest.raises(ValueError, match="motion_share"):
         write_dataset(tmp_path / "bad", 2, progress=False, motions=("fade",), motion_share=2)
+    assert not (tmp_path / "bad").exists()

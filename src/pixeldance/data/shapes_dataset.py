@@ -75,10 +75,6 @@ def write_dataset(
         raise ValueError(f"mover_share must be between 0 and 1, got {mover_share}")
     if not 0.0 <= motion_share <= 1.0:
         raise ValueError(f"motion_share must be between 0 and 1, got {motion_share}")
-    out = Path(out)
-    (out / "params").mkdir(parents=True, exist_ok=True)
-    movers = round(mover_share * num)
-    seeds = [seed * 1_000_003 + i for i in range(num - movers)] + mover_seeds(seed, movers)
     unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
     if unknown:
         raise ValueError(f"unknown shape(s) {', '.join(unknown)}; known: {SHAPES + NEW_SHAPES}")
@@ -86,6 +82,10 @@ def write_dataset(
     unknown = sorted(set(motions or ()) - set(known_motions))
     if unknown:
         raise ValueError(f"unknown motion(s) {', '.join(unknown)}; known: {known_motions}")
+    movers = round(mover_share * num)
+    seeds = [seed * 1_000_003 + i for i in range(num - movers)] + mover_seeds(seed, movers)
+    out = Path(out)
+    (out / "params").mkdir(parents=True, exist_ok=True)
     shapes, motions = (tuple(x) if x else None for x in (shapes, motions))
     asked = round(motion_share * (num - movers))  # clips drawn with ``motions``
     jobs = [(out, s, shapes, motions if i < asked else None) for i, s in enumerate(seeds)]
