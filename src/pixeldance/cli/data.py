@@ -284,27 +284,34 @@ def _cmd_preprocess(args) -> int:
 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     barrier = _process_group() if together else None
-    comps = build_components(cfg)
     try:
-        index = preprocess(
-            out, comps.vae, prompt_encoder(comps), sets, manifest=manifest, images=images,
-            fps=cfg.data.fps, clips_per_video=args.clips_per_video, seed=cfg.run.seed,
-            device=device, dtype=placement.torch_dtype, progress=rank == 0 or not together,
-            rank=rank, world=world, workers=args.workers, part_size=args.part_size,
-            restart=args.overwrite, model_key=config_hash(cfg), barrier=barrier,
-        )  # fmt: skip
-    except _nothing_encoded() as err:
-        raise WorkFailed(
-            f"{err}. Run `pixeldance check-data {manifest}` to see what is wrong"
-        ) from err
-    if index is None:
-        if not together:
-            print(
-                f"rank {rank} of {world}: parts written to {args.out}.preprocess-work; when "
-                f"every job is done: pixeldance preprocess --merge --out {args.out}"
-            )
-        return 0
-    return _report(out, index)
+        comps = build_components(cfg)
+        try:
+            index = preprocess(
+                out, comps.vae, prompt_encoder(comps), sets, manifest=manifest, images=images,
+                fps=cfg.data.fps, clips_per_video=args.clips_per_video, seed=cfg.run.seed,
+                device=device, dtype=placement.torch_dtype, progress=rank == 0 or not together,
+                rank=rank, world=world, workers=args.workers, part_size=args.part_size,
+                restart=args.overwrite, model_key=config_hash(cfg), barrier=barrier,
+            )  # fmt: skip
+        except _nothing_encoded() as err:
+            raise WorkFailed(
+                f"{err}. Run `pixeldance check-data {manifest}` to see what is wrong"
+            ) from err
+        if index is None:
+            if not together:
+                print(
+                    f"rank {rank} of {world}: parts written to {args.out}.preprocess-work; when "
+                    f"every job is done: pixeldance preprocess --merge --out {args.out}"
+                )
+            return 0
+        return _report(out, index)
+    finally:
+        if together:  # ended here, not torn down at exit (a gloo group can abort there)
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def _nothing_encoded():

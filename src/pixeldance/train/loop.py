@@ -70,7 +70,12 @@ def train(cfg: Config, resume: bool | str | Path = False) -> Path:
         if bar is not None:
             bar.close()
         if run is not None:
-            run.accelerator.end_training()
+            run.accelerator.end_training()  # also ends the process group
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            # start_run refused after the processes met (a resume they do not agree on): end
+            # the group here, or its threads are torn down at exit, when the other processes
+            # may be gone, and the process aborts instead of exiting with the error's code
+            torch.distributed.destroy_process_group()
 
 
 def train_step(run: Run) -> float | None:
