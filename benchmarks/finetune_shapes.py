@@ -36,12 +36,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pixeldance import PixelDancePipeline  # noqa: E402
 from pixeldance.data.captions import caption_for  # noqa: E402
 from pixeldance.data.shapes import COLOURS, sample_clip  # noqa: E402
+from pixeldance.files import atomic_path  # noqa: E402
 from pixeldance.folders import shipped_model_path  # noqa: E402
 from pixeldance.generation import make_scheduler  # noqa: E402
 from shapes_bench import run  # noqa: E402
-from shapes_scores import HELD_OUT_BASE, held_out_clips, psnr, render_at  # noqa: E402
+from shapes_scores import (  # noqa: E402
+    HELD_OUT_BASE,
+    held_out_clips,
+    psnr,
+    render_at,
+    shows_colour,
+)
 
-TOL = 90.0  # colour distance under which a pixel shows an object's colour (as the tracker's)
 GONE = 0.25  # an object counts as faded when less than this share of it is left
 
 
@@ -65,19 +71,14 @@ def growing(clip):
     return out
 
 
-def _shows(frame: np.ndarray, colour) -> np.ndarray:
-    diff = frame.astype(np.float32) - np.array(colour, np.float32)
-    return np.linalg.norm(diff, axis=-1) < TOL
-
-
 def remaining(video: np.ndarray, truth: np.ndarray, colour) -> float | None:
     """Share of the object's pixels in the true first frame (those that show its colour there
     and not in the true last frame, so background of a like colour is left out) that still show
     its colour in ``video``'s last frame; None if the object covers fewer than 3 pixels."""
-    region = _shows(truth[0], colour) & ~_shows(truth[-1], colour)
+    region = shows_colour(truth[0], colour) & ~shows_colour(truth[-1], colour)
     if region.sum() < 3:
         return None
-    return float(_shows(video[-1], colour)[region].mean())
+    return float(shows_colour(video[-1], colour)[region].mean())
 
 
 def fade_scores(videos, data) -> dict:
@@ -143,14 +144,16 @@ def draw_sheet(shown: dict, path: str, clips: int = 3) -> None:
     'grows' caption's generation; every 3rd frame, 2x nearest-neighbour."""
     from PIL import Image
 
+    truth = next(iter(shown.values()))["truth"]
     rows = []
-    for k in range(clips):
-        rows.append(next(iter(shown.values()))["truth"][k])
+    for k in range(min(clips, len(truth))):
+        rows.append(truth[k])
         for videos in shown.values():
             rows += [videos["told"][k], videos["control"][k]]
     grid = np.concatenate([np.concatenate(list(v[::3]), axis=1) for v in rows], axis=0)
     img = Image.fromarray(grid)
-    img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST).save(path)
+    with atomic_path(path) as tmp:
+        img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST).save(tmp, "PNG")
 
 
 def main() -> None:

@@ -77,13 +77,17 @@ def decode_videos(vae, latents: torch.Tensor) -> np.ndarray:
     return ((rec + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
+def shows_colour(frames: np.ndarray, colour, tol: float = 90.0) -> np.ndarray:
+    """Which pixels of ``frames`` (..., H, W, 3) lie within ``tol`` of the RGB ``colour``."""
+    return np.linalg.norm(frames.astype(np.float32) - np.array(colour, np.float32), axis=-1) < tol
+
+
 def track(video: np.ndarray, colour: tuple[int, int, int], tol: float = 90.0) -> list:
     """Per frame, the (x, y) centroid of the pixels within ``tol`` of ``colour`` (None where
     fewer than 3), leaving out pixels that match in every frame: those are a background of a
     similar colour (the world tints some backgrounds close to an object colour), not a mover
     (which covers no pixel for the whole clip once it travels farther than its size)."""
-    v = video.astype(np.float32)
-    match = np.linalg.norm(v - np.array(colour, np.float32), axis=-1) < tol  # (F, H, W)
+    match = shows_colour(video, colour, tol)  # (F, H, W)
     match &= ~match.all(axis=0)
     points = []
     for m in match:

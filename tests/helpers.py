@@ -20,6 +20,12 @@ TEXT_DIM = 24
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tree(path: Path) -> list[str]:
+    """Everything under ``path`` (files and folders), relative, sorted: to compare before and
+    after a command that must leave a folder as it was."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
 def cli_env() -> dict:
     """The environment every test-started command runs in: unbuffered, one thread, and the
     source tree first on the path (for scripts run by file)."""

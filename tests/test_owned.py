@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from helpers import tree
 from pixeldance.cli import main
 from pixeldance.folders import shipped_model_path
 from pixeldance.owned import check_destination, replacing
@@ -21,16 +22,12 @@ def user_folder(path):
     return path
 
 
-def files_of(path):
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
-
-
 def test_export_refuses_a_folder_of_user_files_and_leaves_it_whole(tmp_path, capsys):
     mine = user_folder(tmp_path / "mywork")
-    before = files_of(mine)
+    before = tree(mine)
     assert main(["export", str(shipped_model_path()), "--out", str(mine), "--overwrite"]) == 2
     assert "did not write" in capsys.readouterr().err
-    assert files_of(mine) == before
+    assert tree(mine) == before
     assert (mine / "thesis.txt").read_text() == "years of work"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mywork"]  # no temporary folder
 
@@ -51,11 +48,11 @@ def test_export_replaces_its_own_pipeline_only_with_overwrite(tmp_path, capsys):
 def test_an_interrupted_replacement_keeps_the_old_folder_and_leaves_no_temporary(tmp_path):
     out = tmp_path / "pipe"
     shutil.copytree(shipped_model_path(), out)
-    before = files_of(out)
+    before = tree(out)
     with pytest.raises(KeyboardInterrupt), replacing(out) as tmp:
         (tmp / "half.txt").write_text("partial")
         raise KeyboardInterrupt
-    assert files_of(out) == before
+    assert tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
@@ -64,7 +61,7 @@ def test_a_completed_replacement_swaps_in_the_new_folder(tmp_path):
     shutil.copytree(shipped_model_path(), out)
     with replacing(out) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert files_of(out) == ["new.txt"]
+    assert tree(out) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import ROOT
+from helpers import ROOT, tree
 from pixeldance.cli import main
 from pixeldance.folders import shipped_model_path
 
@@ -180,10 +180,6 @@ def inputs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("inputs")
     prepare(d)
     return d
-
-
-def tree(d: Path) -> list[str]:
-    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from evaluation_helpers import TinyImageNet, TinyVideoNet, save_torchscript
-from helpers import ROOT
+from helpers import ROOT, tree
 from pixeldance.cli import main
 from pixeldance.data.shapes_dataset import write_dataset
 from pixeldance.folders import shipped_model_path
@@ -147,10 +147,6 @@ def inputs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("inputs")
     prepare(d)
     return d
-
-
-def tree(d: Path) -> list[str]:
-    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
 def _id(i: int, case) -> str:

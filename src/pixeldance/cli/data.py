@@ -4,6 +4,7 @@ rate and path is checked before any work. A cache is made in parts in a work fol
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from .common import (
@@ -146,24 +147,10 @@ def _cmd_make_shapes(args) -> int:
         raise UsageError(f"--motion-share must be between 0 and 1, got {args.motion_share}")
     if args.motion_share != 1.0 and not args.motions:
         raise UsageError("--motion-share needs --motions (the motions to draw in that share)")
-    from ..data.shapes import MOTIONS, NEW_MOTIONS, NEW_SHAPES, SHAPES
     from ..data.shapes_dataset import write_dataset
 
-    shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
-    unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
-    if unknown or (shapes is not None and not all(shapes)):
-        raise UsageError(
-            f"--shapes: unknown shape(s) {', '.join(unknown) or repr(args.shapes)}; "
-            f"choose from {', '.join(SHAPES + NEW_SHAPES)}"
-        )
-    motions = tuple(s.strip() for s in args.motions.split(",")) if args.motions else None
-    known = tuple(dict.fromkeys(MOTIONS + NEW_MOTIONS))
-    unknown = sorted(set(motions or ()) - set(known))
-    if unknown or (motions is not None and not all(motions)):
-        raise UsageError(
-            f"--motions: unknown motion(s) {', '.join(unknown) or repr(args.motions)}; "
-            f"choose from {', '.join(known)}"
-        )
+    shapes = _choices("--shapes", "shape", args.shapes)
+    motions = _choices("--motions", "motion", args.motions)
     out = destination(args.out, "dataset", args.overwrite)
     from ..files import check_free_space
 
@@ -189,6 +176,23 @@ def _cmd_make_shapes(args) -> int:
         )
     print(f"wrote {args.num} clips to {args.out} (manifest.csv, images.csv, params/)")
     return 0
+
+
+def _choices(flag: str, kind: str, text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list of the world's shapes or motions, checked; None if not given."""
+    from ..data.shapes import CHOICES, unknown_choice
+
+    if not text:
+        return None
+    names = tuple(s.strip() for s in text.split(","))
+    if not all(names):
+        raise UsageError(
+            f"{flag}: an empty name in {text!r}; choose from {', '.join(CHOICES[kind])}"
+        )
+    problem = unknown_choice(kind, names)
+    if problem:
+        raise UsageError(f"{flag}: {problem}")
+    return names
 
 
 def _cmd_check_data(args) -> int:
@@ -283,8 +287,7 @@ def _cmd_preprocess(args) -> int:
         import os
 
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    barrier = _process_group() if together else None
-    try:
+    with _process_group(together) as barrier:
         comps = build_components(cfg)
         try:
             index = preprocess(
@@ -306,12 +309,6 @@ def _cmd_preprocess(args) -> int:
                 )
             return 0
         return _report(out, index)
-    finally:
-        if together:  # ended here, not torn down at exit (a gloo group can abort there)
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
 
 
 def _nothing_encoded():
@@ -320,16 +317,26 @@ def _nothing_encoded():
     return NothingEncoded
 
 
-def _process_group():
+@contextmanager
+def _process_group(together: bool):
     """Processes started together (torchrun): a gloo group for the barriers around the work
-    (a long timeout: a rank may finish its share hours before the last one)."""
+    (a long timeout: a rank may finish its share hours before the last one), ended on the way
+    out rather than torn down at exit, where a gloo group can abort the process. Yields the
+    barrier, or None for a process on its own."""
+    if not together:
+        yield None
+        return
     from datetime import timedelta
 
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=timedelta(days=7))
-    return dist.barrier
+    try:
+        yield dist.barrier
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _merge(out: Path) -> int:

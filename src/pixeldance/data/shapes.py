@@ -48,6 +48,8 @@ MOTIONS = ("move", "move", "move", "move", "bounce", "grow", "shrink", "rotate")
 # motions the world draws only when asked (make-shapes --motions): new motion words for
 # fine-tuning; "fade": the object fades into the background, gone by the last frame
 NEW_MOTIONS = ("fade",)
+# what ``sample_clip`` may be asked to draw (make-shapes --shapes / --motions)
+CHOICES = {"shape": SHAPES + NEW_SHAPES, "motion": tuple(dict.fromkeys(MOTIONS + NEW_MOTIONS))}
 CAMERAS = (
     "static",
     "static",
@@ -153,6 +155,16 @@ def sample_clip(
     return clip
 
 
+def unknown_choice(kind: str, names: tuple[str, ...] | None) -> str | None:
+    """One line naming what in ``names`` the world does not draw (``kind``: "shape" or
+    "motion", see :data:`CHOICES`), or None if it draws them all."""
+    known = CHOICES[kind]
+    unknown = sorted(set(names or ()) - set(known))
+    if not unknown:
+        return None
+    return f"unknown {kind}(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+
+
 def unit_vector(direction: str) -> tuple[float, float]:
     """The direction's unit vector in image coordinates (x right, y down)."""
     dx, dy = DIRECTIONS[direction]
@@ -161,7 +173,7 @@ def unit_vector(direction: str) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------- rendering
-def _background(clip: ShapesClip, h: int, w: int) -> np.ndarray:
+def background_texture(clip: ShapesClip, h: int, w: int) -> np.ndarray:
     """A texture 1.5x the frame in each axis (room for camera moves), float (H, W, 3)."""
     rng = np.random.default_rng(clip.seed + 1)
     bh, bw = int(h * 1.5), int(w * 1.5)
@@ -257,27 +269,29 @@ def render_frame(
     """uint8 (H, W, 3) frame at progress p in [0, 1]."""
     h, w = h or clip.height, w or clip.width
     img = Image.fromarray(_camera_view(bg, clip, p, h, w))
+    draw = ImageDraw.Draw(img)
     for obj in clip.objects:
         x, y, r, rot = object_state(obj, p, h, w)
         alpha = object_opacity(obj, p)
-        if alpha >= 1.0:  # drawn straight on the frame (the world's clips as they always were)
-            mask, draw = None, ImageDraw.Draw(img)
-        else:  # drawn into a mask at the object's opacity, then blended over the frame
+        if alpha >= 1.0:
+            _draw_shape(draw, obj.shape, x, y, r, rot, COLOURS[obj.colour])
+        else:  # a fading object: drawn into a mask at its opacity, then blended over the frame
             mask = Image.new("L", img.size, 0)
-            draw = ImageDraw.Draw(mask)
-        fill = COLOURS[obj.colour] if mask is None else int(round(255 * alpha))
-        if obj.shape == "circle":
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
-        else:
-            draw.polygon(_polygon(obj.shape, x, y, r, rot), fill=fill)
-        if mask is not None:
+            _draw_shape(ImageDraw.Draw(mask), obj.shape, x, y, r, rot, round(255 * alpha))
             img.paste(COLOURS[obj.colour], mask=mask)
     return np.asarray(img)
 
 
+def _draw_shape(draw, shape: str, x: float, y: float, r: float, rot: float, fill) -> None:
+    if shape == "circle":
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
+    else:
+        draw.polygon(_polygon(shape, x, y, r, rot), fill=fill)
+
+
 def render_clip(clip: ShapesClip) -> np.ndarray:
     """All frames, uint8 (F, H, W, 3)."""
-    bg = _background(clip, clip.height, clip.width)
+    bg = background_texture(clip, clip.height, clip.width)
     n = clip.num_frames
     return np.stack([render_frame(clip, bg, i / (n - 1)) for i in range(n)])
 

@@ -12,16 +12,13 @@ from PIL import Image
 
 from .captions import still_caption
 from .shapes import (
-    MOTIONS,
-    NEW_MOTIONS,
-    NEW_SHAPES,
-    SHAPES,
-    _background,
+    background_texture,
     clip_to_json,
     is_single_mover,
     render_clip,
     render_frame,
     sample_clip,
+    unknown_choice,
 )
 
 # offsets within a dataset seed's stream (seed * 1_000_003 + offset): clips from 0, stills
@@ -75,13 +72,9 @@ def write_dataset(
         raise ValueError(f"mover_share must be between 0 and 1, got {mover_share}")
     if not 0.0 <= motion_share <= 1.0:
         raise ValueError(f"motion_share must be between 0 and 1, got {motion_share}")
-    unknown = sorted(set(shapes or ()) - set(SHAPES) - set(NEW_SHAPES))
-    if unknown:
-        raise ValueError(f"unknown shape(s) {', '.join(unknown)}; known: {SHAPES + NEW_SHAPES}")
-    known_motions = tuple(dict.fromkeys(MOTIONS + NEW_MOTIONS))
-    unknown = sorted(set(motions or ()) - set(known_motions))
-    if unknown:
-        raise ValueError(f"unknown motion(s) {', '.join(unknown)}; known: {known_motions}")
+    problem = unknown_choice("shape", shapes) or unknown_choice("motion", motions)
+    if problem:
+        raise ValueError(problem)
     movers = round(mover_share * num)
     seeds = [seed * 1_000_003 + i for i in range(num - movers)] + mover_seeds(seed, movers)
     out = Path(out)
@@ -117,7 +110,7 @@ def write_dataset(
         for o in clip.objects:  # stills: objects are where they are, captions say what they are
             o.motion, o.direction = "still", None
         clip.camera = "static"
-        frame = render_frame(clip, _background(clip, clip.height, clip.width), 0.0)
+        frame = render_frame(clip, background_texture(clip, clip.height, clip.width), 0.0)
         caption = still_caption(clip, np.random.default_rng(clip.seed))
         name = f"images/still{i:06d}.png"
         Image.fromarray(frame).save(out / name)
