@@ -60,7 +60,10 @@ class InstructionConfig:
     sketch_method: str = "canny"
 
     def __post_init__(self):
-        for name in ("middle_keyframe_prob", "context_prefix_prob", "sketch_last_prob"):
+        for name in (
+            "last_frame_drop_prob", "text_drop_prob", "first_frame_drop_prob",
+            "middle_keyframe_prob", "context_prefix_prob", "sketch_last_prob",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"instructions.{name} must be in [0, 1], got {value}")
@@ -73,10 +76,6 @@ class InstructionConfig:
                 f"instructions.sketch_method must be one of {SKETCH_METHODS}, "
                 f"got {self.sketch_method!r}"
             )
-        for name in ("last_frame_drop_prob", "text_drop_prob", "first_frame_drop_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.last_frame_candidates < 1:
             raise ValueError("last_frame_candidates must be at least 1")
         if self.noise_timestep < 0:

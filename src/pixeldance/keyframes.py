@@ -199,8 +199,3 @@ def folder_layout(folder: str | Path) -> str:
     if not path.exists():
         return "zeros"
     return str(json.loads(path.read_text()).get("c_image_layout", "zeros"))
-
-
-def active_slots(keyframes: Sequence[Keyframe], slots: Sequence[Slot], step: int) -> list[Slot]:
-    """The slots whose keyframe still guides at denoising step ``step`` (its tau > step)."""
-    return [s for k, s in zip(keyframes, slots, strict=True) if step < k.tau]
